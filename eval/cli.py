@@ -1,0 +1,40 @@
+"""`antidistill` command line: one module per subcommand (eval/cmd_*.py), each with `add_parser`."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from antidistill.watermark.errors import UserError
+
+# Subcommand modules, in the order `antidistill --help` lists them.
+COMMANDS = ("detect",)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="antidistill",
+        description="Output countermeasures against distillation: protect, distill, detect, audit.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name in COMMANDS:
+        importlib.import_module(f"antidistill.eval.cmd_{name}").add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except UserError as err:
+        print(f"antidistill {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"antidistill {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,60 @@
+"""Exact tail probabilities in log space, finite far below 1e-300.
+
+scipy's `logsf` returns log(sf) and so falls to -inf once sf underflows (about 1e-308). Where
+the tail is that small we sum the pmf terms in log space instead; the terms there fall off
+geometrically, so a few hundred of them give the sum to double precision.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy import stats
+from scipy.special import logsumexp
+
+LN10 = math.log(10.0)
+_SWITCH = -600.0  # natural log; below this scipy's value is no longer trusted (1e-260)
+_REL_EPS = 1e-18
+
+
+def _series_len(ratio: float, available: int) -> int:
+    """Terms needed until ratio**m < 1e-18 (geometric bound on the neglected remainder)."""
+    if ratio <= 0.0:
+        return 1
+    if ratio >= 1.0:
+        return available
+    return int(min(available, math.ceil(math.log(_REL_EPS) / math.log(ratio)) + 2))
+
+
+def binom_log_sf(k: int, n: int, q: float) -> float:
+    """ln P(X >= k) for X ~ Binomial(n, q)."""
+    if k <= 0:
+        return 0.0
+    if k > n:
+        return -math.inf
+    value = float(stats.binom.logsf(k - 1, n, q))
+    if value > _SWITCH:
+        return value
+    # Far in the upper tail: term ratio pmf(j+1)/pmf(j) = (n-j)/(j+1) * q/(1-q) is largest at j=k.
+    ratio = (n - k) / (k + 1) * q / (1 - q)
+    j = np.arange(k, k + _series_len(ratio, n - k + 1))
+    return float(logsumexp(stats.binom.logpmf(j, n, q)))
+
+
+def gamma_log_sf(x: float, n: int) -> float:
+    """ln P(G >= x) for G ~ Gamma(n, 1), n a positive integer (sum of n Exp(1) variables)."""
+    if n <= 0:
+        return 0.0 if x <= 0 else -math.inf
+    if x <= 0:
+        return 0.0
+    value = float(stats.gamma.logsf(x, n))
+    if value > _SWITCH:
+        return value
+    # P(Gamma(n,1) >= x) = P(Poisson(x) <= n-1); the Poisson terms shrink by j/x going down from n-1.
+    ratio = (n - 1) / x
+    j = np.arange(n - 1, n - 1 - _series_len(ratio, n), -1)
+    return float(logsumexp(stats.poisson.logpmf(j, x)))
+
+
+def log10(ln_value: float) -> float:
+    return ln_value / LN10
