@@ -1,0 +1,240 @@
+"""Detection shared by every token-hash scheme: windows, dedup, exact tails, the `Detection` record.
+
+A scheme scores (context window, token) tuples. Under H0 (text written without the key) each
+*distinct* PRF input gives one independent draw with a known law, so the detector
+
+1. cuts the texts into windows (vectorised over positions, ragged over sequences),
+2. maps each to its 32-bit PRF input (`prf_inputs`, scheme-specific),
+3. keeps the first occurrence of each PRF input (dedup; repeated text would otherwise look
+   watermarked) and optionally drops windows that also occur in the prompts,
+4. scores what is left (`tuple_scores`) and takes the exact upper tail of the sum (`log_sf`).
+
+Dedup on the PRF input rather than on the raw tuple is at least as strict: two tuples that hash to
+the same input would give the same draw, so they count once (a rare 2**-32 event for distinct
+windows, and for self-hash the whole point: windows sharing their min-hash anchor share a draw).
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .errors import UserError
+from .hashing import KeyedHash
+from .stats import LN10
+
+DEDUP_OFF_WARNING = ("dedup=False: repeated (window, token) tuples are scored again, so repetitive "
+                     "unwatermarked text can look watermarked; p-values are not valid")
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One detection verdict. Higher `statistic` (and `z`) always means more watermarked."""
+
+    n_scored: int  # distinct tuples scored
+    statistic: float  # green count / score sum / count of g-values equal to 1
+    z: float
+    log10_p: float  # exact, finite far below 1e-300
+    p_value: float  # 10**log10_p (underflows to 0.0 below ~1e-308; log10_p stays exact)
+    scheme: str
+    key_fingerprint: str
+    n_tuples: int = 0  # windows seen before dedup and prompt exclusion
+    dedup: bool = True
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def significant(self, alpha: float) -> bool:
+        return self.log10_p < math.log10(alpha)
+
+
+@dataclass(frozen=True)
+class Windows:
+    """(context window, token) tuples in text order, with the sequence each came from."""
+
+    contexts: np.ndarray  # int64 [N, h]
+    tokens: np.ndarray  # int64 [N]
+    seq_index: np.ndarray  # int64 [N]
+
+
+def as_sequences(sequences) -> list[np.ndarray]:
+    """Accept one sequence or many (lists, numpy arrays, tensors); return int64 arrays."""
+    if isinstance(sequences, torch.Tensor):
+        sequences = sequences.detach().cpu().numpy()
+    if isinstance(sequences, np.ndarray):
+        if sequences.ndim == 1:
+            sequences = [sequences]
+        elif sequences.ndim != 2:
+            raise UserError(f"token ids must be 1-D or 2-D, got shape {sequences.shape}")
+    sequences = list(sequences)
+    if sequences and np.ndim(sequences[0]) == 0:  # a single flat sequence of ints
+        sequences = [sequences]
+    out = []
+    for i, seq in enumerate(sequences):
+        if isinstance(seq, torch.Tensor):
+            seq = seq.detach().cpu().numpy()
+        arr = np.asarray(seq)
+        if arr.size == 0:
+            out.append(np.zeros(0, dtype=np.int64))
+            continue
+        if arr.ndim != 1 or not np.issubdtype(arr.dtype, np.integer):
+            raise UserError(f"sequence {i}: token ids must be a flat list of integers")
+        if arr.min() < 0 or arr.max() >= 2**32:
+            raise UserError(f"sequence {i}: token ids must lie in [0, 2**32)")
+        out.append(arr.astype(np.int64, copy=False))
+    return out
+
+
+def _ragged_positions(starts: np.ndarray, stops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """All integers in [start_i, stop_i) for every i, concatenated, and the i each came from."""
+    counts = np.maximum(stops - starts, 0)
+    total = int(counts.sum())
+    owner = np.repeat(np.arange(len(counts)), counts)
+    offsets = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
+    return np.repeat(starts, counts) + offsets, owner
+
+
+def extract_windows(sequences, prompts=None, h: int = 1) -> tuple[Windows, Windows]:
+    """Windows of the completions (scored) and of the prompts (for optional exclusion).
+
+    The context of a completion's first tokens reaches back into its prompt; positions with fewer
+    than h tokens before them have no full window and are not scored.
+    """
+    seqs = as_sequences(sequences)
+    if prompts is None:
+        prm = [np.zeros(0, dtype=np.int64)] * len(seqs)
+    else:
+        prm = as_sequences(prompts)
+        if len(prm) == 1 and len(seqs) > 1 and np.ndim(prompts[0]) == 0:
+            prm = prm * len(seqs)
+        if len(prm) != len(seqs):
+            raise UserError(f"{len(prm)} prompts for {len(seqs)} sequences; give one prompt per sequence")
+    full_len = np.array([len(p) + len(s) for p, s in zip(prm, seqs)], dtype=np.int64)
+    prompt_len = np.array([len(p) for p in prm], dtype=np.int64)
+    flat = np.concatenate([np.concatenate([p, s]) for p, s in zip(prm, seqs)]) if seqs else np.zeros(0, np.int64)
+    base = np.cumsum(full_len) - full_len
+
+    def windows(lo, hi) -> Windows:
+        pos, owner = _ragged_positions(base + lo, base + hi)
+        ctx = flat[pos[:, None] + np.arange(-h, 0)] if h else np.zeros((len(pos), 0), np.int64)
+        return Windows(ctx, flat[pos], owner)
+
+    completion = windows(np.maximum(prompt_len, h), full_len)
+    prompt = windows(np.full_like(prompt_len, h), prompt_len)
+    return completion, prompt
+
+
+def first_occurrence(keys: np.ndarray) -> np.ndarray:
+    """Boolean mask keeping the first occurrence of each value (hash-based, order preserving)."""
+    return ~pd.Series(keys, copy=False).duplicated(keep="first").to_numpy()
+
+
+class TokenHashDetector:
+    """Base detector for schemes that score (window, token) tuples through the keyed hash.
+
+    Subclasses define `tuple_scores` (the per-tuple score from the PRF input), `log_sf` (ln of the
+    exact H0 upper tail of the score sum) and `null_mean_var` (per-tuple mean/variance under H0,
+    for z); schemes whose PRF input is not the plain keyed hash override `prf_inputs`.
+    """
+
+    def __init__(self, protection, key):
+        self.protection = protection
+        self.scheme = protection.spec
+        self.key_fingerprint = key.fingerprint
+        self.h = protection.context_width
+        self.hash = KeyedHash(key, protection.hash_label)
+
+    # -- scheme-specific -------------------------------------------------------------------
+    def prf_inputs(self, contexts: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        return self.hash.prf_input(contexts, tokens)
+
+    def tuple_scores(self, prf_inputs: torch.Tensor) -> np.ndarray:
+        raise NotImplementedError
+
+    def log_sf(self, statistic: float, n: int) -> float:
+        raise NotImplementedError
+
+    def null_mean_var(self) -> tuple[float, float]:
+        raise NotImplementedError
+
+    # -- shared ----------------------------------------------------------------------------
+    def _inputs(self, w: Windows) -> np.ndarray:
+        if len(w.tokens) == 0:
+            return np.zeros(0, dtype=np.int64)
+        return self.prf_inputs(torch.from_numpy(w.contexts), torch.from_numpy(w.tokens)).numpy()
+
+    def scored_tuples(self, sequences, prompts=None, *, dedup: bool = True,
+                      exclude_prompt_windows: bool = False) -> tuple[np.ndarray, np.ndarray, int]:
+        """Per-tuple scores in text order after dedup/exclusion, their sequence index, and the
+        number of windows before filtering (for curves and per-sequence splits)."""
+        completion, prompt = extract_windows(sequences, prompts, self.h)
+        inputs = self._inputs(completion)
+        keep = np.ones(len(inputs), dtype=bool)
+        if exclude_prompt_windows and len(prompt.tokens):
+            keep &= ~np.isin(inputs, self._inputs(prompt))
+        if dedup:
+            keep &= first_occurrence(inputs)  # a tuple excluded above still counts as seen
+        else:
+            warnings.warn(DEDUP_OFF_WARNING, stacklevel=3)
+        kept = inputs[keep]
+        scores = self.tuple_scores(torch.from_numpy(kept)) if len(kept) else np.zeros(0)
+        return scores, completion.seq_index[keep], len(inputs)
+
+    def score_windows(self, contexts, tokens, *, dedup: bool = True) -> Detection:
+        """Detection over explicit (context [N, h], token [N]) tuples, e.g. a suspect's top-1
+        predictions under teacher forcing (reading-mode audit)."""
+        contexts = torch.as_tensor(np.asarray(contexts, dtype=np.int64)).reshape(-1, self.h)
+        tokens = torch.as_tensor(np.asarray(tokens, dtype=np.int64)).reshape(-1)
+        inputs = self.prf_inputs(contexts, tokens).numpy() if len(tokens) else np.zeros(0, np.int64)
+        if dedup:
+            inputs = inputs[first_occurrence(inputs)]
+        else:
+            warnings.warn(DEDUP_OFF_WARNING, stacklevel=2)
+        scores = self.tuple_scores(torch.from_numpy(inputs)) if len(inputs) else np.zeros(0)
+        return self.verdict(float(scores.sum()), len(scores), n_tuples=len(tokens), dedup=dedup)
+
+    def verdict(self, statistic: float, n: int, *, n_tuples: int = 0, dedup: bool = True) -> Detection:
+        if n == 0:
+            ln_p, z = 0.0, 0.0
+        else:
+            mean, var = self.null_mean_var()
+            z = (statistic - n * mean) / math.sqrt(n * var)
+            ln_p = min(0.0, self.log_sf(statistic, n))
+        log10_p = ln_p / LN10
+        return Detection(n_scored=int(n), statistic=float(statistic), z=float(z), log10_p=float(log10_p),
+                         p_value=float(10.0**log10_p), scheme=self.scheme,
+                         key_fingerprint=self.key_fingerprint, n_tuples=int(n_tuples), dedup=dedup)
+
+    def detect(self, sequences, prompts=None, *, dedup: bool = True,
+               exclude_prompt_windows: bool = False) -> Detection:
+        """One pooled verdict over all sequences; dedup runs across all of them."""
+        scores, _, n_tuples = self.scored_tuples(sequences, prompts, dedup=dedup,
+                                                 exclude_prompt_windows=exclude_prompt_windows)
+        return self.verdict(float(scores.sum()), len(scores), n_tuples=n_tuples, dedup=dedup)
+
+    def detect_each(self, sequences, prompts=None, *, dedup: bool = True,
+                    exclude_prompt_windows: bool = False) -> list[Detection]:
+        """One verdict per sequence (dedup within each sequence, not across them)."""
+        seqs = as_sequences(sequences)
+        prm = as_sequences(prompts) if prompts is not None else [None] * len(seqs)
+        if len(prm) != len(seqs):
+            raise UserError(f"{len(prm)} prompts for {len(seqs)} sequences; give one prompt per sequence")
+        return [self.detect([s], None if p is None else [p], dedup=dedup,
+                            exclude_prompt_windows=exclude_prompt_windows) for s, p in zip(seqs, prm)]
+
+    def curve(self, sequences, prompts=None, *, dedup: bool = True, exclude_prompt_windows: bool = False,
+              points: int = 50) -> pd.DataFrame:
+        """log10 p against the number of tuples scored (in text order), at ~`points` sizes."""
+        scores, _, _ = self.scored_tuples(sequences, prompts, dedup=dedup,
+                                          exclude_prompt_windows=exclude_prompt_windows)
+        if len(scores) == 0:
+            return pd.DataFrame({"n_scored": [], "log10_p": []})
+        sizes = np.unique(np.geomspace(1, len(scores), num=points).round().astype(int))
+        cum = np.cumsum(scores)
+        rows = [(int(n), self.verdict(float(cum[n - 1]), int(n), dedup=dedup).log10_p) for n in sizes]
+        return pd.DataFrame(rows, columns=["n_scored", "log10_p"])
+

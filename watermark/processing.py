@@ -1,0 +1,68 @@
+"""Sampling-time plumbing shared by the keyed protections (all `transformers.LogitsProcessor`s)."""
+from __future__ import annotations
+
+import torch
+from transformers import LogitsProcessor
+
+from .errors import UserError
+from .hashing import KeyedHash, mix_
+
+
+class KeyedLogitsProcessor(LogitsProcessor):
+    """Holds the keyed hash and the keyed codes of the whole vocabulary (computed once per device).
+
+    `vocab_size` must be the model's output-layer size (see `check_vocab`); scores of another width
+    are refused rather than silently hashed with the wrong candidate set.
+    """
+
+    def __init__(self, protection, key, vocab_size: int):
+        if int(vocab_size) <= 0:
+            raise UserError(f"vocab_size must be positive, got {vocab_size}")
+        self.protection = protection
+        self.vocab_size = int(vocab_size)
+        self.h = protection.context_width
+        self.hash = KeyedHash(key, protection.hash_label)
+        self._codes: dict[torch.device, torch.Tensor] = {}
+
+    def codes(self, device: torch.device) -> torch.Tensor:
+        if device not in self._codes:
+            self._codes[device] = self.hash.tok(torch.arange(self.vocab_size, device=device))
+        return self._codes[device]
+
+    def check(self, input_ids: torch.Tensor, scores: torch.Tensor) -> bool:
+        """Validate shapes; False when there are too few tokens for a full context window."""
+        if scores.shape[-1] != self.vocab_size:
+            raise UserError(f"{self.protection.scheme}: scores have {scores.shape[-1]} columns but the "
+                            f"processor was built for vocab_size={self.vocab_size}; build it from the "
+                            "model's output layer (check_vocab)")
+        return input_ids.shape[-1] >= self.h
+
+    def window_prf(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """PRF outputs [B, V] for every candidate after each row's last h tokens."""
+        context = input_ids[:, input_ids.shape[-1] - self.h:]
+        x = self.hash.state(context)[:, None] ^ self.codes(input_ids.device)[None, :]
+        return mix_(x)
+
+
+def sampling_log_probs(scores: torch.Tensor, temperature: float, top_k: int, top_p: float) -> torch.Tensor:
+    """Log-probabilities of the distribution a sampler would draw from (temperature, top-k, top-p).
+
+    Distribution-preserving schemes (gumbel, synthid) choose the token themselves, so they must see
+    the final sampling distribution; generate's own warpers run after user processors.
+    """
+    logits = scores.float() / temperature
+    if top_k and top_k < logits.shape[-1]:
+        kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
+        probs = sorted_logits.softmax(-1)
+        drop = probs.cumsum(-1) - probs > top_p  # keep the smallest prefix reaching top_p
+        logits = logits.masked_fill(drop.scatter(-1, order, drop), float("-inf"))
+    return torch.log_softmax(logits, dim=-1)
+
+
+def one_hot_scores(scores: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor:
+    """Scores that make any later sampler or argmax emit `chosen` ([B] token ids)."""
+    out = torch.full_like(scores, float("-inf"))
+    return out.scatter_(-1, chosen[:, None], 0.0)
