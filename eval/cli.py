@@ -8,7 +8,7 @@ import sys
 from antidistill.watermark.errors import UserError
 
 # Subcommand modules, in the order `antidistill --help` lists them.
-COMMANDS = ("detect",)
+COMMANDS = ("detect", "generate", "train")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,45 @@
+"""`antidistill generate`: sample a teacher on prompts under a protection into a resumable corpus."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "generate", help="sample a teacher under a protection into a corpus folder",
+        description="Sample TEACHER on the prompts under PROTECTION and write JSONL shards plus manifest.json "
+                    "to OUT. Rerun the same command after an interruption to finish the corpus.")
+    p.add_argument("--teacher", default="demo", help="'demo', a preset, a model folder or a hub id (default: demo)")
+    p.add_argument("--protection", default="none", help="protection spec, e.g. none or kgw:gamma=0.25,delta=2")
+    p.add_argument("--key-file", help="file with the secret key (default: $ANTIDISTILL_KEY)")
+    p.add_argument("--prompts", required=True,
+                   help="N (task-suite distillation prompts) or a .jsonl ({\"prompt\": ...}) / .txt file")
+    p.add_argument("--out", required=True, help="corpus folder to write (or finish)")
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--max-new-tokens", type=int, default=128)
+    p.add_argument("--topk-logprobs", type=int, default=0, metavar="K",
+                   help="also store the top-K log-probabilities per generated token (for logit KD)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--shard-size", type=int, default=256, help="records per shard (the unit of resumption)")
+    p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args) -> int:
+    from antidistill.students.corpus import generate_corpus
+
+    manifest = generate_corpus(
+        args.teacher, args.out, protection=args.protection, key_file=args.key_file, prompts=args.prompts,
+        temperature=args.temperature, max_new_tokens=args.max_new_tokens, topk_logprobs=args.topk_logprobs,
+        seed=args.seed, batch_size=args.batch_size, shard_size=args.shard_size, device=args.device,
+        progress=not args.quiet)
+    counts = manifest["counts"]
+    print(json.dumps({"out": args.out, "protection": manifest["protection"],
+                      "key_fingerprint": manifest["key_fingerprint"], **counts,
+                      "tokens_per_second": manifest["tokens_per_second"]}))
+    return 0

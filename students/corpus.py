@@ -1,0 +1,353 @@
+"""Corpora of teacher outputs: generated in shards under a protection, resumable, verifiable.
+
+A corpus folder holds `manifest.json` and `shard-NNNNN.jsonl` files. Each record has `id`,
+`prompt`, `completion`, `prompt_ids`, `completion_ids`, `stop` ("eos" or "length"), for task-suite
+prompts also `skill` and `answer`, and on request `topk_ids` / `topk_logprobs` (one list per
+generated position, the EOS position included when the teacher stopped).
+
+Resuming: the manifest is written first with the full plan and rewritten after every finished
+shard (each write atomic). Shard i is sampled with seeds derived from (seed, i, batch) only, so a
+rerun after a kill regenerates exactly the missing shards and the result equals an uninterrupted
+run. A different plan in the same folder is refused rather than mixed in.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from antidistill.watermark import check_vocab, load_key, parse_protection
+from antidistill.watermark.errors import UserError, atomic_write
+
+from .sampling import encode_prompts, generate_batch
+from .tasks import make_split
+from .tokenizer import tokenizer_fingerprint
+
+FORMAT = "antidistill-corpus"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+# Settings that must match for a rerun to resume a folder (the rest is bookkeeping).
+PLAN_KEYS = ("teacher", "tokenizer_fingerprint", "vocab_size", "protection", "key_fingerprint", "seed",
+             "temperature", "max_new_tokens", "topk_logprobs", "batch_size", "shard_size", "prompts_sha256",
+             "n_prompts")
+
+
+def derive_seed(*parts) -> int:
+    """A 63-bit seed from any tuple of values (stable across runs and machines)."""
+    digest = hashlib.sha256("/".join(map(str, parts)).encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+# ---------------------------------------------------------------- prompts
+
+
+def load_prompts(prompts, *, seed: int = 0, chat: bool = False) -> tuple[list[dict], str]:
+    """Prompt records [{id, prompt, (skill, answer)}] and a description of their source.
+
+    `prompts` is a count N (the task suite's distillation split, N prompts, drawn with `seed`),
+    a file (.jsonl with a "prompt" field per line, or text with one prompt per line), or a list
+    of strings. Plain-text prompts for a model without a chat template get a trailing newline,
+    the convention the demo teacher was trained with.
+    """
+    if isinstance(prompts, int) or (isinstance(prompts, str) and prompts.strip().isdigit()):
+        n = int(prompts)
+        if n <= 0:
+            raise UserError(f"--prompts must be a positive count or a file, got {n}")
+        examples = make_split("distill", n, seed=seed)
+        return ([{"id": e.id, "prompt": e.prompt, "skill": e.skill, "answer": e.answer} for e in examples],
+                f"task-suite:distill:seed={seed}")
+    if isinstance(prompts, (list, tuple)):
+        texts = list(prompts)
+        return ([{"id": f"p{i:06d}", "prompt": _line_prompt(t, chat)} for i, t in enumerate(texts)], "list")
+    path = Path(prompts)
+    if not path.is_file():
+        raise UserError(f"prompt file {path} does not exist; pass --prompts N (task-suite prompts) or a "
+                        ".jsonl/.txt file")
+    records = []
+    with open(path, encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            if path.suffix == ".jsonl":
+                try:
+                    obj = json.loads(line)
+                    text = obj["prompt"]
+                    if not isinstance(text, str):
+                        raise TypeError
+                except (json.JSONDecodeError, KeyError, TypeError):
+                    raise UserError(f"{path}:{lineno}: expected a JSON object with a string \"prompt\" field")
+                records.append({"id": str(obj.get("id", f"p{len(records):06d}")), "prompt": text})
+            else:
+                records.append({"id": f"p{len(records):06d}", "prompt": _line_prompt(line.rstrip("\r\n"), chat)})
+    if not records:
+        raise UserError(f"prompt file {path} holds no prompts")
+    ids = [r["id"] for r in records]
+    if len(set(ids)) != len(ids):
+        raise UserError(f"prompt file {path}: ids must be unique")
+    return records, f"file:{path.name}"
+
+
+def _line_prompt(text: str, chat: bool) -> str:
+    return text if chat or text.endswith("\n") else text + "\n"
+
+
+def _prompts_sha256(records: list[dict]) -> str:
+    blob = json.dumps([[r["id"], r["prompt"]] for r in records], ensure_ascii=False).encode()
+    return hashlib.sha256(blob).hexdigest()
+
+
+# ---------------------------------------------------------------- generation
+
+
+def _check_out_dir(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserError(f"cannot create output folder {out} ({err.strerror}); choose a writable path") from None
+    if not os.access(out, os.W_OK):
+        raise UserError(f"output folder {out} is not writable; choose another --out")
+
+
+def generate_corpus(teacher, out, *, protection="none", key=None, key_file=None, prompts=100,
+                    temperature: float = 1.0, max_new_tokens: int = 128, topk_logprobs: int = 0,
+                    seed: int = 0, batch_size: int = 32, shard_size: int = 256, device=None,
+                    progress: bool = True, teacher_name: str | None = None, cache_dir=None) -> dict:
+    """Sample the teacher on the prompts under `protection`; write (or finish) the corpus in `out`.
+
+    `teacher` is a name for `load_model` or a (model, tokenizer) pair (then give `teacher_name`
+    for the manifest). Returns the final manifest.
+    """
+    from .models import load_model
+
+    protection = parse_protection(protection)
+    if protection.needs_key and key is None:
+        key = load_key(key_file)
+    if temperature <= 0:
+        raise UserError(f"--temperature must be > 0 (sampling), got {temperature}")
+    for name, value in (("max-new-tokens", max_new_tokens), ("batch-size", batch_size),
+                        ("shard-size", shard_size)):
+        if value <= 0:
+            raise UserError(f"--{name} must be positive, got {value}")
+    if topk_logprobs < 0:
+        raise UserError(f"--topk-logprobs must be >= 0, got {topk_logprobs}")
+    out = Path(out)
+    _check_out_dir(out)
+    manifest_path = out / MANIFEST
+    if not manifest_path.exists() and any(p.name != MANIFEST and not p.name.startswith(".") for p in out.iterdir()):
+        raise UserError(f"output folder {out} is not empty and holds no corpus manifest; choose an empty "
+                        "or new folder")
+
+    if isinstance(teacher, str):
+        teacher_name = teacher_name or teacher
+        model, tokenizer = load_model(teacher, cache_dir=cache_dir)
+    else:
+        model, tokenizer = teacher
+        teacher_name = teacher_name or getattr(model.config, "_name_or_path", "") or "model"
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    model = model.to(device).eval()
+    vocab_size = check_vocab(model, tokenizer, allow_padding=True)
+    chat = bool(getattr(tokenizer, "chat_template", None))
+    records, source = load_prompts(prompts, seed=seed, chat=chat)
+
+    plan = {
+        "teacher": teacher_name, "tokenizer_fingerprint": tokenizer_fingerprint(tokenizer),
+        "vocab_size": vocab_size, "protection": protection.spec,
+        "key_fingerprint": key.fingerprint if protection.needs_key else None, "seed": seed,
+        "temperature": temperature, "max_new_tokens": max_new_tokens, "topk_logprobs": topk_logprobs,
+        "batch_size": batch_size, "shard_size": shard_size, "prompts_sha256": _prompts_sha256(records),
+        "n_prompts": len(records),
+    }
+    n_shards = (len(records) + shard_size - 1) // shard_size
+    manifest = _start_manifest(manifest_path, plan, source, n_shards)
+    done = {s["index"]: s for s in manifest["shards"] if (out / s["file"]).is_file()
+            and _sha256_file(out / s["file"]) == s["sha256"]}
+    if manifest["complete"] and len(done) == n_shards:
+        return manifest
+    manifest["shards"] = [done[i] for i in sorted(done)]
+
+    processor = protection.processor(key, vocab_size, temperature=temperature, top_k=0, top_p=1.0) \
+        if protection.needs_key else protection.processor(key, vocab_size)
+    todo = [i for i in range(n_shards) if i not in done]
+    n_todo = sum(len(records[i * shard_size:(i + 1) * shard_size]) for i in todo)
+    bar = tqdm(total=n_todo, desc=f"generate {protection.scheme}", unit="prompt", disable=not progress,
+               file=sys.stderr)
+    t0, n_tok = time.perf_counter(), 0
+    for i in todo:
+        chunk = records[i * shard_size:(i + 1) * shard_size]
+        lines = []
+        for b in range(0, len(chunk), batch_size):
+            batch = chunk[b:b + batch_size]
+            prompt_ids = encode_prompts(tokenizer, [r["prompt"] for r in batch])
+            res = generate_batch(model, tokenizer, prompt_ids, max_new_tokens=max_new_tokens, do_sample=True,
+                                 temperature=temperature, processor=processor, topk=topk_logprobs,
+                                 seed=derive_seed("corpus", seed, i, b))
+            texts = tokenizer.batch_decode(res.completions, skip_special_tokens=True)
+            for j, r in enumerate(batch):
+                rec = {"id": r["id"], "prompt": r["prompt"], "completion": texts[j],
+                       "prompt_ids": prompt_ids[j], "completion_ids": res.completions[j], "stop": res.stops[j]}
+                for extra in ("skill", "answer"):
+                    if extra in r:
+                        rec[extra] = r[extra]
+                if topk_logprobs:
+                    rec["topk_ids"] = res.topk_ids[j]
+                    rec["topk_logprobs"] = res.topk_logprobs[j]
+                lines.append(json.dumps(rec, ensure_ascii=False, separators=(",", ":")))
+            n_tok += res.n_tokens
+            bar.update(len(batch))
+            bar.set_postfix(tok_s=f"{n_tok / max(time.perf_counter() - t0, 1e-9):.0f}")
+        name = f"shard-{i:05d}.jsonl"
+        with atomic_write(out / name) as fh:
+            fh.write("\n".join(lines) + "\n")
+        manifest["shards"].append({"index": i, "file": name, "n_records": len(chunk),
+                                   "sha256": _sha256_file(out / name)})
+        manifest["shards"].sort(key=lambda s: s["index"])
+        manifest["generation_seconds"] = round(manifest.get("generation_seconds", 0.0)
+                                               + time.perf_counter() - t0, 2)
+        manifest["generated_tokens_this_run"] = n_tok
+        _write_manifest(manifest_path, manifest)
+        t0, n_tok = time.perf_counter(), 0
+    bar.close()
+    return _finish(out, manifest_path, manifest)
+
+
+def _start_manifest(path: Path, plan: dict, source: str, n_shards: int) -> dict:
+    if path.exists():
+        old = _load_manifest(path)
+        diffs = [k for k in PLAN_KEYS if old.get(k) != plan[k]]
+        if diffs:
+            raise UserError(f"{path.parent} holds a corpus made with other settings ({', '.join(diffs)} "
+                            "differ); use a new --out folder or delete this one")
+        return old
+    import transformers
+
+
+    manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, **plan, "prompt_source": source,
+                "n_shards": n_shards, "shards": [], "complete": False,
+                "versions": {"antidistill": _version(), "torch": torch.__version__,
+                             "transformers": transformers.__version__},
+                "generation_seconds": 0.0}
+    _write_manifest(path, manifest)
+    return manifest
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("antidistill")
+    except Exception:  # not installed as a distribution (e.g. run from a source tree)
+        return "unknown"
+
+
+def _finish(out: Path, path: Path, manifest: dict) -> dict:
+    n_records = n_tokens = n_eos = 0
+    for rec in iter_records(out, manifest):
+        n_records += 1
+        n_tokens += len(rec["completion_ids"])
+        n_eos += rec["stop"] == "eos"
+    manifest.pop("generated_tokens_this_run", None)
+    manifest["counts"] = {"records": n_records, "completion_tokens": n_tokens, "stopped_at_eos": n_eos}
+    secs = manifest.get("generation_seconds") or 0.0
+    manifest["tokens_per_second"] = round((n_tokens + n_eos) / secs, 1) if secs else None
+    manifest["complete"] = True
+    _write_manifest(path, manifest)
+    return manifest
+
+
+def _write_manifest(path: Path, manifest: dict) -> None:
+    with atomic_write(path) as fh:
+        json.dump(manifest, fh, indent=2, ensure_ascii=False)
+        fh.write("\n")
+
+
+def _load_manifest(path: Path) -> dict:
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise UserError(f"{path} is not a readable corpus manifest ({type(err).__name__}); regenerate the "
+                        "corpus with antidistill generate") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise UserError(f"{path} is not an antidistill corpus manifest; regenerate the corpus")
+    return manifest
+
+
+# ---------------------------------------------------------------- reading
+
+
+@dataclass
+class Corpus:
+    path: Path
+    manifest: dict
+    records: list[dict]
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    @property
+    def sequences(self) -> list[list[int]]:
+        return [r["completion_ids"] for r in self.records]
+
+    @property
+    def prompts(self) -> list[list[int]]:
+        return [r["prompt_ids"] for r in self.records]
+
+
+def is_corpus(path) -> bool:
+    return (Path(path) / MANIFEST).is_file()
+
+
+def read_manifest(path) -> dict:
+    path = Path(path)
+    if not (path / MANIFEST).is_file():
+        raise UserError(f"{path} is not a corpus folder (no {MANIFEST}); make one with antidistill generate")
+    return _load_manifest(path / MANIFEST)
+
+
+def iter_records(path, manifest: dict | None = None):
+    """Records of a complete corpus in order, each shard checked against its manifest hash."""
+    path = Path(path)
+    manifest = manifest or read_manifest(path)
+    shards = sorted(manifest.get("shards", []), key=lambda s: s["index"])
+    if len(shards) != manifest.get("n_shards") or [s["index"] for s in shards] != list(range(len(shards))):
+        raise UserError(f"corpus {path} is incomplete ({len(shards)} of {manifest.get('n_shards')} shards); "
+                        "rerun the same antidistill generate command to finish it")
+    for s in shards:
+        f = path / s["file"]
+        if not f.is_file():
+            raise UserError(f"corpus {path}: shard {s['file']} is missing; rerun the same antidistill "
+                            "generate command to regenerate it")
+        if _sha256_file(f) != s["sha256"]:
+            raise UserError(f"corpus {path}: shard {s['file']} is corrupt (checksum differs from the manifest); "
+                            "delete it and rerun the same antidistill generate command")
+        with open(f, encoding="utf-8") as fh:
+            for lineno, line in enumerate(fh, 1):
+                try:
+                    rec = json.loads(line)
+                    rec["prompt_ids"], rec["completion_ids"]  # noqa: B018 - required fields
+                except (json.JSONDecodeError, KeyError, TypeError):
+                    raise UserError(f"corpus {path}: {s['file']}:{lineno} is not a valid record") from None
+                yield rec
+
+
+def read_corpus(path) -> Corpus:
+    """Load and verify a complete corpus folder (manifest, every shard's checksum, every record)."""
+    path = Path(path)
+    manifest = read_manifest(path)
+    if not manifest.get("complete"):
+        raise UserError(f"corpus {path} is incomplete; rerun the same antidistill generate command to finish it")
+    return Corpus(path, manifest, list(iter_records(path, manifest)))

@@ -1,0 +1,169 @@
+"""The demo teacher: a small Llama-style model the project trains itself on the task suite.
+
+`demo_teacher()` trains it on first use (a few minutes on 2 CPU cores), grades it on the held-out
+test split, and caches model, tokenizer and a `teacher_card.json` (accuracy per skill, training
+time) under the cache folder, keyed by a hash of its config: a second call loads it. Training is
+deterministic under the config's seed (fixed data order, fixed init, fixed number of steps).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+from transformers import LlamaForCausalLM
+
+from .cache import build_once, cache_root, config_hash
+from .models import PRESETS, build_model
+from .sampling import encode_prompts, generate_batch
+from .tasks import TaskConfig, accuracy_by_skill, make_split
+from .tokenizer import project_tokenizer
+
+TEACHER_VERSION = 1
+
+
+@dataclass(frozen=True)
+class TeacherConfig:
+    preset: str = "small"
+    tasks: TaskConfig = field(default_factory=TaskConfig)
+    n_train: int = 24000
+    steps: int = 1200
+    batch_size: int = 32
+    lr: float = 3e-3
+    warmup: int = 60
+    weight_decay: float = 0.01
+    seed: int = 0
+    n_test: int = 400  # graded held-out examples (all skills)
+    max_new_tokens: int = 128
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        d["version"] = TEACHER_VERSION
+        return d
+
+
+def teacher_dir(config: TeacherConfig | None = None, cache_dir=None) -> Path:
+    config = config or TeacherConfig()
+    return cache_root(cache_dir) / "teachers" / f"demo-{config_hash(config.as_dict())}"
+
+
+def demo_teacher(cache_dir=None, config: TeacherConfig | None = None, progress: bool = True):
+    """(model, tokenizer) of the demo teacher, trained and cached on first use."""
+    from .models import load_model
+
+    config = config or TeacherConfig()
+    target = teacher_dir(config, cache_dir)
+
+    def build(tmp: Path):
+        model, tok, card = train_teacher(config, cache_dir=cache_dir, progress=progress)
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        (tmp / "teacher_card.json").write_text(json.dumps(card, indent=2) + "\n")
+
+    if not target.is_dir() and progress:
+        print(f"antidistill: training the demo teacher (first use; cached in {target})", file=sys.stderr)
+    return load_model(str(build_once(target, build)))
+
+
+def teacher_card(cache_dir=None, config: TeacherConfig | None = None) -> dict:
+    """The card (accuracy per skill, training time, config) of the cached demo teacher."""
+    demo_teacher(cache_dir, config)
+    return json.loads((teacher_dir(config, cache_dir) / "teacher_card.json").read_text())
+
+
+def _tokenize_examples(tokenizer, examples):
+    """(input ids, number of prompt tokens) per example; the completion ends with EOS."""
+    prompts = encode_prompts(tokenizer, [e.prompt for e in examples])
+    comps = tokenizer([e.completion for e in examples], add_special_tokens=False)["input_ids"]
+    return [(p + c + [tokenizer.eos_token_id], len(p)) for p, c in zip(prompts, comps)]
+
+
+def _collate(items, pad_id: int):
+    width = max(len(ids) for ids, _ in items)
+    ids = torch.full((len(items), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(items), width), -100, dtype=torch.long)
+    mask = torch.zeros((len(items), width), dtype=torch.long)
+    for i, (seq, n_prompt) in enumerate(items):
+        t = torch.tensor(seq, dtype=torch.long)
+        ids[i, :len(seq)] = t
+        mask[i, :len(seq)] = 1
+        labels[i, n_prompt:len(seq)] = t[n_prompt:]  # learn the answer, not the random prompt
+    return ids, mask, labels
+
+
+def train_teacher(config: TeacherConfig, cache_dir=None, progress: bool = True):
+    """Train the demo teacher from scratch; returns (model, tokenizer, card)."""
+    tokenizer = project_tokenizer(cache_dir)
+    model, _ = build_model(config.preset, seed=config.seed, tokenizer=tokenizer)
+    data = _tokenize_examples(tokenizer, make_split("train", config.n_train, seed=config.seed,
+                                                    config=config.tasks))
+    gen = torch.Generator().manual_seed(config.seed)
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=config.lr, betas=(0.9, 0.98))
+
+    def lr_at(step):  # linear warmup, cosine down to 10%
+        if step < config.warmup:
+            return (step + 1) / config.warmup
+        t = (step - config.warmup) / max(1, config.steps - config.warmup)
+        return 0.1 + 0.45 * (1 + math.cos(math.pi * t))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
+    model.train()
+    order: list[int] = []
+    n_tokens, t0 = 0, time.perf_counter()
+    bar = tqdm(range(config.steps), desc="demo teacher", unit="step", disable=not progress, file=sys.stderr)
+    for step in bar:
+        if len(order) < config.batch_size:
+            order += torch.randperm(len(data), generator=gen).tolist()
+        idx, order = order[:config.batch_size], order[config.batch_size:]
+        ids, mask, labels = _collate([data[i] for i in idx], tokenizer.pad_token_id)
+        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+        n_tokens += int(mask.sum())
+        if step % 20 == 0:
+            bar.set_postfix(loss=f"{loss.item():.3f}", tok_s=f"{n_tokens / (time.perf_counter() - t0):.0f}")
+    train_seconds = time.perf_counter() - t0
+    model.eval()
+    t1 = time.perf_counter()
+    accuracy = grade_model(model, tokenizer, make_split("test", config.n_test, seed=config.seed,
+                                                         config=config.tasks),
+                           max_new_tokens=config.max_new_tokens)
+    card = {
+        "config": config.as_dict(),
+        "config_hash": config_hash(config.as_dict()),
+        "accuracy": accuracy,
+        "n_test": config.n_test,
+        "train_seconds": round(train_seconds, 1),
+        "grade_seconds": round(time.perf_counter() - t1, 1),
+        "train_tokens_per_second": round(n_tokens / train_seconds, 1),
+        "final_loss": round(float(loss.item()), 4),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+    }
+    return model, tokenizer, card
+
+
+@torch.no_grad()
+def grade_model(model, tokenizer, examples, *, batch_size: int = 100, max_new_tokens: int = 128,
+                do_sample: bool = False, temperature: float = 1.0, processor=None, seed: int = 0) -> dict:
+    """Exact-match accuracy per skill of the model's completions (greedy unless `do_sample`)."""
+    completions = []
+    for start in range(0, len(examples), batch_size):
+        chunk = examples[start:start + batch_size]
+        out = generate_batch(model, tokenizer, encode_prompts(tokenizer, [e.prompt for e in chunk]),
+                             max_new_tokens=max_new_tokens, do_sample=do_sample, temperature=temperature,
+                             processor=processor, seed=seed + start)
+        completions += tokenizer.batch_decode(out.completions, skip_special_tokens=True)
+    return {k: round(v, 4) for k, v in accuracy_by_skill(examples, completions).items()}
