@@ -167,22 +167,30 @@ class TokenHashDetector:
             return np.zeros(0, dtype=np.int64)
         return self.prf_inputs(torch.from_numpy(w.contexts), torch.from_numpy(w.tokens)).numpy()
 
-    def scored_tuples(self, sequences, prompts=None, *, dedup: bool = True,
-                      exclude_prompt_windows: bool = False) -> tuple[np.ndarray, np.ndarray, int]:
-        """Per-tuple scores in text order after dedup/exclusion, their sequence index, and the
-        number of windows before filtering (for curves and per-sequence splits)."""
+    def scored_tuples(self, sequences, prompts=None, *, dedup: bool = True, exclude_prompt_windows: bool = False,
+                      per_sequence: bool = False) -> tuple[np.ndarray, np.ndarray, Windows]:
+        """Per-tuple scores in text order after dedup/exclusion, the sequence each came from, and
+        all windows before filtering.
+
+        Pooled (default): dedup and prompt exclusion run across all texts. `per_sequence`: each
+        text is deduplicated on its own and only its own prompt's windows are excluded.
+        """
         completion, prompt = extract_windows(sequences, prompts, self.h)
         inputs = self._inputs(completion)
+        # Per-sequence identity: tag each 32-bit input with its sequence index (fits in int64).
+        ident = (completion.seq_index << 32) | inputs if per_sequence else inputs
         keep = np.ones(len(inputs), dtype=bool)
         if exclude_prompt_windows and len(prompt.tokens):
-            keep &= ~np.isin(inputs, self._inputs(prompt))
+            prompt_inputs = self._inputs(prompt)
+            prompt_ident = (prompt.seq_index << 32) | prompt_inputs if per_sequence else prompt_inputs
+            keep &= ~np.isin(ident, prompt_ident)
         if dedup:
-            keep &= first_occurrence(inputs)  # a tuple excluded above still counts as seen
+            keep &= first_occurrence(ident)  # a tuple excluded above still counts as seen
         else:
             warnings.warn(DEDUP_OFF_WARNING, stacklevel=3)
         kept = inputs[keep]
         scores = self.tuple_scores(torch.from_numpy(kept)) if len(kept) else np.zeros(0)
-        return scores, completion.seq_index[keep], len(inputs)
+        return scores, completion.seq_index[keep], completion
 
     def score_windows(self, contexts, tokens, *, dedup: bool = True) -> Detection:
         """Detection over explicit (context [N, h], token [N]) tuples, e.g. a suspect's top-1
@@ -212,19 +220,21 @@ class TokenHashDetector:
     def detect(self, sequences, prompts=None, *, dedup: bool = True,
                exclude_prompt_windows: bool = False) -> Detection:
         """One pooled verdict over all sequences; dedup runs across all of them."""
-        scores, _, n_tuples = self.scored_tuples(sequences, prompts, dedup=dedup,
-                                                 exclude_prompt_windows=exclude_prompt_windows)
-        return self.verdict(float(scores.sum()), len(scores), n_tuples=n_tuples, dedup=dedup)
+        scores, _, windows = self.scored_tuples(sequences, prompts, dedup=dedup,
+                                                exclude_prompt_windows=exclude_prompt_windows)
+        return self.verdict(float(scores.sum()), len(scores), n_tuples=len(windows.tokens), dedup=dedup)
 
     def detect_each(self, sequences, prompts=None, *, dedup: bool = True,
                     exclude_prompt_windows: bool = False) -> list[Detection]:
-        """One verdict per sequence (dedup within each sequence, not across them)."""
-        seqs = as_sequences(sequences)
-        prm = as_sequences(prompts) if prompts is not None else [None] * len(seqs)
-        if len(prm) != len(seqs):
-            raise UserError(f"{len(prm)} prompts for {len(seqs)} sequences; give one prompt per sequence")
-        return [self.detect([s], None if p is None else [p], dedup=dedup,
-                            exclude_prompt_windows=exclude_prompt_windows) for s, p in zip(seqs, prm)]
+        """One verdict per sequence (each deduplicated on its own), vectorised across sequences."""
+        n_seq = len(as_sequences(sequences))
+        scores, owner, windows = self.scored_tuples(sequences, prompts, dedup=dedup, per_sequence=True,
+                                                    exclude_prompt_windows=exclude_prompt_windows)
+        sums = np.bincount(owner, weights=scores, minlength=n_seq)
+        counts = np.bincount(owner, minlength=n_seq)
+        seen = np.bincount(windows.seq_index, minlength=n_seq)
+        return [self.verdict(float(sums[i]), int(counts[i]), n_tuples=int(seen[i]), dedup=dedup)
+                for i in range(n_seq)]
 
     def curve(self, sequences, prompts=None, *, dedup: bool = True, exclude_prompt_windows: bool = False,
               points: int = 50) -> pd.DataFrame:

@@ -1,0 +1,122 @@
+"""`antidistill detect`: score texts (JSONL or a corpus folder) for a watermark, one verdict each."""
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+
+from antidistill.watermark import UserError, atomic_write, load_key, parse_protection
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "detect", help="test texts for a watermark (exact p-values)",
+        description="Score each input for the protection's watermark. INPUT is a JSONL file (one object per "
+                    "line with `token_ids` or `text`, optional `id` and `prompt_ids`) or a corpus folder "
+                    "written by `antidistill generate`.")
+    p.add_argument("input", metavar="INPUT", help="JSONL file or corpus folder")
+    p.add_argument("--protection", required=True, metavar="SPEC", help="e.g. kgw:gamma=0.25,delta=2,h=1,hash=left")
+    p.add_argument("--key-file", metavar="KEY", help="secret key file (default: $ANTIDISTILL_KEY)")
+    p.add_argument("--tokenizer", metavar="PATH_OR_ID", help="tokenizer for lines that carry `text`")
+    p.add_argument("--out", metavar="OUT.jsonl", help="write per-input verdicts here (default: stdout)")
+    p.add_argument("--alpha", type=float, default=1e-3, help="significance level (default 1e-3)")
+    p.add_argument("--pooled", action="store_true", help="add one verdict pooled over all inputs (dedup across them)")
+    p.add_argument("--no-dedup", action="store_true",
+                   help="score repeated (window, token) tuples again (p-values then invalid; warns)")
+    p.add_argument("--exclude-prompt-windows", action="store_true",
+                   help="skip tuples whose window also occurs in the prompt")
+    p.set_defaults(func=run)
+
+
+def _load_tokenizer(name: str | None):
+    if name is None:
+        return None
+    from transformers import AutoTokenizer
+    try:
+        return AutoTokenizer.from_pretrained(name)
+    except Exception as err:  # any loading failure is the user's path/id
+        raise UserError(f"cannot load tokenizer {name!r}: {str(err).splitlines()[0]}") from None
+
+
+def _ids(value, where: str, field: str) -> list[int]:
+    if not isinstance(value, list) or not all(isinstance(t, int) and not isinstance(t, bool) and t >= 0
+                                              for t in value):
+        raise UserError(f"{where}: `{field}` must be a list of non-negative integers")
+    return value
+
+
+def read_jsonl(path: Path, tokenizer) -> list[dict]:
+    records = []
+    with path.open(encoding="utf-8") as fh:
+        for n, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            where = f"{path} line {n}"
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise UserError(f"{where}: not valid JSON ({err.msg})") from None
+            if not isinstance(obj, dict):
+                raise UserError(f"{where}: expected a JSON object")
+            if "token_ids" in obj:
+                ids = _ids(obj["token_ids"], where, "token_ids")
+            elif "text" in obj:
+                if tokenizer is None:
+                    raise UserError(f"{where}: has `text` but no --tokenizer was given to turn it into token ids")
+                if not isinstance(obj["text"], str):
+                    raise UserError(f"{where}: `text` must be a string")
+                ids = tokenizer(obj["text"], add_special_tokens=False)["input_ids"]
+            else:
+                raise UserError(f"{where}: needs `token_ids` (list of ints) or `text`")
+            prompt = _ids(obj["prompt_ids"], where, "prompt_ids") if "prompt_ids" in obj else []
+            records.append({"id": obj.get("id", n), "token_ids": ids, "prompt_ids": prompt})
+    return records
+
+
+def read_input(path: Path, tokenizer) -> list[dict]:
+    if path.is_dir():
+        from antidistill.students.corpus import read_corpus
+        return [{"id": r["id"], "token_ids": r["completion_ids"], "prompt_ids": r["prompt_ids"]}
+                for r in read_corpus(path)]
+    if not path.is_file():
+        raise UserError(f"input {path} does not exist; give a JSONL file or a corpus folder")
+    return read_jsonl(path, tokenizer)
+
+
+def run(args) -> int:
+    if not 0.0 < args.alpha < 1.0:
+        raise UserError(f"--alpha must lie in (0, 1), got {args.alpha}")
+    protection = parse_protection(args.protection)
+    key = load_key(args.key_file)
+    detector = protection.detector(key)
+    records = read_input(Path(args.input), _load_tokenizer(args.tokenizer))
+    if not records:
+        raise UserError(f"input {args.input} holds no records")
+    log_alpha = math.log10(args.alpha)
+    dedup = not args.no_dedup
+    seqs = [r["token_ids"] for r in records]
+    prompts = [r["prompt_ids"] for r in records]
+    verdicts = detector.detect_each(seqs, prompts, dedup=dedup, exclude_prompt_windows=args.exclude_prompt_windows)
+    lines = []
+    for rec, d in zip(records, verdicts):
+        lines.append({"id": rec["id"], "n_scored": d.n_scored, "statistic": d.statistic, "z": d.z,
+                      "log10_p": d.log10_p, "p_value": d.p_value, "watermarked": d.log10_p < log_alpha})
+    pooled = None
+    if args.pooled:
+        pooled = detector.detect(seqs, prompts, dedup=dedup, exclude_prompt_windows=args.exclude_prompt_windows)
+    text = "".join(json.dumps(line) + "\n" for line in lines)
+    if args.out:
+        with atomic_write(Path(args.out)) as fh:
+            fh.write(text)
+    else:
+        sys.stdout.write(text)
+    n_marked = sum(line["watermarked"] for line in lines)
+    summary = (f"{len(lines)} inputs, {n_marked} watermarked at alpha={args.alpha:g} "
+               f"[{protection.spec}, key {key.fingerprint}]")
+    if pooled is not None:
+        verdict = "WATERMARKED" if pooled.log10_p < log_alpha else "NOT DETECTED"
+        summary += (f"; pooled: {verdict} log10_p={pooled.log10_p:.2f} z={pooled.z:.2f} "
+                    f"over {pooled.n_scored} distinct tuples")
+    print(summary, file=sys.stderr if not args.out else sys.stdout)
+    return 0
