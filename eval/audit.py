@@ -1,0 +1,196 @@
+"""Radioactivity audit (auditors): was a suspect model trained on our protected outputs?
+
+Two ways to collect (context window, token) tuples from the suspect, then one exact, deduplicated
+test of those tuples against the key:
+
+- *reading mode* (open weights): teacher-force the auditor's protected texts through the suspect
+  and take its top-1 prediction at each completion position; the tuple is (the h tokens of the
+  input text before that position, the predicted token).
+- *generation mode* (black box): prompt the suspect, sample, and score what it wrote, pooled over
+  all outputs, excluding tuples that already occur in the prompts.
+
+Optionally (filter phi) only tuples whose (h+1)-gram is among the k most frequent in the protected
+corpus are scored: that is where a student's learned bias concentrates. Null controls reuse the
+same tuples: wrong keys (and, in the runner, a student trained on raw outputs) must give p-values
+that behave as uniform. Under H0 each distinct PRF input is one independent draw, so the p-value is
+exact; dedup is on by default and turning it off warns (repeats then look watermarked).
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import torch
+
+from antidistill.watermark.detection import DEDUP_OFF_WARNING, Detection, extract_windows, first_occurrence
+
+MODES = ("reading", "generation")
+
+
+@dataclass
+class Tuples:
+    """(context, token) tuples collected from a suspect, in order, and which to leave out."""
+
+    contexts: np.ndarray  # int64 [N, h]
+    tokens: np.ndarray  # int64 [N]
+    exclude: np.ndarray | None = None  # bool [N]: drop (e.g. the tuple occurs in a prompt)
+    n_texts: int = 0
+    exclude_pairs: tuple | None = None  # (contexts, tokens) whose PRF inputs are excluded (prompts)
+
+
+@dataclass
+class AuditResult:
+    detection: Detection
+    curve: pd.DataFrame  # n_scored, log10_p
+    mode: str
+    n_texts: int
+    extra: dict = field(default_factory=dict)
+
+    def verdict(self, alpha: float) -> str:
+        return "RADIOACTIVE" if self.detection.significant(alpha) else "NOT DETECTED"
+
+
+# ---------------------------------------------------------------- collecting tuples
+
+
+@torch.no_grad()
+def reading_tuples(model, texts, h: int, *, batch_size: int = 16) -> Tuples:
+    """Teacher-force (prompt_ids, completion_ids) pairs; at each completion position t take the
+    suspect's top-1 prediction and pair it with the input text's tokens [t-h, t)."""
+    device = next(model.parameters()).device
+    ctx_parts, tok_parts = [], []
+    texts = [(list(p), list(c)) for p, c in texts]
+    for start in range(0, len(texts), batch_size):
+        chunk = texts[start:start + batch_size]
+        seqs = [p + c for p, c in chunk]
+        width = max(len(s) for s in seqs)
+        if width < 2:
+            continue
+        ids = torch.zeros((len(seqs), width), dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for i, s in enumerate(seqs):
+            ids[i, :len(s)] = torch.tensor(s)
+            mask[i, :len(s)] = 1
+        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
+        pred = logits.argmax(-1).cpu().numpy()  # pred[:, t - 1] predicts position t
+        arr = ids.numpy()
+        for i, (p, c) in enumerate(chunk):
+            lo, hi = max(len(p), h, 1), len(p) + len(c)
+            if hi <= lo:
+                continue
+            pos = np.arange(lo, hi)
+            tok_parts.append(pred[i, pos - 1])
+            ctx_parts.append(arr[i, pos[:, None] + np.arange(-h, 0)] if h else np.zeros((len(pos), 0), np.int64))
+    if not tok_parts:
+        return Tuples(np.zeros((0, h), np.int64), np.zeros(0, np.int64), n_texts=len(texts))
+    return Tuples(np.concatenate(ctx_parts).astype(np.int64), np.concatenate(tok_parts).astype(np.int64),
+                  n_texts=len(texts))
+
+
+def generation_tuples(model, tokenizer, prompt_ids, h: int, *, max_new_tokens: int = 128,
+                      temperature: float = 1.0, seed: int = 0, batch_size: int = 32,
+                      exclude_prompt_windows: bool = True) -> tuple[Tuples, list[list[int]]]:
+    """Sample the suspect on the prompts; tuples of its completions (windows may reach into the
+    prompt). Returns the tuples and the completions."""
+    from antidistill.students.sampling import generate_batch
+
+    completions = []
+    for start in range(0, len(prompt_ids), batch_size):
+        chunk = prompt_ids[start:start + batch_size]
+        out = generate_batch(model, tokenizer, chunk, max_new_tokens=max_new_tokens, do_sample=True,
+                             temperature=temperature, seed=seed + start)
+        completions += out.completions
+    comp, prm = extract_windows(completions, prompt_ids, h)
+    t = Tuples(comp.contexts, comp.tokens, n_texts=len(prompt_ids))
+    if exclude_prompt_windows and len(prm.tokens):
+        t.exclude_pairs = (prm.contexts, prm.tokens)
+    return t, completions
+
+
+def frequent_kgrams(sequences, prompts, h: int, k: int) -> set:
+    """Filter phi: the k most frequent (h+1)-grams (window + token) of the protected corpus."""
+    comp, _ = extract_windows(sequences, prompts, h)
+    grams = np.concatenate([comp.contexts, comp.tokens[:, None]], axis=1)
+    counts = pd.Series([tuple(g) for g in grams.tolist()]).value_counts(sort=True)
+    return set(counts.index[:k])
+
+
+def phi_mask(t: Tuples, grams: set) -> np.ndarray:
+    rows = np.concatenate([t.contexts, t.tokens[:, None]], axis=1).tolist()
+    return np.array([tuple(r) in grams for r in rows], dtype=bool)
+
+
+# ---------------------------------------------------------------- scoring
+
+
+def score(detector, t: Tuples, *, dedup: bool = True, max_tuples: int | None = None, keep: np.ndarray | None = None,
+          points: int = 50, mode: str = "reading") -> AuditResult:
+    """Exact pooled test of the tuples: exclusions, then first occurrence of each PRF input, then
+    at most `max_tuples` in order; with the running log10 p against tuples scored."""
+    n = len(t.tokens)
+    if n:
+        inputs = detector.prf_inputs(torch.from_numpy(t.contexts.reshape(n, detector.h)),
+                                     torch.from_numpy(t.tokens)).numpy()
+    else:
+        inputs = np.zeros(0, np.int64)
+    mask = np.ones(n, dtype=bool)
+    if t.exclude is not None:
+        mask &= ~t.exclude
+    if t.exclude_pairs is not None and n:
+        pc, pt = t.exclude_pairs
+        p_inputs = detector.prf_inputs(torch.from_numpy(pc.reshape(len(pt), detector.h)),
+                                       torch.from_numpy(pt)).numpy()
+        mask &= ~np.isin(inputs, p_inputs)
+    if keep is not None:
+        mask &= keep
+    if dedup:
+        # First occurrence among the tuples that are scored at all.
+        sel = np.flatnonzero(mask)
+        sel = sel[first_occurrence(inputs[sel])]
+    else:
+        warnings.warn(DEDUP_OFF_WARNING, stacklevel=2)
+        sel = np.flatnonzero(mask)
+    if max_tuples is not None:
+        sel = sel[:max_tuples]
+    scores = detector.tuple_scores(torch.from_numpy(inputs[sel])) if len(sel) else np.zeros(0)
+    det = detector.verdict(float(np.sum(scores)), len(scores), n_tuples=n, dedup=dedup)
+    return AuditResult(det, running_curve(detector, scores, dedup=dedup, points=points), mode, t.n_texts)
+
+
+def running_curve(detector, scores, *, dedup: bool = True, points: int = 50) -> pd.DataFrame:
+    """log10 p of the first n scored tuples, at ~`points` values of n (geometric)."""
+    scores = np.asarray(scores, dtype=float)
+    if len(scores) == 0:
+        return pd.DataFrame({"n_scored": pd.Series(dtype=int), "log10_p": pd.Series(dtype=float)})
+    sizes = np.unique(np.geomspace(1, len(scores), num=points).round().astype(int))
+    cum = np.cumsum(scores)
+    return pd.DataFrame({"n_scored": sizes,
+                         "log10_p": [detector.verdict(float(cum[k - 1]), int(k), dedup=dedup).log10_p for k in sizes]})
+
+
+def format_p(log10_p: float) -> str:
+    """A p-value for people: 3.2e-12, or 10^-412.3 where a double underflows."""
+    if log10_p > -300:
+        return f"{10 ** log10_p:.3g}"
+    return f"10^{log10_p:.1f}"
+
+
+def wrong_keys(n: int, salt: str = "antidistill/null-key"):
+    """n fixed, public wrong keys for null controls (never the real key)."""
+    from antidistill.watermark import Key
+
+    return [Key.from_text(f"{salt}/{i}") for i in range(n)]
+
+
+def summary_line(result: AuditResult, alpha: float) -> str:
+    d = result.detection
+    return (f"{result.verdict(alpha)} at alpha={alpha:g}: p = {format_p(d.log10_p)} (log10 p = {d.log10_p:.2f}), "
+            f"{d.n_scored} tuples scored of {d.n_tuples} ({result.mode} mode, {result.n_texts} texts, "
+            f"key {d.key_fingerprint}, dedup {'on' if d.dedup else 'OFF'})")
+
+
+def ln_alpha(alpha: float) -> float:
+    return math.log10(alpha)

@@ -1,0 +1,87 @@
+"""Detectability of a protection on the teacher's own outputs, clean and under edit attacks.
+
+Each text gets an exact p-value from its detector (deduplicated per text). A text is flagged when
+p < alpha, so the false-positive rate is alpha by construction; the held-out unprotected outputs
+show it holds empirically. Reported per protection and attack: TPR at alpha = 1e-2 and 1e-3,
+empirical FPR, ROC AUC of -log10 p, and the median number of scored tuples a protected text needs
+before its running p-value first drops below 1e-3 (inf when most never do).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from antidistill.students.attacks import edit_sequences
+
+from .stats import roc_auc, roc_curve, tpr_at_alpha
+
+ALPHAS = (1e-2, 1e-3)
+DEFAULT_ATTACKS = (("none", 0.0), ("substitute", 0.1), ("substitute", 0.3), ("substitute", 0.5),
+                   ("delete", 0.1), ("delete", 0.3), ("insert", 0.1), ("insert", 0.3))
+
+
+def text_log10_p(detector, sequences, prompts=None) -> np.ndarray:
+    """Exact log10 p-value of each text on its own (dedup within the text)."""
+    return np.array([d.log10_p for d in detector.detect_each(sequences, prompts)], dtype=float)
+
+
+def tuples_to_significance(detector, sequences, prompts=None, alpha: float = 1e-3) -> np.ndarray:
+    """Per text: the number of scored tuples after which its running p first falls below alpha
+    (inf if it never does)."""
+    scores, owner, _ = detector.scored_tuples(sequences, prompts, per_sequence=True)
+    cut = math.log(alpha)
+    n_seq = len(sequences)
+    out = np.full(n_seq, np.inf)
+    if len(scores) == 0:
+        return out
+    starts = np.searchsorted(owner, np.arange(n_seq), side="left")
+    stops = np.searchsorted(owner, np.arange(n_seq), side="right")
+    for i in range(n_seq):
+        s = np.cumsum(scores[starts[i]:stops[i]])
+        for n in range(1, len(s) + 1):
+            if detector.log_sf(float(s[n - 1]), n) < cut:
+                out[i] = n
+                break
+    return out
+
+
+def detectability(protected: dict[str, tuple], negatives, key, vocab_size: int, *,
+                  attacks=DEFAULT_ATTACKS, alphas=ALPHAS, seed: int = 0,
+                  roc: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Detection of each protection's texts against held-out unprotected texts.
+
+    `protected` maps a protection (object with `.detector(key)`, or spec via parse_protection) to
+    (sequences, prompts); `negatives` is (sequences, prompts) of unprotected text. Edit attacks hit
+    both sides (same seed per side). Returns (table, roc points of the unattacked case).
+    """
+    from antidistill.watermark import parse_protection
+
+    rows, rocs = [], []
+    neg_seqs, neg_prompts = negatives
+    for spec, (seqs, prompts) in protected.items():
+        prot = parse_protection(spec)
+        det = prot.detector(key)
+        for attack, rate in attacks:
+            pos = edit_sequences(seqs, attack, rate, vocab_size, seed=seed)
+            neg = edit_sequences(neg_seqs, attack, rate, vocab_size, seed=seed + 1)
+            lp_pos = text_log10_p(det, pos, prompts)
+            lp_neg = text_log10_p(det, neg, neg_prompts)
+            row = {"protection": prot.spec, "attack": attack, "rate": rate, "n_pos": len(pos), "n_neg": len(neg)}
+            for a in alphas:
+                r = tpr_at_alpha(lp_pos, lp_neg, a)
+                row[f"tpr@{a:g}"] = r["tpr"]
+                row[f"fpr@{a:g}"] = r["fpr"]
+            row["auc"] = roc_auc(-lp_pos, -lp_neg)
+            row["median_log10_p"] = float(np.median(lp_pos)) if len(lp_pos) else float("nan")
+            if attack == "none":
+                need = tuples_to_significance(det, pos, prompts, 1e-3)
+                row["median_tuples_to_1e-3"] = float(np.median(need)) if len(need) else float("nan")
+                if roc:
+                    curve = roc_curve(-lp_pos, -lp_neg)
+                    curve.insert(0, "protection", prot.spec)
+                    rocs.append(curve)
+            rows.append(row)
+    roc_df = pd.concat(rocs, ignore_index=True) if rocs else pd.DataFrame(columns=["protection", "fpr", "tpr"])
+    return pd.DataFrame(rows), roc_df

@@ -1,0 +1,87 @@
+"""Teacher quality (product teams): what a protection costs legitimate answers.
+
+Per protection, on the same prompts as the unprotected teacher: task accuracy (exact match), the
+perplexity of the outputs under a reference model, distinct-n diversity, mean length, and an exact
+paired test of per-item correctness against `none`, so "no measurable cost" is a tested statement.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import torch
+
+from antidistill.students.tasks import parse_answer
+
+from .stats import clopper_pearson, distinct_n, paired_exact_test
+
+
+def correctness(records) -> pd.DataFrame:
+    """Per-record exact-match correctness of task-suite corpus records (`skill`, `answer` fields)."""
+    rows = []
+    for r in records:
+        if "skill" not in r or "answer" not in r:
+            continue
+        rows.append({"id": r["id"], "skill": r["skill"],
+                     "correct": parse_answer(r["completion"], r["skill"]) == r["answer"]})
+    return pd.DataFrame(rows, columns=["id", "skill", "correct"])
+
+
+@torch.no_grad()
+def perplexity(model, prompts, completions, *, batch_size: int = 32, eos_id: int | None = None) -> float:
+    """exp(mean NLL per completion token) of `completions` given `prompts` (token ids) under `model`.
+
+    With `eos_id`, the EOS that ended each completion is scored too (the model must also stop well).
+    """
+    device = next(model.parameters()).device
+    total_nll, total_tok = 0.0, 0
+    items = [(list(p), list(c) + ([eos_id] if eos_id is not None else [])) for p, c in zip(prompts, completions)]
+    for start in range(0, len(items), batch_size):
+        chunk = items[start:start + batch_size]
+        width = max(len(p) + len(c) for p, c in chunk)
+        ids = torch.zeros((len(chunk), width), dtype=torch.long)
+        mask = torch.zeros((len(chunk), width), dtype=torch.long)
+        target = torch.zeros((len(chunk), width), dtype=torch.bool)
+        for i, (p, c) in enumerate(chunk):
+            seq = p + c
+            ids[i, :len(seq)] = torch.tensor(seq)
+            mask[i, :len(seq)] = 1
+            target[i, len(p):len(seq)] = True
+        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float().cpu()
+        logp = torch.log_softmax(logits[:, :-1], dim=-1)
+        nll = -logp.gather(-1, ids[:, 1:, None])[..., 0]
+        tmask = target[:, 1:]
+        total_nll += float(nll[tmask].sum())
+        total_tok += int(tmask.sum())
+    return math.exp(total_nll / total_tok) if total_tok else float("nan")
+
+
+def teacher_quality(corpora: dict[str, list[dict]], *, baseline: str = "none", reference=None,
+                    eos_id: int | None = None, ngram: tuple[int, ...] = (2, 3)) -> pd.DataFrame:
+    """One row per protection: accuracy (+ exact 95% CI), paired exact test vs `baseline` on the
+    prompts both answered, perplexity under `reference` (a model, optional), distinct-n, mean length.
+
+    `corpora` maps a protection spec to its corpus records (same prompt ids across corpora).
+    """
+    if baseline not in corpora:
+        raise ValueError(f"baseline {baseline!r} is not among the corpora {list(corpora)}")
+    base = correctness(corpora[baseline]).set_index("id")
+    rows = []
+    for spec, records in corpora.items():
+        corr = correctness(records)
+        k, n = int(corr["correct"].sum()), len(corr)
+        lo, hi = clopper_pearson(k, n)
+        joined = corr.set_index("id").join(base["correct"].rename("base"), how="inner")
+        test = paired_exact_test(joined["correct"].to_numpy(), joined["base"].to_numpy())
+        comps = [r["completion_ids"] for r in records]
+        row = {"protection": spec, "n": n, "accuracy": k / n if n else float("nan"), "acc_lo": lo, "acc_hi": hi,
+               "delta_vs_none": (k / n if n else float("nan")) - float(joined["base"].mean()) if len(joined) else float("nan"),
+               "wins_vs_none": test["a_only"], "losses_vs_none": test["b_only"], "p_paired": test["p_value"],
+               "mean_length": float(np.mean([len(c) for c in comps])) if comps else float("nan")}
+        for m in ngram:
+            row[f"distinct_{m}"] = distinct_n(comps, m)
+        if reference is not None:
+            row["perplexity"] = perplexity(reference, [r["prompt_ids"] for r in records], comps, eos_id=eos_id)
+        rows.append(row)
+    return pd.DataFrame(rows)

@@ -1,0 +1,221 @@
+"""Each evaluator on tiny fixtures whose answers are computable by hand."""
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from antidistill.eval import stats
+from antidistill.eval.audit import Tuples, reading_tuples, running_curve, score
+from antidistill.eval.detectability import detectability, tuples_to_significance
+from antidistill.eval.quality import correctness, perplexity, teacher_quality
+from antidistill.eval.transfer import capability_transfer
+from antidistill.students.attacks import edit_sequences
+from antidistill.watermark import Key, parse_protection
+
+V = 64
+KEY = Key.from_text("test-eval")
+
+
+# ---------------------------------------------------------------- statistics
+
+
+def test_paired_exact_test_by_hand():
+    # 1 item only a got right, 7 only b got right, 2 both right: X ~ Bin(8, 1/2),
+    # p = 2 * P(X <= 1) = 2 * 9/256.
+    a = [1, 0, 0, 0, 0, 0, 0, 0, 1, 1]
+    b = [0, 1, 1, 1, 1, 1, 1, 1, 1, 1]
+    r = stats.paired_exact_test(a, b)
+    assert (r["a_only"], r["b_only"], r["n_pairs"]) == (1, 7, 10)
+    assert r["p_value"] == pytest.approx(18 / 256)
+    assert stats.paired_exact_test([1, 0], [1, 0])["p_value"] == 1.0  # no discordant pair
+    assert stats.paired_exact_test([1, 1, 1], [0, 0, 0])["p_value"] == pytest.approx(2 / 8)
+
+
+def test_clopper_pearson_edges():
+    lo, hi = stats.clopper_pearson(0, 10)
+    assert lo == 0.0 and hi == pytest.approx(1 - 0.025 ** (1 / 10))
+    lo, hi = stats.clopper_pearson(10, 10)
+    assert hi == 1.0 and lo == pytest.approx(0.025 ** (1 / 10))
+
+
+def test_tpr_at_alpha_from_exact_p():
+    pos = [-5, -2.5, -1, -4]
+    neg = [-0.1, -2.5, -0.5, -0.3]
+    r = stats.tpr_at_alpha(pos, neg, 1e-2)
+    assert r["tpr"] == 0.75 and r["fpr"] == 0.25
+    r = stats.tpr_at_alpha(pos, neg, 1e-3)
+    assert r["tpr"] == 0.5 and r["fpr"] == 0.0
+
+
+def test_roc_auc_and_curve():
+    assert stats.roc_auc([3, 2], [1, 2]) == pytest.approx(3.5 / 4)  # one tie counts half
+    assert stats.roc_auc([5, 6], [1, 2]) == 1.0
+    c = stats.roc_curve([3, 2], [1, 2])
+    assert c["fpr"].iloc[0] == 0 and c["tpr"].iloc[-1] == 1 and c["fpr"].is_monotonic_increasing
+
+
+def test_bootstrap_and_distinct():
+    assert stats.bootstrap_ci([0.5] * 20) == (0.5, 0.5)
+    lo, hi = stats.bootstrap_ci(np.r_[np.zeros(50), np.ones(50)], seed=1)
+    assert lo < 0.5 < hi and hi - lo < 0.3
+    assert stats.distinct_n([[1, 2, 1, 2]], 2) == pytest.approx(2 / 3)
+    assert stats.distinct_n([[1, 2], [1, 2]], 1) == pytest.approx(2 / 4)
+
+
+# ---------------------------------------------------------------- attacks
+
+
+def test_edit_attacks():
+    seqs = [list(range(10, 30))]
+    assert edit_sequences(seqs, "substitute", 0.0, V) == seqs
+    assert edit_sequences(seqs, "delete", 1.0, V) == [[]]
+    ins = edit_sequences(seqs, "insert", 1.0, V, seed=3)[0]
+    assert len(ins) == 40 and ins[1::2] == seqs[0] and all(4 <= t < V for t in ins[0::2])
+    sub = edit_sequences(seqs, "substitute", 0.5, V, seed=0)[0]
+    assert len(sub) == 20 and 3 <= sum(a != b for a, b in zip(sub, seqs[0])) <= 17
+    assert edit_sequences(seqs, "delete", 0.3, V, seed=5) == edit_sequences(seqs, "delete", 0.3, V, seed=5)
+
+
+# ---------------------------------------------------------------- teacher quality
+
+
+class UniformLM(torch.nn.Module):
+    """Every next-token distribution is uniform over V: perplexity of anything is exactly V."""
+
+    def __init__(self, vocab=V):
+        super().__init__()
+        self.vocab = vocab
+        self.w = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, input_ids, attention_mask=None):
+        return SimpleNamespace(logits=torch.zeros(*input_ids.shape, self.vocab) + 0 * self.w)
+
+
+def _rec(i, completion, answer="5", ids=(7, 8, 9)):
+    return {"id": f"q{i}", "skill": "add", "answer": answer, "completion": completion,
+            "prompt_ids": [1, 5], "completion_ids": list(ids)}
+
+
+def test_teacher_quality_paired_and_perplexity():
+    right, wrong = "2 + 3 = 5\nAnswer: 5", "Answer: 6"
+    none = [_rec(i, right if i < 8 else wrong) for i in range(10)]  # 8/10
+    prot = [_rec(i, right if i in (0, 9) else wrong) for i in range(10)]  # 2/10: 1 win, 7 losses
+    assert correctness(none)["correct"].sum() == 8
+    assert perplexity(UniformLM(), [[1, 2]], [[3, 4, 5]]) == pytest.approx(V)
+    df = teacher_quality({"none": none, "kgw": prot}, reference=UniformLM(), eos_id=2).set_index("protection")
+    assert df.loc["kgw", "accuracy"] == 0.2 and df.loc["none", "accuracy"] == 0.8
+    assert (df.loc["kgw", "wins_vs_none"], df.loc["kgw", "losses_vs_none"]) == (1, 7)
+    assert df.loc["kgw", "p_paired"] == pytest.approx(18 / 256)
+    assert df.loc["none", "p_paired"] == 1.0
+    assert df.loc["kgw", "perplexity"] == pytest.approx(V)
+    assert df.loc["kgw", "mean_length"] == 3 and df.loc["kgw", "distinct_2"] == pytest.approx(2 / 20)
+
+
+# ---------------------------------------------------------------- detectability
+
+
+def green_sequences(spec, n_seq, length, seed=0):
+    """Texts whose every token is green under (spec, KEY): the strongest possible watermark."""
+    prot = parse_protection(spec)
+    proc = prot.processor(KEY, V)
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n_seq):
+        seq = [int(rng.integers(4, V))]
+        for _ in range(length):
+            bias = proc(torch.tensor([seq]), torch.zeros(1, V))[0]
+            green = torch.nonzero(bias > 0).flatten().numpy()
+            green = green[green >= 4]
+            seq.append(int(rng.choice(green)))
+        out.append(seq[1:])
+    return out
+
+
+def test_detectability_all_green_vs_random():
+    spec = "kgw:gamma=0.25,delta=2,h=1,hash=left"
+    pos = green_sequences(spec, 12, 30)
+    rng = np.random.default_rng(1)
+    neg = [rng.integers(4, V, 30).tolist() for _ in range(40)]
+    table, roc = detectability({spec: (pos, None)}, (neg, None), KEY, V,
+                               attacks=(("none", 0.0), ("substitute", 1.0)))
+    clean = table[table.attack == "none"].iloc[0]
+    assert clean["tpr@0.01"] == 1.0 and clean["auc"] == 1.0 and clean["n_neg"] == 40
+    assert clean["fpr@0.01"] <= 0.1
+    # An all-green text of distinct tuples reaches p < 1e-3 once 0.25**n < 1e-3: n = 5.
+    det = parse_protection(spec).detector(KEY)
+    need = tuples_to_significance(det, pos, None, 1e-3)
+    assert np.all(need >= 5) and np.median(need) <= 7
+    attacked = table[table.attack == "substitute"].iloc[0]
+    assert attacked["tpr@0.01"] < 0.5  # every token replaced: the watermark is gone
+    assert set(roc.columns) >= {"protection", "fpr", "tpr"}
+
+
+# ---------------------------------------------------------------- audit
+
+
+class NextTokenLM(torch.nn.Module):
+    """Predicts token (x + 1) % V after token x: top-1 predictions known in advance."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, input_ids, attention_mask=None):
+        return SimpleNamespace(logits=torch.nn.functional.one_hot((input_ids + 1) % V, V).float() + 0 * self.w)
+
+
+def test_reading_tuples_known_predictions():
+    texts = [([1, 10], [11, 20, 30]), ([1], [5, 6])]
+    t = reading_tuples(NextTokenLM(), texts, h=2, batch_size=1)
+    # text 1: positions 2,3,4 -> contexts (1,10),(10,11),(11,20); predictions 11,12,21
+    # text 2: positions 2 only (h=2) -> context (1,5), prediction 6
+    assert t.contexts.tolist() == [[1, 10], [10, 11], [11, 20], [1, 5]]
+    assert t.tokens.tolist() == [11, 12, 21, 6]
+    t0 = reading_tuples(NextTokenLM(), texts, h=0, batch_size=2)
+    assert t0.tokens.tolist() == [11, 12, 21, 2, 6] and t0.contexts.shape == (5, 0)
+
+
+def test_score_dedup_cap_exclusion():
+    det = parse_protection("kgw:gamma=0.25,delta=2,h=1").detector(KEY)
+    ctx = np.array([[3], [3], [4], [5], [6]])
+    tok = np.array([9, 9, 9, 9, 9])
+    r = score(det, Tuples(ctx, tok))
+    assert r.detection.n_scored == 4 and r.detection.n_tuples == 5
+    assert score(det, Tuples(ctx, tok), max_tuples=2).detection.n_scored == 2
+    ex = Tuples(ctx, tok, exclude_pairs=(np.array([[4]]), np.array([9])))
+    assert score(det, ex).detection.n_scored == 3
+    with pytest.warns(UserWarning, match="dedup"):
+        assert score(det, Tuples(ctx, tok), dedup=False).detection.n_scored == 5
+    # The pooled result equals the watermark core's own score_windows.
+    ref = det.score_windows(ctx, tok)
+    assert r.detection.statistic == ref.statistic and r.detection.log10_p == pytest.approx(ref.log10_p)
+
+
+def test_running_curve_matches_exact_tail():
+    det = parse_protection("unigram:gamma=0.5,delta=2").detector(KEY)
+    curve = running_curve(det, np.ones(10), points=10)
+    assert curve["n_scored"].iloc[0] == 1 and curve["n_scored"].iloc[-1] == 10
+    assert curve["log10_p"].iloc[-1] == pytest.approx(10 * math.log10(0.5), rel=1e-6)
+
+
+# ---------------------------------------------------------------- capability transfer
+
+
+def test_capability_transfer_known_ratio():
+    rows = []
+    for i in range(10):
+        skill = "add" if i < 5 else "mul"
+        rows += [{"student": "base", "id": i, "skill": skill, "correct": False},
+                 {"student": "raw", "id": i, "skill": skill, "correct": i < 8},
+                 {"student": "kgw", "id": i, "skill": skill, "correct": i < 4}]
+    df = capability_transfer(pd.DataFrame(rows), n_boot=500).set_index(["student", "skill"])
+    allk = df.loc[("kgw", "all")]
+    assert allk["accuracy"] == 0.4 and allk["de"] == pytest.approx(0.5) and allk["transfer"] == pytest.approx(0.5)
+    assert allk["transfer_lo"] <= 0.5 <= allk["transfer_hi"]
+    assert (allk["wins_vs_raw"], allk["losses_vs_raw"]) == (0, 4)
+    assert allk["p_vs_raw"] == pytest.approx(2 / 16)
+    assert df.loc[("raw", "all"), "transfer"] == 1.0 and df.loc[("base", "all"), "transfer"] == 0.0
+    assert df.loc[("kgw", "add"), "accuracy"] == 0.8 and df.loc[("kgw", "mul"), "accuracy"] == 0.0
