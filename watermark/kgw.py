@@ -63,9 +63,9 @@ def self_hash_inputs(hasher, contexts: torch.Tensor, codes: torch.Tensor) -> tor
     """
     seed = None
     for i in range(contexts.shape[-1]):
-        part = mix(hasher.state(contexts[..., i:i + 1]) ^ codes)
-        seed = part if seed is None else torch.minimum(seed, part)
-    return seed ^ hasher.k_hi
+        part = mix_(hasher.state(contexts[..., i:i + 1]) ^ codes)
+        seed = part if seed is None else torch.minimum(seed, part, out=seed)
+    return seed.bitwise_xor_(hasher.k_hi)
 
 
 class KGWLogitsProcessor(KeyedLogitsProcessor):
@@ -88,7 +88,7 @@ class KGWLogitsProcessor(KeyedLogitsProcessor):
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         if not self.check(input_ids, scores):
             return scores
-        return scores + self.delta * self.green(input_ids).to(scores.dtype)
+        return torch.where(self.green(input_ids), scores + self.delta, scores)
 
 
 class KGWDetector(TokenHashDetector):

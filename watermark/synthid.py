@@ -51,7 +51,10 @@ def g_values(prf: torch.Tensor, depth: int) -> torch.Tensor:
 
 
 def tournament(probs: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-    """Apply the depth tournament layers to probs [B, K] with g [B, K, depth] (closed form)."""
+    """Apply the tournament layers to probs [B, K] with g [B, K, depth], layer by layer.
+
+    The reference form of the closed-form update (used on small supports and in the tests).
+    """
     g = g.to(probs.dtype)
     for layer in range(g.shape[-1]):
         g_l = g[..., layer]
@@ -59,13 +62,40 @@ def tournament(probs: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
     return probs
 
 
+def tournament_by_pattern(probs: torch.Tensor, prf: torch.Tensor, depth: int) -> torch.Tensor:
+    """The same tournament in O(V + 2**depth) per row instead of O(V * depth).
+
+    A candidate's final weight depends only on its g-value pattern (the low `depth` bits of its
+    hash), and layer l's mean E[g_l] only on the probability mass per pattern prefix of bits
+    0..l. So: histogram the mass by pattern once, sum out the high bits to get every prefix
+    marginal, then grow the table of weights F over prefixes one layer at a time.
+    """
+    codes = prf & ((1 << depth) - 1)
+    mass = torch.zeros(probs.shape[0], 1 << depth, dtype=torch.float64, device=probs.device)
+    mass.scatter_add_(1, codes, probs.double())
+    marginals = [mass]  # marginals[k]: mass over bits 0..depth-1-k, index = bit pattern
+    for layer in reversed(range(1, depth)):
+        top = marginals[-1]
+        marginals.append(top[:, : 1 << layer] + top[:, 1 << layer:])
+    marginals.reverse()  # marginals[l]: over bits 0..l
+    weight = torch.ones(probs.shape[0], 1, dtype=torch.float64, device=probs.device)
+    for layer in range(depth):
+        ones_mass = marginals[layer][:, 1 << layer:]  # prefixes whose bit `layer` is 1
+        mean_g = (weight * ones_mass).sum(-1, keepdim=True)
+        weight = torch.cat([weight * (1.0 - mean_g), weight * (2.0 - mean_g)], dim=1)
+    return probs.double() * weight.gather(1, codes)
+
+
 class SynthIDLogitsProcessor(KeyedLogitsProcessor):
     """Draws the token from the tournament distribution and returns scores that force it.
 
-    Only candidates with non-zero probability can win (a zero stays zero through every layer), so
-    the tournament runs on that support alone: after top-k it costs K, not V, per row. The draw
-    uses torch's global RNG, which `torch.manual_seed` fixes just as it fixes `generate`.
+    A zero-probability candidate stays zero through every layer, so after top-k/top-p the
+    tournament runs on the support alone; on a full vocabulary it runs by g-value pattern
+    (depth <= 16). The draw uses torch's global RNG, which `torch.manual_seed` fixes just as it
+    fixes `generate`.
     """
+
+    PATTERN_MAX_DEPTH = 16
 
     def __init__(self, protection, key, vocab_size, *, temperature=1.0, top_k=0, top_p=1.0):
         super().__init__(protection, key, vocab_size)
@@ -77,12 +107,16 @@ class SynthIDLogitsProcessor(KeyedLogitsProcessor):
         if not self.check(input_ids, scores):
             return log_p.to(scores.dtype)
         support = int(torch.isfinite(log_p).sum(-1).max())
-        log_top, candidates = torch.topk(log_p, support, dim=-1)
-        context = input_ids[:, input_ids.shape[-1] - self.h:]
-        prf = mix(self.hash.state(context)[:, None] ^ self.codes(input_ids.device)[candidates])
-        probs = tournament(log_top.double().exp(), g_values(prf, self.depth))
-        pick = torch.multinomial(probs.clamp_min(0).float(), 1)
-        return one_hot_scores(scores, candidates.gather(-1, pick)[:, 0])
+        if support * self.depth <= 4 * self.vocab_size or self.depth > self.PATTERN_MAX_DEPTH:
+            log_top, candidates = torch.topk(log_p, support, dim=-1)
+            context = input_ids[:, input_ids.shape[-1] - self.h:]
+            prf = mix(self.hash.state(context)[:, None] ^ self.codes(input_ids.device)[candidates])
+            probs = tournament(log_top.double().exp(), g_values(prf, self.depth))
+            pick = candidates.gather(-1, torch.multinomial(probs.clamp_min(0).float(), 1))
+        else:
+            probs = tournament_by_pattern(log_p.exp(), self.window_prf(input_ids), self.depth)
+            pick = torch.multinomial(probs.clamp_min(0).float(), 1)
+        return one_hot_scores(scores, pick[:, 0])
 
 
 class SynthIDDetector(TokenHashDetector):

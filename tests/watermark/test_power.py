@@ -92,3 +92,14 @@ def test_rows_shorter_than_the_context_pass_unchanged():
     proc = parse_protection("kgw:h=4").processor(KEY, VOCAB)
     scores = torch.randn(2, VOCAB)
     assert torch.equal(proc(torch.tensor([[1, 2, 3], [4, 5, 6]]), scores), scores)
+
+
+@pytest.mark.parametrize("depth", [1, 3, 8, 16])
+def test_tournament_by_pattern_equals_layer_by_layer(depth):
+    from antidistill.watermark.synthid import tournament, tournament_by_pattern
+    gen = torch.Generator().manual_seed(depth)
+    probs = torch.softmax(2 * torch.randn(4, 3000, generator=gen), -1).double()
+    prf = torch.randint(0, 2**32, (4, 3000), generator=gen)
+    fast = tournament_by_pattern(probs, prf, depth)
+    assert torch.allclose(fast, tournament(probs, g_values(prf, depth)), rtol=1e-12, atol=1e-15)
+    assert torch.allclose(fast.sum(-1), torch.ones(4, dtype=torch.float64))
