@@ -5,7 +5,11 @@ test of those tuples against the key:
 
 - *reading mode* (open weights): teacher-force the auditor's protected texts through the suspect
   and take its top-1 prediction at each completion position; the tuple is (the h tokens of the
-  input text before that position, the predicted token).
+  input text before that position, the predicted token). A prediction that coincides with a tuple
+  of the same text (above all the text's own next token, or a copy of an earlier tuple) is not
+  scored: the text is watermarked, so such a tuple is green-biased even for a model that never saw
+  the key (a clean model that merely predicts the text well would look radioactive). What remains
+  is a PRF input the key-dependent text never touched, hence an exact uniform draw under H0.
 - *generation mode* (black box): prompt the suspect, sample, and score what it wrote, pooled over
   all outputs, excluding tuples that already occur in the prompts.
 
@@ -39,6 +43,8 @@ class Tuples:
     exclude: np.ndarray | None = None  # bool [N]: drop (e.g. the tuple occurs in a prompt)
     n_texts: int = 0
     exclude_pairs: tuple | None = None  # (contexts, tokens) whose PRF inputs are excluded (prompts)
+    seq_index: np.ndarray | None = None  # int64 [N]: the text each tuple came from (reading mode)
+    text_tokens: np.ndarray | None = None  # int64 [N]: the text's own token at that position
 
 
 @dataclass
@@ -61,7 +67,7 @@ def reading_tuples(model, texts, h: int, *, batch_size: int = 16) -> Tuples:
     """Teacher-force (prompt_ids, completion_ids) pairs; at each completion position t take the
     suspect's top-1 prediction and pair it with the input text's tokens [t-h, t)."""
     device = next(model.parameters()).device
-    ctx_parts, tok_parts = [], []
+    ctx_parts, tok_parts, own_parts, seq_parts = [], [], [], []
     texts = [(list(p), list(c)) for p, c in texts]
     for start in range(0, len(texts), batch_size):
         chunk = texts[start:start + batch_size]
@@ -83,11 +89,14 @@ def reading_tuples(model, texts, h: int, *, batch_size: int = 16) -> Tuples:
                 continue
             pos = np.arange(lo, hi)
             tok_parts.append(pred[i, pos - 1])
+            own_parts.append(arr[i, pos])
+            seq_parts.append(np.full(len(pos), start + i, dtype=np.int64))
             ctx_parts.append(arr[i, pos[:, None] + np.arange(-h, 0)] if h else np.zeros((len(pos), 0), np.int64))
     if not tok_parts:
         return Tuples(np.zeros((0, h), np.int64), np.zeros(0, np.int64), n_texts=len(texts))
     return Tuples(np.concatenate(ctx_parts).astype(np.int64), np.concatenate(tok_parts).astype(np.int64),
-                  n_texts=len(texts))
+                  n_texts=len(texts), seq_index=np.concatenate(seq_parts),
+                  text_tokens=np.concatenate(own_parts).astype(np.int64))
 
 
 def generation_tuples(model, tokenizer, prompt_ids, h: int, *, max_new_tokens: int = 128,
@@ -144,6 +153,11 @@ def score(detector, t: Tuples, *, dedup: bool = True, max_tuples: int | None = N
         p_inputs = detector.prf_inputs(torch.from_numpy(pc.reshape(len(pt), detector.h)),
                                        torch.from_numpy(pt)).numpy()
         mask &= ~np.isin(inputs, p_inputs)
+    if t.text_tokens is not None and n:
+        # Reading mode: drop predictions equal to any (window, token) tuple of the same text.
+        own = detector.prf_inputs(torch.from_numpy(t.contexts.reshape(n, detector.h)),
+                                  torch.from_numpy(t.text_tokens)).numpy()
+        mask &= ~np.isin((t.seq_index << 32) | inputs, (t.seq_index << 32) | own)
     if keep is not None:
         mask &= keep
     if dedup:

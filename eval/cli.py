@@ -9,7 +9,7 @@ import warnings
 from antidistill.watermark.errors import UserError
 
 # Subcommand modules, in the order `antidistill --help` lists them.
-COMMANDS = ("detect", "generate", "train")
+COMMANDS = ("detect", "generate", "train", "audit")
 
 
 def build_parser() -> argparse.ArgumentParser:

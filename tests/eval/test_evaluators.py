@@ -219,3 +219,13 @@ def test_capability_transfer_known_ratio():
     assert allk["p_vs_raw"] == pytest.approx(2 / 16)
     assert df.loc[("raw", "all"), "transfer"] == 1.0 and df.loc[("base", "all"), "transfer"] == 0.0
     assert df.loc[("kgw", "add"), "accuracy"] == 0.8 and df.loc[("kgw", "mul"), "accuracy"] == 0.0
+
+
+def test_reading_mode_excludes_the_texts_own_tuples():
+    """A clean model that predicts the (watermarked) text perfectly must not score those tuples."""
+    det = parse_protection("kgw:gamma=0.25,delta=2,h=1").detector(KEY)
+    t = reading_tuples(NextTokenLM(), [([1], [2, 3, 4])], h=1)  # predicts exactly the text
+    assert t.tokens.tolist() == t.text_tokens.tolist() == [2, 3, 4]
+    assert score(det, t).detection.n_scored == 0
+    t = reading_tuples(NextTokenLM(), [([1], [5, 9])], h=1)  # predictions 2 and 6 differ from the text
+    assert score(det, t).detection.n_scored == 2

@@ -1,0 +1,139 @@
+"""`antidistill audit`: was a suspect model trained on our protected outputs? (radioactivity test)"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "audit", help="test a suspect model for radioactivity (trained on our protected outputs?)",
+        description="Collect (context, token) tuples from SUSPECT -- its top-1 predictions on our protected "
+                    "texts (reading mode, open weights) or its own samples on prompts (generation mode, black "
+                    "box) -- and test them against the key with an exact, deduplicated p-value. Prints "
+                    "RADIOACTIVE or NOT DETECTED at alpha; writes audit.json, audit_curve.csv and "
+                    "audit_curve.png to --out.")
+    p.add_argument("--suspect", required=True, help="model folder, preset, 'demo' or hub id")
+    p.add_argument("--protection", required=True, help="protection spec of our outputs, e.g. kgw:h=1")
+    p.add_argument("--key-file", help="file with the secret key (default: $ANTIDISTILL_KEY)")
+    p.add_argument("--texts", metavar="CORPUS_DIR",
+                   help="our protected corpus (reading mode: the texts to teacher-force; with --filter-top: phi)")
+    p.add_argument("--prompts", help="generation mode: N (task-suite prompts) or a .jsonl/.txt file "
+                                     "(default: the prompts of --texts)")
+    p.add_argument("--mode", choices=("reading", "generation"), default="reading")
+    p.add_argument("--alpha", type=float, default=1e-3, help="significance level of the verdict (default 1e-3)")
+    p.add_argument("--max-tuples", type=int, metavar="N", help="score at most N distinct tuples")
+    p.add_argument("--max-texts", type=int, metavar="N", help="use at most N texts / prompts")
+    p.add_argument("--filter-top", type=int, metavar="K",
+                   help="filter phi: score only tuples among the K most frequent (h+1)-grams of --texts")
+    p.add_argument("--null-keys", type=int, default=0, metavar="N",
+                   help="also score the same tuples with N wrong keys (null controls)")
+    p.add_argument("--no-dedup", action="store_true", help="score repeated tuples again (p-values invalid)")
+    p.add_argument("--max-new-tokens", type=int, default=128, help="generation mode")
+    p.add_argument("--temperature", type=float, default=1.0, help="generation mode")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="antidistill-audit", help="folder for the evidence (default ./antidistill-audit)")
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args) -> int:
+    from antidistill.students.corpus import load_prompts, read_corpus
+    from antidistill.students.models import load_model
+    from antidistill.students.sampling import encode_prompts
+    from antidistill.students.tokenizer import tokenizer_fingerprint
+    from antidistill.watermark import load_key, parse_protection
+    from antidistill.watermark.errors import UserError, atomic_write
+
+    from .audit import frequent_kgrams, generation_tuples, phi_mask, reading_tuples, score, summary_line, wrong_keys
+    from .plots import radioactivity_curves
+
+    protection = parse_protection(args.protection)
+    if not protection.has_detector:
+        raise UserError(f"protection {protection.spec!r} leaves no detectable trace; audit needs a watermark "
+                        "scheme (kgw, unigram, gumbel, synthid)")
+    if not 0 < args.alpha < 1:
+        raise UserError(f"--alpha must lie in (0, 1), got {args.alpha}")
+    for name in ("max_tuples", "max_texts", "filter_top"):
+        v = getattr(args, name)
+        if v is not None and v <= 0:
+            raise UserError(f"--{name.replace('_', '-')} must be positive, got {v}")
+    if args.null_keys < 0:
+        raise UserError(f"--null-keys must be >= 0, got {args.null_keys}")
+    if args.mode == "reading" and not args.texts:
+        raise UserError("reading mode needs --texts CORPUS_DIR (our protected outputs to teacher-force); "
+                        "or use --mode generation --prompts N|FILE")
+    if args.mode == "generation" and not (args.prompts or args.texts):
+        raise UserError("generation mode needs --prompts N|FILE (or --texts, whose prompts are then used)")
+    if args.filter_top and not args.texts:
+        raise UserError("--filter-top needs --texts CORPUS_DIR (the protected corpus its k-grams come from)")
+    key = load_key(args.key_file)
+    out = Path(args.out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserError(f"cannot create output folder {out} ({err.strerror}); choose a writable --out") from None
+
+    corpus = read_corpus(args.texts) if args.texts else None
+    model, tokenizer = load_model(args.suspect, seed=args.seed)
+    if corpus is not None:
+        fp = corpus.manifest.get("tokenizer_fingerprint")
+        if fp and fp != tokenizer_fingerprint(tokenizer):
+            raise UserError(f"corpus {args.texts} was tokenized with tokenizer {fp} but suspect {args.suspect!r} "
+                            f"uses {tokenizer_fingerprint(tokenizer)}; the audit needs the same token ids")
+        if corpus.manifest.get("key_fingerprint") not in (None, key.fingerprint):
+            print(f"antidistill audit: note: --texts were protected with key {corpus.manifest['key_fingerprint']}, "
+                  f"not this key ({key.fingerprint})", file=sys.stderr)
+    detector = protection.detector(key)
+    h = detector.h
+    if args.mode == "reading":
+        records = corpus.records[:args.max_texts] if args.max_texts else corpus.records
+        tuples = reading_tuples(model, [(r["prompt_ids"], r["completion_ids"]) for r in records], h)
+    else:
+        if args.prompts:
+            recs, _ = load_prompts(args.prompts, seed=args.seed, chat=bool(getattr(tokenizer, "chat_template", None)))
+            prompt_ids = encode_prompts(tokenizer, [r["prompt"] for r in recs])
+        else:
+            prompt_ids = [r["prompt_ids"] for r in corpus.records]
+        if args.max_texts:
+            prompt_ids = prompt_ids[:args.max_texts]
+        if args.max_new_tokens <= 0 or args.temperature <= 0:
+            raise UserError("--max-new-tokens and --temperature must be positive")
+        tuples, _ = generation_tuples(model, tokenizer, prompt_ids, h, max_new_tokens=args.max_new_tokens,
+                                      temperature=args.temperature, seed=args.seed)
+    keep = None
+    if args.filter_top:
+        keep = phi_mask(tuples, frequent_kgrams(corpus.sequences, corpus.prompts, h, args.filter_top))
+    dedup = not args.no_dedup
+    result = score(detector, tuples, dedup=dedup, max_tuples=args.max_tuples, keep=keep, mode=args.mode)
+    nulls = [score(k_det, tuples, dedup=dedup, max_tuples=args.max_tuples, keep=keep, mode=args.mode)
+             for k_det in (protection.detector(k) for k in wrong_keys(args.null_keys))]
+
+    verdict = result.verdict(args.alpha)
+    evidence = {
+        "verdict": verdict, "alpha": args.alpha, "suspect": args.suspect, "protection": protection.spec,
+        "mode": args.mode, "n_texts": result.n_texts, "texts": args.texts, "prompts": args.prompts,
+        "filter_top": args.filter_top, "max_tuples": args.max_tuples, "detection": result.detection.as_dict(),
+        "null_keys": [{"key_fingerprint": n.detection.key_fingerprint, "log10_p": n.detection.log10_p,
+                       "n_scored": n.detection.n_scored, "verdict": n.verdict(args.alpha)} for n in nulls],
+    }
+    curves = [result.curve.assign(label=f"suspect, key {key.fingerprint[:8]}", kind="suspect")]
+    curves += [n.curve.assign(label=f"wrong key {n.detection.key_fingerprint[:8]}", kind="null") for n in nulls]
+    import pandas as pd
+
+    table = pd.concat(curves, ignore_index=True)
+    with atomic_write(out / "audit.json") as fh:
+        json.dump(evidence, fh, indent=2, default=lambda v: None if isinstance(v, float) and math.isnan(v) else v)
+        fh.write("\n")
+    with atomic_write(out / "audit_curve.csv") as fh:
+        table.to_csv(fh, index=False)
+    if len(table):
+        radioactivity_curves(table, out / "audit_curve.png", args.alpha, title=f"Audit of {Path(args.suspect).name}")
+    print(summary_line(result, args.alpha))
+    for n in nulls:
+        print(f"  null control, wrong key {n.detection.key_fingerprint}: log10 p = {n.detection.log10_p:.2f} "
+              f"({n.verdict(args.alpha)})")
+    return 0
