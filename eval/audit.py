@@ -140,38 +140,58 @@ def score(detector, t: Tuples, *, dedup: bool = True, max_tuples: int | None = N
     """Exact pooled test of the tuples: exclusions, then first occurrence of each PRF input, then
     at most `max_tuples` in order; with the running log10 p against tuples scored."""
     n = len(t.tokens)
-    if n:
-        inputs = detector.prf_inputs(torch.from_numpy(t.contexts.reshape(n, detector.h)),
-                                     torch.from_numpy(t.tokens)).numpy()
-    else:
-        inputs = np.zeros(0, np.int64)
+    h = detector.h
+    inputs = _prf(detector, t.contexts.reshape(n, h), t.tokens)
+    ident = inputs.astype(np.int64)
     mask = np.ones(n, dtype=bool)
     if t.exclude is not None:
         mask &= ~t.exclude
     if t.exclude_pairs is not None and n:
         pc, pt = t.exclude_pairs
-        p_inputs = detector.prf_inputs(torch.from_numpy(pc.reshape(len(pt), detector.h)),
-                                       torch.from_numpy(pt)).numpy()
-        mask &= ~np.isin(inputs, p_inputs)
+        mask &= ~np.isin(ident, _prf(detector, pc.reshape(len(pt), h), pt).astype(np.int64))
     if t.text_tokens is not None and n:
         # Reading mode: drop predictions equal to any (window, token) tuple of the same text.
-        own = detector.prf_inputs(torch.from_numpy(t.contexts.reshape(n, detector.h)),
-                                  torch.from_numpy(t.text_tokens)).numpy()
-        mask &= ~np.isin((t.seq_index << 32) | inputs, (t.seq_index << 32) | own)
+        own = _prf(detector, t.contexts.reshape(n, h), t.text_tokens).astype(np.int64)
+        mask &= ~np.isin((t.seq_index << 32) | ident, (t.seq_index << 32) | own)
     if keep is not None:
         mask &= keep
     if dedup:
         # First occurrence among the tuples that are scored at all.
         sel = np.flatnonzero(mask)
-        sel = sel[first_occurrence(inputs[sel])]
+        sel = sel[first_occurrence(ident[sel])]
     else:
         warnings.warn(DEDUP_OFF_WARNING, stacklevel=2)
         sel = np.flatnonzero(mask)
     if max_tuples is not None:
         sel = sel[:max_tuples]
-    scores = detector.tuple_scores(torch.from_numpy(inputs[sel])) if len(sel) else np.zeros(0)
+    scores = _scores(detector, inputs[sel])
     det = detector.verdict(float(np.sum(scores)), len(scores), n_tuples=n, dedup=dedup)
     return AuditResult(det, running_curve(detector, scores, dedup=dedup, points=points), mode, t.n_texts)
+
+
+def _np(x) -> np.ndarray:
+    return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+
+
+def _prf(detector, contexts: np.ndarray, tokens: np.ndarray) -> np.ndarray:
+    """PRF inputs of (context, token) tuples (numpy in and out; older torch-based detectors too)."""
+    contexts = np.ascontiguousarray(contexts, dtype=np.int64)
+    tokens = np.ascontiguousarray(tokens, dtype=np.int64)
+    if len(tokens) == 0:
+        return np.zeros(0, dtype=np.int64)
+    try:
+        return _np(detector.prf_inputs(contexts, tokens))
+    except (TypeError, AttributeError):
+        return _np(detector.prf_inputs(torch.from_numpy(contexts), torch.from_numpy(tokens)))
+
+
+def _scores(detector, inputs: np.ndarray) -> np.ndarray:
+    if len(inputs) == 0:
+        return np.zeros(0)
+    try:
+        return np.asarray(_np(detector.tuple_scores(inputs)), dtype=float)
+    except (TypeError, AttributeError):
+        return np.asarray(_np(detector.tuple_scores(torch.from_numpy(inputs.astype(np.int64)))), dtype=float)
 
 
 def running_curve(detector, scores, *, dedup: bool = True, points: int = 50) -> pd.DataFrame:
