@@ -149,10 +149,11 @@ class TokenHashDetector:
         self.hash = KeyedHash(key, protection.hash_label)
 
     # -- scheme-specific -------------------------------------------------------------------
-    def prf_inputs(self, contexts: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    def prf_inputs(self, contexts, tokens) -> np.ndarray:
+        """uint32 PRF input of each (context [N, h], token [N]) tuple."""
         return self.hash.prf_input(contexts, tokens)
 
-    def tuple_scores(self, prf_inputs: torch.Tensor) -> np.ndarray:
+    def tuple_scores(self, prf_inputs: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
     def log_sf(self, statistic: float, n: int) -> float:
@@ -163,9 +164,7 @@ class TokenHashDetector:
 
     # -- shared ----------------------------------------------------------------------------
     def _inputs(self, w: Windows) -> np.ndarray:
-        if len(w.tokens) == 0:
-            return np.zeros(0, dtype=np.int64)
-        return self.prf_inputs(torch.from_numpy(w.contexts), torch.from_numpy(w.tokens)).numpy()
+        return self.prf_inputs(w.contexts, w.tokens)
 
     def scored_tuples(self, sequences, prompts=None, *, dedup: bool = True, exclude_prompt_windows: bool = False,
                       per_sequence: bool = False) -> tuple[np.ndarray, np.ndarray, Windows]:
@@ -178,31 +177,29 @@ class TokenHashDetector:
         completion, prompt = extract_windows(sequences, prompts, self.h)
         inputs = self._inputs(completion)
         # Per-sequence identity: tag each 32-bit input with its sequence index (fits in int64).
-        ident = (completion.seq_index << 32) | inputs if per_sequence else inputs
+        ident = (completion.seq_index << 32) | inputs.astype(np.int64) if per_sequence else inputs
         keep = np.ones(len(inputs), dtype=bool)
         if exclude_prompt_windows and len(prompt.tokens):
             prompt_inputs = self._inputs(prompt)
-            prompt_ident = (prompt.seq_index << 32) | prompt_inputs if per_sequence else prompt_inputs
+            prompt_ident = (prompt.seq_index << 32) | prompt_inputs.astype(np.int64) if per_sequence else prompt_inputs
             keep &= ~np.isin(ident, prompt_ident)
         if dedup:
             keep &= first_occurrence(ident)  # a tuple excluded above still counts as seen
         else:
             warnings.warn(DEDUP_OFF_WARNING, stacklevel=3)
-        kept = inputs[keep]
-        scores = self.tuple_scores(torch.from_numpy(kept)) if len(kept) else np.zeros(0)
-        return scores, completion.seq_index[keep], completion
+        return self.tuple_scores(inputs[keep]), completion.seq_index[keep], completion
 
     def score_windows(self, contexts, tokens, *, dedup: bool = True) -> Detection:
         """Detection over explicit (context [N, h], token [N]) tuples, e.g. a suspect's top-1
         predictions under teacher forcing (reading-mode audit)."""
-        contexts = torch.as_tensor(np.asarray(contexts, dtype=np.int64)).reshape(-1, self.h)
-        tokens = torch.as_tensor(np.asarray(tokens, dtype=np.int64)).reshape(-1)
-        inputs = self.prf_inputs(contexts, tokens).numpy() if len(tokens) else np.zeros(0, np.int64)
+        tokens = as_sequences(np.asarray(tokens).reshape(-1))[0]
+        contexts = np.asarray(contexts, dtype=np.int64).reshape(len(tokens), self.h)
+        inputs = self.prf_inputs(contexts, tokens)
         if dedup:
             inputs = inputs[first_occurrence(inputs)]
         else:
             warnings.warn(DEDUP_OFF_WARNING, stacklevel=2)
-        scores = self.tuple_scores(torch.from_numpy(inputs)) if len(inputs) else np.zeros(0)
+        scores = self.tuple_scores(inputs)
         return self.verdict(float(scores.sum()), len(scores), n_tuples=len(tokens), dedup=dedup)
 
     def verdict(self, statistic: float, n: int, *, n_tuples: int = 0, dedup: bool = True) -> Detection:

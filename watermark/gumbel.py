@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 from .detection import TokenHashDetector
-from .hashing import mix, to_unit
+from .hashing import as_tensor, mix, to_unit
 from .processing import KeyedLogitsProcessor, one_hot_scores, sampling_log_probs
 from .spec import Param, Protection, register
 from .stats import gamma_log_sf
@@ -58,7 +59,7 @@ class GumbelLogitsProcessor(KeyedLogitsProcessor):
         log_p = sampling_log_probs(scores, self.temperature, self.top_k, self.top_p)
         if not self.check(input_ids, scores):
             return log_p.to(scores.dtype)
-        u = to_unit(self.window_prf(input_ids))
+        u = as_tensor(to_unit(self.window_prf(input_ids)), scores.device)
         # log p - log(-log u): the Gumbel-max key; -inf where p = 0 so those never win.
         chosen = torch.argmax(log_p.double() - torch.log(-torch.log(u)), dim=-1)
         return one_hot_scores(scores, chosen)
@@ -68,7 +69,7 @@ class GumbelDetector(TokenHashDetector):
     """Sum of -log(1 - u) over distinct tuples; exact Gamma(n, 1) upper tail."""
 
     def tuple_scores(self, prf_inputs):
-        return (-torch.log1p(-to_unit(mix(prf_inputs)))).numpy()
+        return -np.log1p(-to_unit(mix(prf_inputs)))
 
     def null_mean_var(self):
         return 1.0, 1.0

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 
 from .detection import TokenHashDetector
-from .hashing import TWO32, mix, mix_
+from .hashing import TWO32, as_tensor, minimum_, mix, mix_
 from .processing import KeyedLogitsProcessor
 from .spec import Param, Protection, register
 from .stats import binom_log_sf
@@ -64,8 +64,9 @@ def self_hash_inputs(hasher, contexts: torch.Tensor, codes: torch.Tensor) -> tor
     seed = None
     for i in range(contexts.shape[-1]):
         part = mix_(hasher.state(contexts[..., i:i + 1]) ^ codes)
-        seed = part if seed is None else torch.minimum(seed, part, out=seed)
-    return seed.bitwise_xor_(hasher.k_hi)
+        seed = part if seed is None else minimum_(seed, part)
+    seed ^= hasher.k_hi
+    return seed
 
 
 class KGWLogitsProcessor(KeyedLogitsProcessor):
@@ -80,10 +81,9 @@ class KGWLogitsProcessor(KeyedLogitsProcessor):
         if self.protection.hash == "left":
             prf = self.window_prf(input_ids)
         else:
-            context = input_ids[:, input_ids.shape[-1] - self.h:]
             codes = self.codes(input_ids.device)[None, :]
-            prf = mix_(self_hash_inputs(self.hash, context[:, None, :], codes))
-        return prf < self.threshold
+            prf = mix_(self_hash_inputs(self.hash, self.context(input_ids)[:, None, :], codes))
+        return as_tensor(prf < self.threshold, input_ids.device)
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         if not self.check(input_ids, scores):
@@ -100,7 +100,7 @@ class KGWDetector(TokenHashDetector):
         return super().prf_inputs(contexts, tokens)
 
     def tuple_scores(self, prf_inputs):
-        return (mix(prf_inputs) < green_threshold(self.protection.gamma)).numpy().astype(float)
+        return (mix(prf_inputs) < green_threshold(self.protection.gamma)).astype(float)
 
     def null_mean_var(self):
         g = self.protection.gamma_eff

@@ -1,6 +1,7 @@
 """Sampling-time plumbing shared by the keyed protections (all `transformers.LogitsProcessor`s)."""
 from __future__ import annotations
 
+import numpy as np
 import torch
 from transformers import LogitsProcessor
 
@@ -22,9 +23,10 @@ class KeyedLogitsProcessor(LogitsProcessor):
         self.vocab_size = int(vocab_size)
         self.h = protection.context_width
         self.hash = KeyedHash(key, protection.hash_label)
-        self._codes: dict[torch.device, torch.Tensor] = {}
+        self._codes: dict[torch.device, object] = {}
 
-    def codes(self, device: torch.device) -> torch.Tensor:
+    def codes(self, device: torch.device):
+        """Keyed codes of the whole vocabulary, in the hash's array type for `device`."""
         if device not in self._codes:
             self._codes[device] = self.hash.tok(torch.arange(self.vocab_size, device=device))
         return self._codes[device]
@@ -37,11 +39,19 @@ class KeyedLogitsProcessor(LogitsProcessor):
                             "model's output layer (check_vocab)")
         return input_ids.shape[-1] >= self.h
 
-    def window_prf(self, input_ids: torch.Tensor) -> torch.Tensor:
-        """PRF outputs [B, V] for every candidate after each row's last h tokens."""
-        context = input_ids[:, input_ids.shape[-1] - self.h:]
-        x = self.hash.state(context)[:, None] ^ self.codes(input_ids.device)[None, :]
+    def context(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return input_ids[:, input_ids.shape[-1] - self.h:]
+
+    def window_prf(self, input_ids: torch.Tensor):
+        """PRF words [B, V] for every candidate after each row's last h tokens (hash array type)."""
+        x = self.hash.state(self.context(input_ids))[:, None] ^ self.codes(input_ids.device)[None, :]
         return mix_(x)
+
+    def candidate_prf(self, input_ids: torch.Tensor, candidates: torch.Tensor):
+        """PRF words [B, K] of the given candidate ids [B, K] only."""
+        codes = self.codes(input_ids.device)
+        index = candidates.numpy() if isinstance(codes, np.ndarray) else candidates
+        return mix_(self.hash.state(self.context(input_ids))[:, None] ^ codes[index])
 
 
 def sampling_log_probs(scores: torch.Tensor, temperature: float, top_k: int, top_p: float) -> torch.Tensor:

@@ -9,10 +9,11 @@ tuple: Binomial(n * depth, 1/2) under H0, exact.
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from .detection import TokenHashDetector
-from .hashing import mix
+from .hashing import as_tensor, mix
 from .processing import KeyedLogitsProcessor, one_hot_scores, sampling_log_probs
 from .spec import Param, Protection, register
 from .stats import binom_log_sf
@@ -44,10 +45,11 @@ class SynthID(Protection):
         return SynthIDDetector(self, key)
 
 
-def g_values(prf: torch.Tensor, depth: int) -> torch.Tensor:
+def g_values(prf, depth: int):
     """[..., depth] g-values in {0, 1}: bit l of the keyed hash is layer l's g-value."""
-    shifts = torch.arange(depth, device=prf.device)
-    return (prf[..., None] >> shifts) & 1
+    if isinstance(prf, np.ndarray):
+        return (prf[..., None] >> np.arange(depth, dtype=prf.dtype)) & 1
+    return (prf[..., None] >> torch.arange(depth, device=prf.device)) & 1
 
 
 def tournament(probs: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
@@ -109,12 +111,12 @@ class SynthIDLogitsProcessor(KeyedLogitsProcessor):
         support = int(torch.isfinite(log_p).sum(-1).max())
         if support * self.depth <= 4 * self.vocab_size or self.depth > self.PATTERN_MAX_DEPTH:
             log_top, candidates = torch.topk(log_p, support, dim=-1)
-            context = input_ids[:, input_ids.shape[-1] - self.h:]
-            prf = mix(self.hash.state(context)[:, None] ^ self.codes(input_ids.device)[candidates])
+            prf = as_tensor(self.candidate_prf(input_ids, candidates), scores.device)
             probs = tournament(log_top.double().exp(), g_values(prf, self.depth))
             pick = candidates.gather(-1, torch.multinomial(probs.clamp_min(0).float(), 1))
         else:
-            probs = tournament_by_pattern(log_p.exp(), self.window_prf(input_ids), self.depth)
+            prf = as_tensor(self.window_prf(input_ids) & ((1 << self.depth) - 1), scores.device)
+            probs = tournament_by_pattern(log_p.exp(), prf, self.depth)
             pick = torch.multinomial(probs.clamp_min(0).float(), 1)
         return one_hot_scores(scores, pick[:, 0])
 
@@ -123,7 +125,9 @@ class SynthIDDetector(TokenHashDetector):
     """Number of g-values equal to 1 over distinct tuples; exact Binomial(n * depth, 1/2) tail."""
 
     def tuple_scores(self, prf_inputs):
-        return g_values(mix(prf_inputs), self.protection.depth).sum(-1).numpy().astype(float)
+        # the number of ones among the depth g-values is the popcount of the hash's low bits
+        low_bits = mix(prf_inputs) & np.uint32((1 << self.protection.depth) - 1)
+        return np.bitwise_count(low_bits).astype(float)
 
     def null_mean_var(self):
         d = self.protection.depth

@@ -43,6 +43,6 @@ class UnigramLogitsProcessor(KGWLogitsProcessor):
         self.check(input_ids, scores)
         bias = self._bias.get(scores.device)
         if bias is None or bias.dtype != scores.dtype:
-            empty = input_ids[:, :0]
-            bias = self._bias[scores.device] = self.delta * self.green(empty)[0].to(scores.dtype)
+            green = self.green(input_ids[:1, :0])[0]
+            bias = self._bias[scores.device] = self.delta * green.to(scores.dtype)
         return scores + bias

@@ -5,7 +5,7 @@ import torch
 from scipy import stats
 
 from antidistill.watermark import Key, parse_protection
-from antidistill.watermark.hashing import mix, to_unit
+from antidistill.watermark.hashing import to_unit
 from antidistill.watermark.synthid import g_values
 
 from .conftest import VOCAB, generate
@@ -43,10 +43,10 @@ def test_processor_and_detector_agree_on_every_candidate(spec):
         assert abs((per_tuple == 1).mean() - protection.gamma) < 0.02
     elif protection.scheme == "gumbel":
         u = to_unit(proc.window_prf(ids))
-        assert np.allclose(-np.log1p(-u.numpy()), per_tuple)
+        assert np.allclose(-np.log1p(-u), per_tuple)
     else:
         g = g_values(proc.window_prf(ids), protection.depth).sum(-1)
-        assert np.array_equal(g.numpy(), per_tuple)
+        assert np.array_equal(g, per_tuple)
 
 
 def _next_token_counts(spec, probs, n_keys, temperature=1.0):
