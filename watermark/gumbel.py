@@ -59,9 +59,9 @@ class GumbelLogitsProcessor(KeyedLogitsProcessor):
         log_p = sampling_log_probs(scores, self.temperature, self.top_k, self.top_p)
         if not self.check(input_ids, scores):
             return log_p.to(scores.dtype)
-        u = as_tensor(to_unit(self.window_prf(input_ids)), scores.device)
-        # log p - log(-log u): the Gumbel-max key; -inf where p = 0 so those never win.
-        chosen = torch.argmax(log_p.double() - torch.log(-torch.log(u)), dim=-1)
+        log_u = torch.log(as_tensor(to_unit(self.window_prf(input_ids)), scores.device))
+        # argmax u ** (1/p) = argmax log(u) / p: one log per candidate; -inf where p = 0.
+        chosen = torch.argmax(log_u / log_p.double().exp(), dim=-1)
         return one_hot_scores(scores, chosen)
 
 
