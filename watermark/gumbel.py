@@ -15,7 +15,7 @@ import torch
 
 from .detection import TokenHashDetector
 from .hashing import as_tensor, mix, to_unit
-from .processing import KeyedLogitsProcessor, one_hot_scores, sampling_log_probs
+from .processing import KeyedLogitsProcessor, check_sampling, one_hot_scores, sampling_log_probs
 from .spec import Param, Protection, register
 from .stats import gamma_log_sf
 
@@ -53,6 +53,7 @@ class GumbelLogitsProcessor(KeyedLogitsProcessor):
 
     def __init__(self, protection, key, vocab_size, *, temperature=1.0, top_k=0, top_p=1.0):
         super().__init__(protection, key, vocab_size)
+        check_sampling(temperature, top_k, top_p)
         self.temperature, self.top_k, self.top_p = temperature, top_k, top_p
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:

@@ -54,6 +54,15 @@ class KeyedLogitsProcessor(LogitsProcessor):
         return mix_(self.hash.state(self.context(input_ids))[:, None] ^ codes[index])
 
 
+def check_sampling(temperature: float, top_k: int, top_p: float) -> None:
+    if not temperature > 0:
+        raise UserError(f"temperature must be > 0, got {temperature}")
+    if top_k < 0:
+        raise UserError(f"top_k must be >= 0 (0 = off), got {top_k}")
+    if not 0 < top_p <= 1:
+        raise UserError(f"top_p must lie in (0, 1], got {top_p}")
+
+
 def sampling_log_probs(scores: torch.Tensor, temperature: float, top_k: int, top_p: float) -> torch.Tensor:
     """Log-probabilities of the distribution a sampler would draw from (temperature, top-k, top-p).
 

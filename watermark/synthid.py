@@ -14,7 +14,7 @@ import torch
 
 from .detection import TokenHashDetector
 from .hashing import as_tensor, mix
-from .processing import KeyedLogitsProcessor, one_hot_scores, sampling_log_probs
+from .processing import KeyedLogitsProcessor, check_sampling, one_hot_scores, sampling_log_probs
 from .spec import Param, Protection, register
 from .stats import binom_log_sf
 
@@ -101,6 +101,7 @@ class SynthIDLogitsProcessor(KeyedLogitsProcessor):
 
     def __init__(self, protection, key, vocab_size, *, temperature=1.0, top_k=0, top_p=1.0):
         super().__init__(protection, key, vocab_size)
+        check_sampling(temperature, top_k, top_p)
         self.temperature, self.top_k, self.top_p = temperature, top_k, top_p
         self.depth = protection.depth
 

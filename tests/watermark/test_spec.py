@@ -69,3 +69,12 @@ def test_check_vocab(tiny_lm):
     with pytest.raises(UserError):
         check_vocab(tiny_lm, Tok(990))
     assert check_vocab(tiny_lm, Tok(990), allow_padding=True) == 1000
+
+
+@pytest.mark.parametrize("kwargs, message", [({"temperature": 0}, "temperature must be > 0"),
+                                             ({"top_k": -1}, "top_k must be >= 0"),
+                                             ({"top_p": 1.5}, "top_p must lie in (0, 1]")])
+@pytest.mark.parametrize("spec", ["gumbel", "synthid"])
+def test_sampling_settings_are_validated(spec, kwargs, message):
+    with pytest.raises(UserError, match=message.replace("(", r"\(").replace("]", r"\]")):
+        parse_protection(spec).processor(Key(b"k"), 10, **kwargs)
