@@ -136,9 +136,12 @@ def phi_mask(t: Tuples, grams: set) -> np.ndarray:
 
 
 def score(detector, t: Tuples, *, dedup: bool = True, max_tuples: int | None = None, keep: np.ndarray | None = None,
-          points: int = 50, mode: str = "reading") -> AuditResult:
+          points: int = 50, mode: str = "reading", exclude_text_tuples: bool = True) -> AuditResult:
     """Exact pooled test of the tuples: exclusions, then first occurrence of each PRF input, then
-    at most `max_tuples` in order; with the running log10 p against tuples scored."""
+    at most `max_tuples` in order; with the running log10 p against tuples scored.
+
+    `exclude_text_tuples=False` scores reading-mode predictions that coincide with the text's own
+    tuples too: invalid under H0, kept only so the null benchmark can show the inflation."""
     n = len(t.tokens)
     h = detector.h
     inputs = _prf(detector, t.contexts.reshape(n, h), t.tokens)
@@ -149,7 +152,7 @@ def score(detector, t: Tuples, *, dedup: bool = True, max_tuples: int | None = N
     if t.exclude_pairs is not None and n:
         pc, pt = t.exclude_pairs
         mask &= ~np.isin(ident, _prf(detector, pc.reshape(len(pt), h), pt).astype(np.int64))
-    if t.text_tokens is not None and n:
+    if t.text_tokens is not None and n and exclude_text_tuples:
         # Reading mode: drop predictions equal to any (window, token) tuple of the same text.
         own = _prf(detector, t.contexts.reshape(n, h), t.text_tokens).astype(np.int64)
         mask &= ~np.isin((t.seq_index << 32) | ident, (t.seq_index << 32) | own)
