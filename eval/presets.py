@@ -22,13 +22,13 @@ DEFAULT = {
     "key": {"text": DEMO_KEY_TEXT, "file": ""},
     "teacher": {"model": "demo", "demo": {}},  # demo: TeacherConfig overrides (e.g. steps, preset)
     "protections": ["none", "kgw:gamma=0.25,delta=2,h=1,hash=left", "unigram:gamma=0.5,delta=2", "gumbel:h=1"],
-    "corpus": {"n_prompts": 640, "temperature": 1.0, "max_new_tokens": 96, "batch_size": 64},
-    "students": {"preset": "tiny", "mode": "sft", "lora": "", "epochs": 2.0, "max_steps": 0, "batch_size": 16,
+    "corpus": {"n_prompts": 800, "temperature": 1.0, "max_new_tokens": 128, "batch_size": 100},
+    "students": {"preset": "tiny", "mode": "sft", "lora": "", "epochs": 1.0, "max_steps": 300, "batch_size": 16,
                  "lr": 0.0},
     "eval": {
-        "n_test": 200, "max_new_tokens": 96,  # capability transfer: graded held-out test items
+        "n_test": 200, "max_new_tokens": 128,  # capability transfer: graded held-out test items
         "quality": True, "detectability": True, "audit": True, "transfer": True,
-        "audit_texts": 160, "audit_modes": ["reading", "generation"], "wrong_keys": 3,
+        "audit_texts": 128, "audit_modes": ["reading", "generation"], "wrong_keys": 3,
         "attacks": [["substitute", 0.1], ["substitute", 0.3], ["substitute", 0.5], ["delete", 0.1],
                     ["delete", 0.3], ["insert", 0.1], ["insert", 0.3]],
         "n_boot": 2000,

@@ -147,8 +147,9 @@ class Runner:
         if done:
             self.log.add("corpora", item, "cached", 0.0)
             return target
+        teacher = self.teacher()  # timed as its own stage
         t0 = time.perf_counter()
-        generate_corpus(self.teacher(), target, protection=prot, key=self.key, prompts=n,
+        generate_corpus(teacher, target, protection=prot, key=self.key, prompts=n,
                         temperature=c["temperature"], max_new_tokens=c["max_new_tokens"], seed=seed,
                         batch_size=c["batch_size"], shard_size=max(c["batch_size"], 256), progress=not self.quiet,
                         teacher_name=self.teacher_id(), cache_dir=self.cache_dir)
