@@ -5,11 +5,17 @@ test of those tuples against the key:
 
 - *reading mode* (open weights): teacher-force the auditor's protected texts through the suspect
   and take its top-1 prediction at each completion position; the tuple is (the h tokens of the
-  input text before that position, the predicted token). A prediction that coincides with a tuple
-  of the same text (above all the text's own next token, or a copy of an earlier tuple) is not
-  scored: the text is watermarked, so such a tuple is green-biased even for a model that never saw
-  the key (a clean model that merely predicts the text well would look radioactive). What remains
-  is a PRF input the key-dependent text never touched, hence an exact uniform draw under H0.
+  input text before that position, the predicted token). Only *fresh windows* are scored: positions
+  whose window has not already preceded a generated token earlier in the same text. Why: the text
+  is watermarked, so once a window w has occurred, the token the teacher wrote after it carries
+  w's green list, and a suspect that never saw the key can still copy it (in-context induction) —
+  such a clean model would look radioactive. At a fresh window the suspect's prediction is a
+  function of a prefix that never depended on w's green list, so its score is an exact uniform
+  draw under H0 (whatever the text's own next token is). Excluding instead the predictions that
+  equal the text's own tuples is *not* valid: it selects against green tuples (the watermark
+  pushed the text away from red predictions) and makes p-values far from uniform. For h = 0
+  (unigram) one green list governs every token, so only the first position of each text is fresh:
+  reading mode has almost no power there; use generation mode.
 - *generation mode* (black box): prompt the suspect, sample, and score what it wrote, pooled over
   all outputs, excluding tuples that already occur in the prompts.
 
@@ -32,6 +38,7 @@ import torch
 from antidistill.watermark.detection import DEDUP_OFF_WARNING, Detection, extract_windows, first_occurrence
 
 MODES = ("reading", "generation")
+READING_RULES = ("fresh-window", "own-tuples", "none")
 
 
 @dataclass
@@ -45,6 +52,7 @@ class Tuples:
     exclude_pairs: tuple | None = None  # (contexts, tokens) whose PRF inputs are excluded (prompts)
     seq_index: np.ndarray | None = None  # int64 [N]: the text each tuple came from (reading mode)
     text_tokens: np.ndarray | None = None  # int64 [N]: the text's own token at that position
+    fresh: np.ndarray | None = None  # bool [N]: the window did not precede a generated token earlier in the text
 
 
 @dataclass
@@ -94,9 +102,12 @@ def reading_tuples(model, texts, h: int, *, batch_size: int = 16) -> Tuples:
             ctx_parts.append(arr[i, pos[:, None] + np.arange(-h, 0)] if h else np.zeros((len(pos), 0), np.int64))
     if not tok_parts:
         return Tuples(np.zeros((0, h), np.int64), np.zeros(0, np.int64), n_texts=len(texts))
-    return Tuples(np.concatenate(ctx_parts).astype(np.int64), np.concatenate(tok_parts).astype(np.int64),
-                  n_texts=len(texts), seq_index=np.concatenate(seq_parts),
-                  text_tokens=np.concatenate(own_parts).astype(np.int64))
+    contexts = np.concatenate(ctx_parts).astype(np.int64)
+    seq_index = np.concatenate(seq_parts)
+    key = pd.DataFrame(np.concatenate([seq_index[:, None], contexts], axis=1))
+    fresh = ~key.duplicated(keep="first").to_numpy() if h else ~pd.Series(seq_index).duplicated().to_numpy()
+    return Tuples(contexts, np.concatenate(tok_parts).astype(np.int64), n_texts=len(texts), seq_index=seq_index,
+                  text_tokens=np.concatenate(own_parts).astype(np.int64), fresh=fresh)
 
 
 def generation_tuples(model, tokenizer, prompt_ids, h: int, *, max_new_tokens: int = 128,
@@ -136,12 +147,15 @@ def phi_mask(t: Tuples, grams: set) -> np.ndarray:
 
 
 def score(detector, t: Tuples, *, dedup: bool = True, max_tuples: int | None = None, keep: np.ndarray | None = None,
-          points: int = 50, mode: str = "reading", exclude_text_tuples: bool = True) -> AuditResult:
+          points: int = 50, mode: str = "reading", reading_rule: str = "fresh-window") -> AuditResult:
     """Exact pooled test of the tuples: exclusions, then first occurrence of each PRF input, then
     at most `max_tuples` in order; with the running log10 p against tuples scored.
 
-    `exclude_text_tuples=False` scores reading-mode predictions that coincide with the text's own
-    tuples too: invalid under H0, kept only so the null benchmark can show the inflation."""
+    `reading_rule` (reading-mode tuples only): "fresh-window" (valid, the default); "own-tuples"
+    (drop predictions equal to the text's own tuples) and "none" (score every prediction) are not
+    valid under H0 and exist only so the null benchmark can show why."""
+    if reading_rule not in READING_RULES:
+        raise ValueError(f"reading_rule must be one of {READING_RULES}, got {reading_rule!r}")
     n = len(t.tokens)
     h = detector.h
     inputs = _prf(detector, t.contexts.reshape(n, h), t.tokens)
@@ -152,8 +166,9 @@ def score(detector, t: Tuples, *, dedup: bool = True, max_tuples: int | None = N
     if t.exclude_pairs is not None and n:
         pc, pt = t.exclude_pairs
         mask &= ~np.isin(ident, _prf(detector, pc.reshape(len(pt), h), pt).astype(np.int64))
-    if t.text_tokens is not None and n and exclude_text_tuples:
-        # Reading mode: drop predictions equal to any (window, token) tuple of the same text.
+    if t.fresh is not None and n and reading_rule == "fresh-window":
+        mask &= t.fresh
+    if t.text_tokens is not None and n and reading_rule == "own-tuples":
         own = _prf(detector, t.contexts.reshape(n, h), t.text_tokens).astype(np.int64)
         mask &= ~np.isin((t.seq_index << 32) | ident, (t.seq_index << 32) | own)
     if keep is not None:

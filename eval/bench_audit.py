@@ -4,13 +4,15 @@
 
 Setting (self-contained, no download, a few minutes on 2 CPU cores): the "teacher" is a small
 randomly initialised Llama whose next-token distributions have real entropy. For each of N keys
-it writes a short protected corpus; the *suspect* is the same teacher without protection, i.e.
-the strongest clean suspect there is (it predicts the protected text as well as the teacher
-itself) yet never trained on protected outputs. Audits:
+it writes a short protected corpus. Two clean suspects, neither ever trained on protected outputs:
+`teacher` (the same model without protection: it predicts the protected text as well as the
+teacher itself) and `copier` (the teacher plus in-context induction: after a token it predicts
+whatever followed that token's previous occurrence in the text, as trained LMs learn to do).
+Audits:
 
-- reading mode, right key (the auditor's real situation), per scheme, N keys, three variants:
-  `default` (dedup + the text's own tuples excluded), `own-tuples-kept` (the naive reading mode)
-  and `dedup-off`;
+- reading mode, right key (the auditor's real situation), per scheme and suspect, N keys, four
+  variants: `default` (dedup, fresh windows only), `own-tuples` (instead drop predictions equal to
+  the text's own tuples), `all-positions` (score every prediction) and `dedup-off`;
 - generation mode: the suspect samples once; its outputs are scored with N fresh keys, dedup on
   and off, at normal temperature and at a low temperature (repetitive outputs).
 
@@ -54,6 +56,28 @@ def make_teacher(seed: int = 0) -> LlamaForCausalLM:
     return model
 
 
+class Copier(torch.nn.Module):
+    """A clean model with in-context induction: after token x it predicts the token that followed
+    the previous occurrence of x in the input (else the base model's choice)."""
+
+    def __init__(self, base):
+        super().__init__()
+        self.base = base
+
+    def forward(self, input_ids, attention_mask=None):
+        out = self.base(input_ids=input_ids, attention_mask=attention_mask)
+        logits = out.logits.clone()
+        ids = input_ids.tolist()
+        for b, row in enumerate(ids):
+            last: dict[int, int] = {}
+            for t, x in enumerate(row):
+                if x in last:
+                    logits[b, t, row[last[x] + 1]] += 1e4
+                last[x] = t
+        out.logits = logits
+        return out
+
+
 @torch.no_grad()
 def sample(model, prompts: torch.Tensor, new_tokens: int, processor=None, temperature: float = 1.0, seed: int = 0):
     torch.manual_seed(seed)
@@ -82,28 +106,32 @@ def run(n_keys: int = 100, n_texts: int = 16, new_tokens: int = 48, out: Path | 
     rows, per_audit = [], []
     warnings.filterwarnings("ignore", message="dedup=False")
 
-    # -- reading mode: a fresh protected corpus per key, the clean teacher as suspect
+    # -- reading mode: a fresh protected corpus per key, clean suspects
+    suspects = {"teacher": teacher, "copier": Copier(teacher)}
+    variants = (("default", {}), ("own-tuples", {"reading_rule": "own-tuples"}),
+                ("all-positions", {"reading_rule": "none"}), ("dedup-off", {"dedup": False}))
     for scheme in SCHEMES:
         prot = parse_protection(scheme)
-        res = {"default": [], "own-tuples-kept": [], "dedup-off": []}
+        res = {(s, v): [] for s in suspects for v, _ in variants}
         for i in range(n_keys):
             key = Key.from_text(f"bench-audit/{seed}/{scheme}/{i}")
             prompts = torch.randint(3, VOCAB, (n_texts, 8), generator=g)
             texts = sample(teacher, prompts, new_tokens, prot.processor(key, VOCAB), seed=seed * 100003 + i)
-            t = reading_tuples(teacher, [(p.tolist(), c.tolist()) for p, c in zip(prompts, texts)], prot.context_width
-                               if hasattr(prot, "context_width") else 0)
+            pairs = [(p.tolist(), c.tolist()) for p, c in zip(prompts, texts)]
             det = prot.detector(key)
-            for variant, kw in (("default", {}), ("own-tuples-kept", {"exclude_text_tuples": False}),
-                                ("dedup-off", {"dedup": False})):
-                d = score(det, t, **kw).detection
-                res[variant].append((d.log10_p, d.n_scored))
-                per_audit.append({"setting": "reading/right key/clean suspect", "scheme": prot.spec, "variant": variant,
-                                  "key": i, "log10_p": d.log10_p, "n_scored": d.n_scored})
-        for variant, vals in res.items():
+            for sname, suspect in suspects.items():
+                t = reading_tuples(suspect, pairs, det.h)
+                for variant, kw in variants:
+                    d = score(det, t, **kw).detection
+                    res[(sname, variant)].append((d.log10_p, d.n_scored))
+                    per_audit.append({"setting": f"reading/right key/clean {sname}", "scheme": prot.spec,
+                                      "variant": variant, "key": i, "log10_p": d.log10_p, "n_scored": d.n_scored})
+        for (sname, variant), vals in res.items():
             a = np.array(vals)
-            rows.append(_row("reading/right key/clean suspect", prot.spec, variant, a[:, 0], a[:, 1]))
+            rows.append(_row(f"reading/right key/clean {sname}", prot.spec, variant, a[:, 0], a[:, 1]))
         if progress:
-            print(f"  reading mode {prot.spec}: {n_keys} audits ({time.perf_counter() - t0:.0f}s)", file=sys.stderr)
+            print(f"  reading mode {prot.spec}: {n_keys} keys x {len(suspects)} suspects "
+                  f"({time.perf_counter() - t0:.0f}s)", file=sys.stderr)
 
     # -- generation mode: the suspect samples once; many keys score its outputs
     from antidistill.watermark.detection import extract_windows
@@ -155,9 +183,11 @@ def write(out: Path, table: pd.DataFrame, per_audit: pd.DataFrame, n_keys, n_tex
           f"{new_tokens} tokens per reading-mode audit; seed {seed}; {seconds:.0f} s on this machine "
           f"({torch.get_num_threads()} torch threads).", "",
           "A variant is valid when its empirical FPR is <= alpha within the exact 95% interval (`valid`), and its "
-          "p-values should pass the KS test for uniformity. `own-tuples-kept`: reading mode without dropping "
-          "predictions that coincide with the watermarked text's own tuples; `dedup-off`: repeated tuples scored "
-          "again.", "", md_table(table), ""]
+          "p-values should pass the KS test for uniformity (`ks_p_uniform`; reading-mode `default` p-values "
+          "come from a few hundred tuples, so their discreteness alone can lower it slightly). Reading-mode "
+          "variants: `default` scores fresh windows only; `own-tuples` drops predictions equal to the text's own "
+          "tuples (selects against green: conservative, non-uniform); `all-positions` scores every prediction "
+          "(a copying clean model looks radioactive); `dedup-off`: repeated tuples scored again.", "", md_table(table), ""]
     with atomic_write(out / "audit_null.md") as fh:
         fh.write("\n".join(md))
     with atomic_write(out / "audit_null.json") as fh:

@@ -221,11 +221,17 @@ def test_capability_transfer_known_ratio():
     assert df.loc[("kgw", "add"), "accuracy"] == 0.8 and df.loc[("kgw", "mul"), "accuracy"] == 0.0
 
 
-def test_reading_mode_excludes_the_texts_own_tuples():
-    """A clean model that predicts the (watermarked) text perfectly must not score those tuples."""
+def test_reading_mode_scores_only_fresh_windows():
+    """A window that already preceded a (watermarked) token in the text can be copied by a clean
+    model: such positions are not scored. The text's own next token at a fresh window is fine."""
     det = parse_protection("kgw:gamma=0.25,delta=2,h=1").detector(KEY)
     t = reading_tuples(NextTokenLM(), [([1], [2, 3, 4])], h=1)  # predicts exactly the text
-    assert t.tokens.tolist() == t.text_tokens.tolist() == [2, 3, 4]
-    assert score(det, t).detection.n_scored == 0
-    t = reading_tuples(NextTokenLM(), [([1], [5, 9])], h=1)  # predictions 2 and 6 differ from the text
-    assert score(det, t).detection.n_scored == 2
+    assert t.tokens.tolist() == t.text_tokens.tolist() == [2, 3, 4] and t.fresh.all()
+    assert score(det, t).detection.n_scored == 3
+    t = reading_tuples(NextTokenLM(), [([1], [5, 6, 5, 6, 5])], h=1)
+    # windows at completion positions: (1) (5) (6) (5) (6): the last two are repeats
+    assert t.fresh.tolist() == [True, True, True, False, False]
+    assert score(det, t).detection.n_scored == 3
+    assert score(det, t, reading_rule="none").detection.n_scored == 3  # same PRF inputs, dedup
+    t0 = reading_tuples(NextTokenLM(), [([1], [5, 6, 7]), ([1], [8, 9])], h=0)
+    assert t0.fresh.tolist() == [True, False, False, True, False]  # h = 0: one fresh position per text
