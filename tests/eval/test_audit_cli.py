@@ -1,7 +1,9 @@
 """`antidistill audit` on tiny students: one distilled on protected outputs, one on raw outputs.
 
 The "teacher" is a randomly initialised tiny model sampling under a strong unigram watermark, so the
-whole chain (corpus -> student -> audit) runs in well under a minute on a CPU.
+whole chain (corpus -> student -> audit) runs in well under a minute on a CPU. A unigram watermark
+is caught in generation mode (reading mode scores one fresh window per text for h = 0, see
+eval/audit.py); reading mode is exercised here for its nulls and its evidence files.
 """
 import json
 
@@ -48,7 +50,8 @@ def _audit(world, suspect, *extra, key_file=None):
 @pytest.mark.slow
 def test_protected_student_is_radioactive(world, capsys, monkeypatch):
     monkeypatch.setenv("ANTIDISTILL_CACHE", str(world / "cache"))
-    rc, ev, out = _audit(world, "student-prot", "--null-keys", "3")
+    rc, ev, out = _audit(world, "student-prot", "--null-keys", "3", "--mode", "generation",
+                         "--max-new-tokens", "24")
     line = capsys.readouterr().out
     assert rc == 0 and line.startswith("RADIOACTIVE")
     assert ev["verdict"] == "RADIOACTIVE" and ev["detection"]["log10_p"] < -4
@@ -70,13 +73,16 @@ def test_raw_student_and_wrong_key_not_detected(world, capsys, monkeypatch, tmp_
 
 
 @pytest.mark.slow
-def test_generation_mode_with_filter(world, capsys, monkeypatch):
+def test_generation_mode_with_filter_and_reading_evidence(world, capsys, monkeypatch):
     monkeypatch.setenv("ANTIDISTILL_CACHE", str(world / "cache"))
     rc, ev, _ = _audit(world, "student-prot", "--mode", "generation", "--max-new-tokens", "24",
                        "--filter-top", "400")
     assert rc == 0 and ev["mode"] == "generation" and ev["verdict"] == "RADIOACTIVE"
     rc, ev, _ = _audit(world, "student-raw", "--mode", "generation", "--max-new-tokens", "24")
     assert ev["verdict"] == "NOT DETECTED"
+    rc, ev, out = _audit(world, "student-prot", "--null-keys", "2")  # reading mode
+    assert rc == 0 and ev["mode"] == "reading" and 0 < ev["detection"]["n_scored"] <= 64
+    assert len(ev["null_keys"]) == 2 and (out / "audit_curve.png").is_file()
 
 
 def test_audit_bad_inputs(tmp_path, capsys):
