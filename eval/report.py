@@ -166,10 +166,12 @@ def write_report(out: Path, cfg: dict, res: dict, meta: dict) -> Path:
         _csv(out, "radioactivity_curves.csv", res["audit_curves"])
         md += ["## Radioactivity audit (auditor)", "",
                "Each student is audited with each watermark's key on held-out protected texts (reading mode: the "
-               "suspect's top-1 predictions under teacher forcing, predictions equal to a tuple of the text itself "
-               "excluded; generation mode: the suspect's own samples, prompt tuples excluded). Tuples are "
-               "deduplicated; p-values are exact. Null controls in the same run: the raw-distilled student, and "
-               "wrong keys on the same tuples.", ""]
+               "suspect's top-1 predictions under teacher forcing, scored only at fresh windows, i.e. windows that "
+               "had not yet preceded a watermarked token in the same text, so a clean model that copies from its "
+               "context cannot look radioactive; for h = 0 (unigram) that leaves one position per text, so unigram "
+               "is judged in generation mode; generation mode: the suspect's own samples on the audit prompts, "
+               "tuples that occur in the prompts excluded). Tuples are deduplicated; p-values are exact. Null "
+               "controls in the same run: the raw-distilled student, and wrong keys on the same tuples.", ""]
         md += _verdicts(res, alpha) + [""]
         for mode, g in res["audit_curves"].groupby("mode", sort=False):
             lab = g.apply(lambda r: f"{r.student} | {r.protection.split(':')[0]} "

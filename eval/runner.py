@@ -173,7 +173,8 @@ class Runner:
         t0 = time.perf_counter()
         train_student(s["preset"], corpus, target, mode=s["mode"], lora=s["lora"] or None, epochs=s["epochs"],
                       max_steps=s["max_steps"] or None, lr=s["lr"] or None, batch_size=s["batch_size"], seed=self.seed,
-                      save_steps=10_000, progress=False, cache_dir=self.cache_dir)
+                      save_steps=10_000, progress=not self.quiet, logging_steps=100,
+                      cache_dir=self.cache_dir)
         dt = time.perf_counter() - t0
         self.log.add("students", item, "computed", dt)
         _say(f"  students: {item} ({dt:.1f}s)", self.quiet)
@@ -216,7 +217,7 @@ class Runner:
         texts = self.corpus(prot, "audit")
         inputs = {"student": student_dir.name, "texts": texts.name, "protection": prot.spec, "mode": mode,
                   "key": self.key.fingerprint, "wrong_keys": e["wrong_keys"], "seed": self.seed,
-                  "max_new_tokens": self.cfg["corpus"]["max_new_tokens"]}
+                  "max_new_tokens": self.cfg["corpus"]["max_new_tokens"], "rule": "fresh-window/v1"}
 
         def build(tmp: Path):
             model, tok = self._load(student_dir)
