@@ -4,7 +4,7 @@ Each text gets an exact p-value from its detector (deduplicated per text). A tex
 p < alpha, so the false-positive rate is alpha by construction; the held-out unprotected outputs
 show it holds empirically. Reported per protection and attack: TPR at alpha = 1e-2 and 1e-3,
 empirical FPR, ROC AUC of -log10 p, and the median number of scored tuples a protected text needs
-before its running p-value first drops below 1e-3 (inf when most never do).
+before its running p-value first drops below 1e-3 (inf when most never do; on the first 200 texts).
 """
 from __future__ import annotations
 
@@ -76,7 +76,8 @@ def detectability(protected: dict[str, tuple], negatives, key, vocab_size: int, 
             row["auc"] = roc_auc(-lp_pos, -lp_neg)
             row["median_log10_p"] = float(np.median(lp_pos)) if len(lp_pos) else float("nan")
             if attack == "none":
-                need = tuples_to_significance(det, pos, prompts, 1e-3)
+                k = min(len(pos), 200)  # a scalar tail per prefix: a subset keeps this cheap
+                need = tuples_to_significance(det, pos[:k], prompts[:k] if prompts is not None else None, 1e-3)
                 row["median_tuples_to_1e-3"] = float(np.median(need)) if len(need) else float("nan")
                 if roc:
                     curve = roc_curve(-lp_pos, -lp_neg)
