@@ -22,6 +22,7 @@ from .tokenizer import project_tokenizer
 # Llama-style shapes small enough for CPU work; `small` is the demo teacher's shape.
 PRESETS: dict[str, dict] = {
     "tiny": dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=256),
+    "mini": dict(hidden_size=96, num_hidden_layers=3, num_attention_heads=3, intermediate_size=384),
     "small": dict(hidden_size=128, num_hidden_layers=4, num_attention_heads=4, intermediate_size=512),
     "medium": dict(hidden_size=256, num_hidden_layers=6, num_attention_heads=8, intermediate_size=1024),
 }

@@ -33,7 +33,7 @@ class TaskConfig:
     add_digits: tuple[int, int] = (2, 3)
     mul_digits: tuple[int, int] = (2, 3)
     sort_len: tuple[int, int] = (4, 6)
-    sort_max: int = 99
+    sort_max: int = 9  # single digits: 2-digit sorting took a 2-layer teacher past its 5-minute budget
     count_len: tuple[int, int] = (5, 8)
 
     def as_dict(self) -> dict:
@@ -216,10 +216,12 @@ def render(skill: str, problem, rng: random.Random) -> tuple[str, str, str]:
 
 
 def make_split(split: str, n: int, seed: int = 0, skills: Iterable[str] = SKILLS,
-               config: TaskConfig | None = None) -> list[Example]:
+               config: TaskConfig | None = None, unique: bool = True) -> list[Example]:
     """`n` examples of `split`, skills interleaved round-robin, problems unique within the split.
 
     Deterministic in (split, n, seed, skills, config); a larger `n` extends a smaller one per skill.
+    `unique=False` lets a problem recur (with fresh wording) once a skill's share of the problem
+    space is used up — for training sets larger than a small skill's space; splits stay disjoint.
     """
     if split not in SPLITS:
         raise UserError(f"unknown split {split!r}; valid splits: {', '.join(SPLITS)}")
@@ -231,7 +233,7 @@ def make_split(split: str, n: int, seed: int = 0, skills: Iterable[str] = SKILLS
         raise UserError(f"number of examples must be >= 0, got {n}")
     cfg = config or TaskConfig()
     per_skill = {s: (n - i + len(skills) - 1) // len(skills) for i, s in enumerate(skills)}
-    streams = {s: _skill_stream(s, split, seed, cfg) for s in skills}
+    streams = {s: _skill_stream(s, split, seed, cfg, unique) for s in skills}
     lists = {s: [next(streams[s]) for _ in range(per_skill[s])] for s in skills}
     out = []
     for j in range(max(per_skill.values(), default=0)):
@@ -239,24 +241,25 @@ def make_split(split: str, n: int, seed: int = 0, skills: Iterable[str] = SKILLS
     return out
 
 
-def _skill_stream(skill: str, split: str, seed: int, cfg: TaskConfig):
+def _skill_stream(skill: str, split: str, seed: int, cfg: TaskConfig, unique: bool = True):
     sample, _ = _SKILLS[skill]
     prob_rng = random.Random(f"antidistill/tasks/{seed}/{skill}/{split}/problems")
     word_rng = random.Random(f"antidistill/tasks/{seed}/{skill}/{split}/wording")
     seen: set = set()
-    misses = 0
+    misses = count = 0
     while True:
         problem = sample(prob_rng, cfg)
-        if problem in seen or split_of(skill, problem) != split:
+        if split_of(skill, problem) != split or (problem in seen and unique):
             misses += 1
             if misses > 200_000:  # the space is exhausted for this difficulty
                 raise UserError(f"task suite: cannot draw more unique {skill!r} problems for split "
                                 f"{split!r}; ask for fewer examples or raise the difficulty")
             continue
         misses = 0
+        count += 1
         seen.add(problem)
         prompt, completion, answer = render(skill, problem, word_rng)
-        yield Example(id=f"{skill}-{split}-{len(seen) - 1:06d}", skill=skill, split=split, prompt=prompt,
+        yield Example(id=f"{skill}-{split}-{count - 1:06d}", skill=skill, split=split, prompt=prompt,
                       completion=completion, answer=answer, problem=_problem_key(skill, problem))
 
 

@@ -30,13 +30,15 @@ TEACHER_VERSION = 1
 
 @dataclass(frozen=True)
 class TeacherConfig:
-    preset: str = "small"
+    # Chosen by a sweep of 14 configs on 2 pinned CPU cores (results/teacher/): the 2-layer `tiny`
+    # shape trains 2x faster per token than `mini` and 4x faster than `small`, which buys steps.
+    preset: str = "tiny"
     tasks: TaskConfig = field(default_factory=TaskConfig)
-    n_train: int = 24000
-    steps: int = 1200
+    n_train: int = 64000
+    steps: int = 5000
     batch_size: int = 32
-    lr: float = 3e-3
-    warmup: int = 60
+    lr: float = 4e-3
+    warmup: int = 100
     weight_decay: float = 0.01
     seed: int = 0
     n_test: int = 400  # graded held-out examples (all skills)
@@ -102,7 +104,7 @@ def train_teacher(config: TeacherConfig, cache_dir=None, progress: bool = True):
     tokenizer = project_tokenizer(cache_dir)
     model, _ = build_model(config.preset, seed=config.seed, tokenizer=tokenizer)
     data = _tokenize_examples(tokenizer, make_split("train", config.n_train, seed=config.seed,
-                                                    config=config.tasks))
+                                                    config=config.tasks, unique=False))
     gen = torch.Generator().manual_seed(config.seed)
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
