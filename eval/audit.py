@@ -110,6 +110,39 @@ def reading_tuples(model, texts, h: int, *, batch_size: int = 16) -> Tuples:
                   text_tokens=np.concatenate(own_parts).astype(np.int64), fresh=fresh)
 
 
+@torch.no_grad()
+def reference_top1(model, texts, h: int, *, batch_size: int = 16) -> np.ndarray:
+    """Choice-point filter: the reference model's top-1 probability for each completion position
+    (the same positions, in the same order, as `reading_tuples` / generation-mode windows).
+
+    A position where the reference (the auditor's own unprotected teacher) is nearly certain is a
+    forced token (a digit, the trace's structure) that carries no watermark; keeping positions with
+    top-1 probability below a threshold scores only the choices where a watermark can live. The
+    filter reads the prefix only, never the scored token, so under H0 it selects independently of
+    the key and the test stays exact."""
+    device = next(model.parameters()).device
+    out = []
+    texts = [(list(p), list(c)) for p, c in texts]
+    for start in range(0, len(texts), batch_size):
+        chunk = texts[start:start + batch_size]
+        seqs = [p + c for p, c in chunk]
+        width = max(len(s) for s in seqs)
+        if width < 2:
+            continue
+        ids = torch.zeros((len(seqs), width), dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for i, s in enumerate(seqs):
+            ids[i, :len(s)] = torch.tensor(s)
+            mask[i, :len(s)] = 1
+        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float()
+        top1 = torch.softmax(logits, dim=-1).amax(-1).cpu().numpy()
+        for i, (p, c) in enumerate(chunk):
+            lo, hi = max(len(p), h, 1), len(p) + len(c)
+            if hi > lo:
+                out.append(top1[i, np.arange(lo, hi) - 1])
+    return np.concatenate(out) if out else np.zeros(0)
+
+
 def generation_tuples(model, tokenizer, prompt_ids, h: int, *, max_new_tokens: int = 128,
                       temperature: float = 1.0, seed: int = 0, batch_size: int = 32,
                       exclude_prompt_windows: bool = True) -> tuple[Tuples, list[list[int]]]:
@@ -118,6 +151,8 @@ def generation_tuples(model, tokenizer, prompt_ids, h: int, *, max_new_tokens: i
     from antidistill.students.sampling import generate_batch
 
     completions = []
+    if any(len(p) == 0 for p in prompt_ids):
+        raise ValueError("generation-mode audit needs non-empty prompts")
     for start in range(0, len(prompt_ids), batch_size):
         chunk = prompt_ids[start:start + batch_size]
         out = generate_batch(model, tokenizer, chunk, max_new_tokens=max_new_tokens, do_sample=True,

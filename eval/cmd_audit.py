@@ -29,6 +29,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--max-texts", type=int, metavar="N", help="use at most N texts / prompts")
     p.add_argument("--filter-top", type=int, metavar="K",
                    help="filter phi: score only tuples among the K most frequent (h+1)-grams of --texts")
+    p.add_argument("--reference", metavar="MODEL",
+                   help="our unprotected teacher: score only choice points, where its top-1 probability is below "
+                        "--max-reference-prob (forced tokens carry no watermark; the test stays exact)")
+    p.add_argument("--max-reference-prob", type=float, default=0.8, metavar="P",
+                   help="choice-point threshold with --reference (default 0.8)")
     p.add_argument("--null-keys", type=int, default=0, metavar="N",
                    help="also score the same tuples with N wrong keys (null controls)")
     p.add_argument("--no-dedup", action="store_true", help="score repeated tuples again (p-values invalid)")
@@ -48,7 +53,8 @@ def run(args) -> int:
     from antidistill.watermark import load_key, parse_protection
     from antidistill.watermark.errors import UserError, atomic_write
 
-    from .audit import frequent_kgrams, generation_tuples, phi_mask, reading_tuples, score, summary_line, wrong_keys
+    from .audit import (frequent_kgrams, generation_tuples, phi_mask, reading_tuples, reference_top1, score,
+                        summary_line, wrong_keys)
     from .plots import radioactivity_curves
 
     protection = parse_protection(args.protection)
@@ -61,6 +67,8 @@ def run(args) -> int:
         v = getattr(args, name)
         if v is not None and v <= 0:
             raise UserError(f"--{name.replace('_', '-')} must be positive, got {v}")
+    if not 0 < args.max_reference_prob <= 1:
+        raise UserError(f"--max-reference-prob must lie in (0, 1], got {args.max_reference_prob}")
     if args.null_keys < 0:
         raise UserError(f"--null-keys must be >= 0, got {args.null_keys}")
     if args.mode == "reading" and not args.texts:
@@ -91,7 +99,8 @@ def run(args) -> int:
     h = detector.h
     if args.mode == "reading":
         records = corpus.records[:args.max_texts] if args.max_texts else corpus.records
-        tuples = reading_tuples(model, [(r["prompt_ids"], r["completion_ids"]) for r in records], h)
+        pairs = [(r["prompt_ids"], r["completion_ids"]) for r in records]
+        tuples = reading_tuples(model, pairs, h)
     else:
         if args.prompts:
             recs, _ = load_prompts(args.prompts, seed=args.seed, chat=bool(getattr(tokenizer, "chat_template", None)))
@@ -102,11 +111,19 @@ def run(args) -> int:
             prompt_ids = prompt_ids[:args.max_texts]
         if args.max_new_tokens <= 0 or args.temperature <= 0:
             raise UserError("--max-new-tokens and --temperature must be positive")
-        tuples, _ = generation_tuples(model, tokenizer, prompt_ids, h, max_new_tokens=args.max_new_tokens,
-                                      temperature=args.temperature, seed=args.seed)
+        tuples, comps = generation_tuples(model, tokenizer, prompt_ids, h, max_new_tokens=args.max_new_tokens,
+                                          temperature=args.temperature, seed=args.seed)
+        pairs = list(zip(prompt_ids, comps))
     keep = None
     if args.filter_top:
         keep = phi_mask(tuples, frequent_kgrams(corpus.sequences, corpus.prompts, h, args.filter_top))
+    if args.reference:
+        ref, ref_tok = load_model(args.reference, seed=args.seed)
+        if tokenizer_fingerprint(ref_tok) != tokenizer_fingerprint(tokenizer):
+            raise UserError(f"--reference {args.reference!r} uses another tokenizer than the suspect; the choice-point "
+                            "filter needs the same token ids")
+        choice = reference_top1(ref, pairs, h) < args.max_reference_prob
+        keep = choice if keep is None else keep & choice
     dedup = not args.no_dedup
     result = score(detector, tuples, dedup=dedup, max_tuples=args.max_tuples, keep=keep, mode=args.mode)
     nulls = [score(k_det, tuples, dedup=dedup, max_tuples=args.max_tuples, keep=keep, mode=args.mode)
@@ -116,7 +133,8 @@ def run(args) -> int:
     evidence = {
         "verdict": verdict, "alpha": args.alpha, "suspect": args.suspect, "protection": protection.spec,
         "mode": args.mode, "n_texts": result.n_texts, "texts": args.texts, "prompts": args.prompts,
-        "filter_top": args.filter_top, "max_tuples": args.max_tuples, "detection": result.detection.as_dict(),
+        "filter_top": args.filter_top, "max_tuples": args.max_tuples, "reference": args.reference,
+        "max_reference_prob": args.max_reference_prob if args.reference else None, "detection": result.detection.as_dict(),
         "null_keys": [{"key_fingerprint": n.detection.key_fingerprint, "log10_p": n.detection.log10_p,
                        "n_scored": n.detection.n_scored, "verdict": n.verdict(args.alpha)} for n in nulls],
     }

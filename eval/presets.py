@@ -29,6 +29,9 @@ DEFAULT = {
         "n_test": 200, "max_new_tokens": 128,  # capability transfer: graded held-out test items
         "quality": True, "detectability": True, "audit": True, "transfer": True,
         "audit_texts": 128, "audit_modes": ["reading", "generation"], "wrong_keys": 3,
+        # Audit only choice points: positions where the unprotected teacher's top-1 probability is
+        # below this (forced tokens carry no watermark); 0 scores every position.
+        "choice_filter": 0.8,
         "attacks": [["substitute", 0.1], ["substitute", 0.3], ["substitute", 0.5], ["delete", 0.1],
                     ["delete", 0.3], ["insert", 0.1], ["insert", 0.3]],
         "n_boot": 2000,

@@ -170,8 +170,13 @@ def write_report(out: Path, cfg: dict, res: dict, meta: dict) -> Path:
                "had not yet preceded a watermarked token in the same text, so a clean model that copies from its "
                "context cannot look radioactive; for h = 0 (unigram) that leaves one position per text, so unigram "
                "is judged in generation mode; generation mode: the suspect's own samples on the audit prompts, "
-               "tuples that occur in the prompts excluded). Tuples are deduplicated; p-values are exact. Null "
-               "controls in the same run: the raw-distilled student, and wrong keys on the same tuples.", ""]
+               "tuples that occur in the prompts excluded). "
+               + (f"Only choice points are scored: positions where the unprotected teacher's top-1 probability, "
+                  f"given the prefix, is below {cfg['eval']['choice_filter']:g} (forced tokens carry no watermark; "
+                  "the filter never looks at the scored token, so the test stays exact). "
+                  if cfg["eval"].get("choice_filter") else "")
+               + "Tuples are deduplicated; p-values are exact. Null controls in the same run: the raw-distilled "
+               "student, and wrong keys on the same tuples.", ""]
         md += _verdicts(res, alpha) + [""]
         for mode, g in res["audit_curves"].groupby("mode", sort=False):
             lab = g.apply(lambda r: f"{r.student} | {r.protection.split(':')[0]} "

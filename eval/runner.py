@@ -211,27 +211,33 @@ class Runner:
         """Audit one student with prot's key and with wrong keys on the same tuples."""
         from antidistill.students.corpus import read_corpus
 
-        from .audit import generation_tuples, reading_tuples, score, wrong_keys
+        from .audit import generation_tuples, reading_tuples, reference_top1, score, wrong_keys
 
         e = self.cfg["eval"]
         texts = self.corpus(prot, "audit")
         inputs = {"student": student_dir.name, "texts": texts.name, "protection": prot.spec, "mode": mode,
                   "key": self.key.fingerprint, "wrong_keys": e["wrong_keys"], "seed": self.seed,
-                  "max_new_tokens": self.cfg["corpus"]["max_new_tokens"], "rule": "fresh-window/v1"}
+                  "max_new_tokens": self.cfg["corpus"]["max_new_tokens"], "rule": "fresh-window/v1",
+                  "choice_filter": e["choice_filter"], "reference": self.teacher_id() if e["choice_filter"] else None}
 
         def build(tmp: Path):
             model, tok = self._load(student_dir)
             corpus = read_corpus(texts)
             det = prot.detector(self.key)
             if mode == "reading":
-                tuples = reading_tuples(model, [(r["prompt_ids"], r["completion_ids"]) for r in corpus.records], det.h)
+                pairs = [(r["prompt_ids"], r["completion_ids"]) for r in corpus.records]
+                tuples = reading_tuples(model, pairs, det.h)
             else:
-                tuples, _ = generation_tuples(model, tok, corpus.prompts, det.h,
-                                              max_new_tokens=self.cfg["corpus"]["max_new_tokens"],
-                                              temperature=self.cfg["corpus"]["temperature"], seed=self.seed + 7)
+                tuples, comps = generation_tuples(model, tok, corpus.prompts, det.h,
+                                                  max_new_tokens=self.cfg["corpus"]["max_new_tokens"],
+                                                  temperature=self.cfg["corpus"]["temperature"], seed=self.seed + 7)
+                pairs = list(zip(corpus.prompts, comps))
+            keep = None
+            if e["choice_filter"]:
+                keep = reference_top1(self.teacher()[0], pairs, det.h) < float(e["choice_filter"])
             rows, curves = [], []
             for kind, key in [("key", self.key)] + [("wrong key", k) for k in wrong_keys(e["wrong_keys"])]:
-                r = score(prot.detector(key), tuples, mode=mode)
+                r = score(prot.detector(key), tuples, mode=mode, keep=keep)
                 rows.append({"key_kind": kind, **r.detection.as_dict()})
                 curves.append(r.curve.assign(key_kind=kind, key_fingerprint=key.fingerprint))
             pd.DataFrame(rows).to_csv(tmp / "detections.csv", index=False)

@@ -80,7 +80,7 @@ def test_generation_mode_with_filter_and_reading_evidence(world, capsys, monkeyp
     assert rc == 0 and ev["mode"] == "generation" and ev["verdict"] == "RADIOACTIVE"
     rc, ev, _ = _audit(world, "student-raw", "--mode", "generation", "--max-new-tokens", "24")
     assert ev["verdict"] == "NOT DETECTED"
-    rc, ev, out = _audit(world, "student-prot", "--null-keys", "2")  # reading mode
+    rc, ev, out = _audit(world, "student-prot", "--null-keys", "2", "--reference", str(world / "student-raw"))
     assert rc == 0 and ev["mode"] == "reading" and 0 < ev["detection"]["n_scored"] <= 64
     assert len(ev["null_keys"]) == 2 and (out / "audit_curve.png").is_file()
 

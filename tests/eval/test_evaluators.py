@@ -235,3 +235,19 @@ def test_reading_mode_scores_only_fresh_windows():
     assert score(det, t, reading_rule="none").detection.n_scored == 3  # same PRF inputs, dedup
     t0 = reading_tuples(NextTokenLM(), [([1], [5, 6, 7]), ([1], [8, 9])], h=0)
     assert t0.fresh.tolist() == [True, False, False, True, False]  # h = 0: one fresh position per text
+
+
+def test_reference_top1_aligned_with_tuples():
+    from antidistill.eval.audit import reference_top1
+
+    texts = [([1, 10], [11, 20, 30]), ([1], [5, 6])]
+    t = reading_tuples(NextTokenLM(), texts, h=2)
+    top = reference_top1(UniformLM(), texts, h=2)
+    assert len(top) == len(t.tokens) == 4 and np.allclose(top, 1 / V)
+    sure = reference_top1(NextTokenLM(), texts, h=2)  # logits one-hot: max prob e / (e + V - 1)
+    assert np.allclose(sure, math.e / (math.e + V - 1))
+    det = parse_protection("kgw:gamma=0.25,delta=2,h=1").detector(KEY)
+    t1 = reading_tuples(NextTokenLM(), texts, h=1)
+    top1 = reference_top1(UniformLM(), texts, h=1)
+    assert score(det, t1, keep=top1 < 0.5).detection.n_scored == score(det, t1).detection.n_scored > 0
+    assert score(det, t1, keep=top1 > 0.5).detection.n_scored == 0
