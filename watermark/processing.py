@@ -81,6 +81,17 @@ def sampling_log_probs(scores: torch.Tensor, temperature: float, top_k: int, top
     return torch.log_softmax(logits, dim=-1)
 
 
+def sample_rows(weights: torch.Tensor) -> torch.Tensor:
+    """One index per row drawn proportionally to non-negative `weights` [B, K] (inverse CDF).
+
+    A cumulative sum and a binary search: several times cheaper than `torch.multinomial` on a
+    full vocabulary, and driven by torch's global RNG like `generate`'s own sampling.
+    """
+    cdf = torch.cumsum(weights.double(), dim=-1)
+    u = torch.rand(weights.shape[0], 1, dtype=cdf.dtype, device=cdf.device) * cdf[:, -1:]
+    return torch.searchsorted(cdf, u, right=True).clamp_max_(weights.shape[-1] - 1)
+
+
 def one_hot_scores(scores: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor:
     """Scores that make any later sampler or argmax emit `chosen` ([B] token ids)."""
     out = torch.full_like(scores, float("-inf"))

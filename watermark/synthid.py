@@ -14,7 +14,7 @@ import torch
 
 from .detection import TokenHashDetector
 from .hashing import as_tensor, mix
-from .processing import KeyedLogitsProcessor, check_sampling, one_hot_scores, sampling_log_probs
+from .processing import KeyedLogitsProcessor, check_sampling, one_hot_scores, sample_rows, sampling_log_probs
 from .spec import Param, Protection, register
 from .stats import binom_log_sf
 
@@ -114,11 +114,11 @@ class SynthIDLogitsProcessor(KeyedLogitsProcessor):
             log_top, candidates = torch.topk(log_p, support, dim=-1)
             prf = as_tensor(self.candidate_prf(input_ids, candidates), scores.device)
             probs = tournament(log_top.double().exp(), g_values(prf, self.depth))
-            pick = candidates.gather(-1, torch.multinomial(probs.clamp_min(0).float(), 1))
+            pick = candidates.gather(-1, sample_rows(probs.clamp_min(0)))
         else:
             prf = as_tensor(self.window_prf(input_ids) & ((1 << self.depth) - 1), scores.device)
             probs = tournament_by_pattern(log_p.exp(), prf, self.depth)
-            pick = torch.multinomial(probs.clamp_min(0).float(), 1)
+            pick = sample_rows(probs.clamp_min(0))
         return one_hot_scores(scores, pick[:, 0])
 
 

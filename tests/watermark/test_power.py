@@ -69,7 +69,9 @@ def test_distortion_free_in_expectation_over_keys(spec):
     n_keys = 3000
     counts = _next_token_counts(spec, PROBS, n_keys)
     expected = np.array(PROBS) * n_keys
-    assert stats.chisquare(counts, expected).pvalue > 1e-3
+    # over random keys each draw is exactly from p, so counts are multinomial(n, p): a valid
+    # chi-square test at level 1e-4 (kgw below fails it at this size)
+    assert stats.chisquare(counts, expected).pvalue > 1e-4
 
 
 def test_distortion_test_has_power_kgw_is_biased():
