@@ -78,7 +78,7 @@ def read_input(path: Path, tokenizer) -> list[dict]:
     if path.is_dir():
         from antidistill.students.corpus import read_corpus
         return [{"id": r["id"], "token_ids": r["completion_ids"], "prompt_ids": r["prompt_ids"]}
-                for r in read_corpus(path)]
+                for r in read_corpus(path).records]
     if not path.is_file():
         raise UserError(f"input {path} does not exist; give a JSONL file or a corpus folder")
     return read_jsonl(path, tokenizer)
