@@ -21,9 +21,12 @@ DEFAULT = {
     "alpha": 1e-4,  # significance level of every verdict in the report
     "key": {"text": DEMO_KEY_TEXT, "file": ""},
     "teacher": {"model": "demo", "demo": {}},  # demo: TeacherConfig overrides (e.g. steps, preset)
-    "protections": ["none", "kgw:gamma=0.25,delta=2,h=1,hash=left", "unigram:gamma=0.5,delta=2", "gumbel:h=1"],
+    # kgw twice: the canonical setting and a strong one (larger green list and bias), to show the
+    # trade-off between what it costs the teacher and how surely it convicts a student.
+    "protections": ["none", "kgw:gamma=0.25,delta=2,h=1,hash=left", "kgw:gamma=0.5,delta=4,h=1,hash=left",
+                    "unigram:gamma=0.5,delta=2", "gumbel:h=1"],
     "corpus": {"n_prompts": 800, "temperature": 1.0, "max_new_tokens": 128, "batch_size": 100},
-    "students": {"preset": "tiny", "mode": "sft", "lora": "", "epochs": 1.0, "max_steps": 300, "batch_size": 16,
+    "students": {"preset": "tiny", "mode": "sft", "lora": "", "epochs": 1.0, "max_steps": 1500, "batch_size": 16,
                  "lr": 0.0},
     "eval": {
         "n_test": 200, "max_new_tokens": 128,  # capability transfer: graded held-out test items
