@@ -15,49 +15,25 @@ import torch
 
 from .detection import TokenHashDetector
 from .hashing import as_tensor, mix, to_unit
-from .processing import KeyedLogitsProcessor, check_sampling, one_hot_scores, sampling_log_probs
-from .spec import Param, Protection, register
+from .processing import SamplingLogitsProcessor, one_hot_scores
+from .spec import KeyedProtection, Param, register
 from .stats import gamma_log_sf
 
 
 @register
-class Gumbel(Protection):
+class Gumbel(KeyedProtection):
     scheme = "gumbel"
     params = (Param("h", int, 2, lambda v: 0 <= v <= 16, "0 <= h <= 16"),)
-    has_detector = True
-    needs_key = True
-
-    @property
-    def context_width(self) -> int:
-        return self.h
-
-    @property
-    def hash_label(self) -> str:
-        return self.scheme
-
-    def processor(self, key, vocab_size: int, *, temperature: float = 1.0, top_k: int = 0,
-                  top_p: float = 1.0, **resources):
-        return GumbelLogitsProcessor(self, key, vocab_size, temperature=temperature, top_k=top_k, top_p=top_p)
-
-    def detector(self, key):
-        return GumbelDetector(self, key)
 
 
-class GumbelLogitsProcessor(KeyedLogitsProcessor):
-    """Chooses the Gumbel-max token and returns scores that force it.
+class GumbelLogitsProcessor(SamplingLogitsProcessor):
+    """Chooses the Gumbel-max token of the sampling distribution and returns scores forcing it.
 
-    It samples from the distribution given by (temperature, top_k, top_p) itself, because
-    `generate` applies its own warpers after user processors; pass the same values to both.
     Rows with fewer than h tokens fall back to that distribution unchanged.
     """
 
-    def __init__(self, protection, key, vocab_size, *, temperature=1.0, top_k=0, top_p=1.0):
-        super().__init__(protection, key, vocab_size)
-        check_sampling(temperature, top_k, top_p)
-        self.temperature, self.top_k, self.top_p = temperature, top_k, top_p
-
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        log_p = sampling_log_probs(scores, self.temperature, self.top_k, self.top_p)
+        log_p = self.log_probs(scores)
         if not self.check(input_ids, scores):
             return log_p.to(scores.dtype)
         log_u = torch.log(as_tensor(to_unit(self.window_prf(input_ids)), scores.device))
@@ -77,3 +53,6 @@ class GumbelDetector(TokenHashDetector):
 
     def log_sf(self, statistic, n):
         return gamma_log_sf(statistic, n) if math.isfinite(statistic) else 0.0
+
+
+Gumbel.processor_class, Gumbel.detector_class = GumbelLogitsProcessor, GumbelDetector

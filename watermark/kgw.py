@@ -16,7 +16,7 @@ import torch
 from .detection import TokenHashDetector
 from .hashing import TWO32, as_tensor, minimum_, mix, mix_
 from .processing import KeyedLogitsProcessor
-from .spec import Param, Protection, register
+from .spec import KeyedProtection, Param, register
 from .stats import binom_log_sf
 
 
@@ -25,7 +25,7 @@ def green_threshold(gamma: float) -> int:
 
 
 @register
-class KGW(Protection):
+class KGW(KeyedProtection):
     scheme = "kgw"
     params = (
         Param("gamma", float, 0.25, lambda v: 0.0 < v < 1.0, "0 < gamma < 1"),
@@ -33,12 +33,6 @@ class KGW(Protection):
         Param("h", int, 1, lambda v: 1 <= v <= 16, "1 <= h <= 16"),
         Param("hash", str, "left", choices=("left", "self")),
     )
-    has_detector = True
-    needs_key = True
-
-    @property
-    def context_width(self) -> int:
-        return self.h
 
     @property
     def hash_label(self) -> str:
@@ -47,12 +41,6 @@ class KGW(Protection):
     @property
     def gamma_eff(self) -> float:
         return green_threshold(self.gamma) / TWO32
-
-    def processor(self, key, vocab_size: int, **sampling):
-        return KGWLogitsProcessor(self, key, vocab_size)
-
-    def detector(self, key):
-        return KGWDetector(self, key)
 
 
 def self_hash_inputs(hasher, contexts: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
@@ -72,7 +60,7 @@ def self_hash_inputs(hasher, contexts: torch.Tensor, codes: torch.Tensor) -> tor
 class KGWLogitsProcessor(KeyedLogitsProcessor):
     """Adds delta to the logits of green candidates; rows with fewer than h tokens pass unchanged."""
 
-    def __init__(self, protection: KGW, key, vocab_size: int):
+    def __init__(self, protection: KGW, key, vocab_size: int, **sampling):
         super().__init__(protection, key, vocab_size)
         self.threshold = green_threshold(protection.gamma)
         self.delta = protection.delta
@@ -108,3 +96,6 @@ class KGWDetector(TokenHashDetector):
 
     def log_sf(self, statistic, n):
         return binom_log_sf(int(round(statistic)), n, self.protection.gamma_eff)
+
+
+KGW.processor_class, KGW.detector_class = KGWLogitsProcessor, KGWDetector

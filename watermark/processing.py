@@ -16,7 +16,8 @@ class KeyedLogitsProcessor(LogitsProcessor):
     are refused rather than silently hashed with the wrong candidate set.
     """
 
-    def __init__(self, protection, key, vocab_size: int):
+    def __init__(self, protection, key, vocab_size: int, **sampling):
+        # `sampling` (temperature, top_k, top_p) matters only to processors that sample themselves
         if int(vocab_size) <= 0:
             raise UserError(f"vocab_size must be positive, got {vocab_size}")
         self.protection = protection
@@ -54,13 +55,26 @@ class KeyedLogitsProcessor(LogitsProcessor):
         return mix_(self.hash.state(self.context(input_ids))[:, None] ^ codes[index])
 
 
-def check_sampling(temperature: float, top_k: int, top_p: float) -> None:
-    if not temperature > 0:
-        raise UserError(f"temperature must be > 0, got {temperature}")
-    if top_k < 0:
-        raise UserError(f"top_k must be >= 0 (0 = off), got {top_k}")
-    if not 0 < top_p <= 1:
-        raise UserError(f"top_p must lie in (0, 1], got {top_p}")
+class SamplingLogitsProcessor(KeyedLogitsProcessor):
+    """A keyed processor that draws the token itself and returns scores forcing it.
+
+    It must see the final sampling distribution, but `generate` applies its own warpers after
+    user processors; so it takes (temperature, top_k, top_p) itself: pass the same to both.
+    """
+
+    def __init__(self, protection, key, vocab_size: int, *, temperature: float = 1.0, top_k: int = 0,
+                 top_p: float = 1.0):
+        super().__init__(protection, key, vocab_size)
+        if not temperature > 0:
+            raise UserError(f"temperature must be > 0, got {temperature}")
+        if top_k < 0:
+            raise UserError(f"top_k must be >= 0 (0 = off), got {top_k}")
+        if not 0 < top_p <= 1:
+            raise UserError(f"top_p must lie in (0, 1], got {top_p}")
+        self.temperature, self.top_k, self.top_p = temperature, top_k, top_p
+
+    def log_probs(self, scores: torch.Tensor) -> torch.Tensor:
+        return sampling_log_probs(scores, self.temperature, self.top_k, self.top_p)
 
 
 def sampling_log_probs(scores: torch.Tensor, temperature: float, top_k: int, top_p: float) -> torch.Tensor:

@@ -104,6 +104,34 @@ class Protection:
                         f"{', '.join(s for s, c in sorted(_REGISTRY.items()) if c.has_detector)}")
 
 
+class KeyedProtection(Protection):
+    """A token-hash watermark: keyed, detectable, over windows of `h` context tokens.
+
+    Subclasses name their `processor_class` (given the sampling settings of `generate`:
+    temperature, top_k, top_p) and `detector_class`.
+    """
+
+    has_detector = True
+    needs_key = True
+    processor_class: ClassVar[type]
+    detector_class: ClassVar[type]
+
+    @property
+    def context_width(self) -> int:
+        return self.h
+
+    @property
+    def hash_label(self) -> str:
+        """Domain separation for the key: schemes sharing a key draw independent hashes."""
+        return self.scheme
+
+    def processor(self, key, vocab_size: int, **sampling):
+        return self.processor_class(self, key, vocab_size, **sampling)
+
+    def detector(self, key):
+        return self.detector_class(self, key)
+
+
 def parse_protection(spec: "str | Protection") -> Protection:
     """Parse and validate a protection spec; errors list the valid choices."""
     if isinstance(spec, Protection):

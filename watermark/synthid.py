@@ -14,35 +14,18 @@ import torch
 
 from .detection import TokenHashDetector
 from .hashing import as_tensor, mix
-from .processing import KeyedLogitsProcessor, check_sampling, one_hot_scores, sample_rows, sampling_log_probs
-from .spec import Param, Protection, register
+from .processing import SamplingLogitsProcessor, one_hot_scores, sample_rows
+from .spec import KeyedProtection, Param, register
 from .stats import binom_log_sf
 
 
 @register
-class SynthID(Protection):
+class SynthID(KeyedProtection):
     scheme = "synthid"
     params = (
         Param("depth", int, 16, lambda v: 1 <= v <= 32, "1 <= depth <= 32"),
         Param("h", int, 4, lambda v: 0 <= v <= 16, "0 <= h <= 16"),
     )
-    has_detector = True
-    needs_key = True
-
-    @property
-    def context_width(self) -> int:
-        return self.h
-
-    @property
-    def hash_label(self) -> str:
-        return self.scheme
-
-    def processor(self, key, vocab_size: int, *, temperature: float = 1.0, top_k: int = 0,
-                  top_p: float = 1.0, **resources):
-        return SynthIDLogitsProcessor(self, key, vocab_size, temperature=temperature, top_k=top_k, top_p=top_p)
-
-    def detector(self, key):
-        return SynthIDDetector(self, key)
 
 
 def g_values(prf, depth: int):
@@ -88,7 +71,7 @@ def tournament_by_pattern(probs: torch.Tensor, prf: torch.Tensor, depth: int) ->
     return probs.double() * weight.gather(1, codes)
 
 
-class SynthIDLogitsProcessor(KeyedLogitsProcessor):
+class SynthIDLogitsProcessor(SamplingLogitsProcessor):
     """Draws the token from the tournament distribution and returns scores that force it.
 
     A zero-probability candidate stays zero through every layer, so after top-k/top-p the
@@ -99,14 +82,12 @@ class SynthIDLogitsProcessor(KeyedLogitsProcessor):
 
     PATTERN_MAX_DEPTH = 16
 
-    def __init__(self, protection, key, vocab_size, *, temperature=1.0, top_k=0, top_p=1.0):
-        super().__init__(protection, key, vocab_size)
-        check_sampling(temperature, top_k, top_p)
-        self.temperature, self.top_k, self.top_p = temperature, top_k, top_p
+    def __init__(self, protection, key, vocab_size, **sampling):
+        super().__init__(protection, key, vocab_size, **sampling)
         self.depth = protection.depth
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        log_p = sampling_log_probs(scores, self.temperature, self.top_k, self.top_p)
+        log_p = self.log_probs(scores)
         if not self.check(input_ids, scores):
             return log_p.to(scores.dtype)
         support = int(torch.isfinite(log_p).sum(-1).max())
@@ -136,3 +117,6 @@ class SynthIDDetector(TokenHashDetector):
 
     def log_sf(self, statistic, n):
         return binom_log_sf(int(round(statistic)), n * self.protection.depth, 0.5)
+
+
+SynthID.processor_class, SynthID.detector_class = SynthIDLogitsProcessor, SynthIDDetector

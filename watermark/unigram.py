@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from .kgw import KGW, KGWDetector, KGWLogitsProcessor
+from .kgw import KGW, KGWLogitsProcessor
 from .spec import Param, register
 
 
@@ -25,17 +25,11 @@ class Unigram(KGW):
     def hash_label(self) -> str:
         return self.scheme
 
-    def processor(self, key, vocab_size: int, **sampling):
-        return UnigramLogitsProcessor(self, key, vocab_size)
-
-    def detector(self, key):
-        return KGWDetector(self, key)
-
 
 class UnigramLogitsProcessor(KGWLogitsProcessor):
     """The green list never changes, so the bias vector is computed once per device."""
 
-    def __init__(self, protection: Unigram, key, vocab_size: int):
+    def __init__(self, protection: Unigram, key, vocab_size: int, **sampling):
         super().__init__(protection, key, vocab_size)
         self._bias: dict[torch.device, torch.Tensor] = {}
 
@@ -46,3 +40,6 @@ class UnigramLogitsProcessor(KGWLogitsProcessor):
             green = self.green(input_ids[:1, :0])[0]
             bias = self._bias[scores.device] = self.delta * green.to(scores.dtype)
         return scores + bias
+
+
+Unigram.processor_class = UnigramLogitsProcessor
