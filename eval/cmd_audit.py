@@ -140,6 +140,7 @@ def run(args) -> int:
     }
     curves = [result.curve.assign(label=f"suspect, key {key.fingerprint[:8]}", kind="suspect")]
     curves += [n.curve.assign(label=f"wrong key {n.detection.key_fingerprint[:8]}", kind="null") for n in nulls]
+
     import pandas as pd
 
     table = pd.concat(curves, ignore_index=True)

@@ -21,18 +21,36 @@ def _save(fig, path) -> None:
 
 
 def radioactivity_curves(curves: pd.DataFrame, path, alpha: float, title: str = "Radioactivity audit") -> None:
-    """`curves`: columns label, kind ('suspect' | 'null'), n_scored, log10_p (one line per label)."""
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    for label, g in curves.groupby("label", sort=False):
-        null = (g["kind"] == "null").all()
-        ax.plot(g["n_scored"], g["log10_p"], ls="--" if null else "-", lw=1 if null else 1.8,
-                alpha=0.6 if null else 1.0, label=label)
-    ax.axhline(math.log10(alpha), color="k", lw=0.8, ls=":", label=f"alpha = {alpha:g}")
-    ax.set_xscale("log")
-    ax.set_xlabel("tuples scored (deduplicated)")
-    ax.set_ylabel("log10 p")
-    ax.set_title(title)
-    ax.legend(fontsize=7, loc="lower left")
+    """`curves`: columns label, kind ('suspect' | 'null'), n_scored, log10_p, optional `panel` (one
+    subplot per panel value). Suspects are drawn bold and named; nulls thin and grey, named once."""
+    if "panel" not in curves:
+        curves = curves.assign(panel="")
+    panels = list(dict.fromkeys(curves["panel"]))
+    ncol = min(len(panels), 3)
+    nrow = math.ceil(len(panels) / ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(4.6 * ncol, 3.6 * nrow), squeeze=False)
+    for ax, panel in zip(axes.flat, panels):
+        g = curves[curves["panel"] == panel]
+        named_null = False
+        for label, c in g.groupby("label", sort=False):
+            if (c["kind"] == "suspect").all():
+                ax.plot(c["n_scored"], c["log10_p"], lw=2, label=label)
+            elif (c["kind"] == "control").all():
+                ax.plot(c["n_scored"], c["log10_p"], lw=1.4, ls="--", color="k", label=label)
+            else:
+                ax.plot(c["n_scored"], c["log10_p"], lw=0.8, color="grey", alpha=0.6,
+                        label=None if named_null else "wrong keys (null)")
+                named_null = True
+        ax.axhline(math.log10(alpha), color="r", lw=0.8, ls=":", label=f"alpha = {alpha:g}")
+        ax.set_xscale("log")
+        ax.set_xlabel("tuples scored (deduplicated)")
+        ax.set_ylabel("log10 p")
+        ax.set_title(panel or title, fontsize=9)
+        ax.legend(fontsize=7, loc="lower left")
+    for ax in list(axes.flat)[len(panels):]:
+        ax.axis("off")
+    if panels != [""]:
+        fig.suptitle(title)
     _save(fig, path)
 
 
@@ -50,16 +68,17 @@ def roc_figure(roc: pd.DataFrame, path, title: str = "Detection on teacher outpu
 
 def frontier_figure(points: pd.DataFrame, path, title: str = "Frontier: teacher vs student accuracy") -> None:
     """`points`: protection, teacher_acc, teacher_lo, teacher_hi, student_acc, student_lo, student_hi, note."""
-    fig, ax = plt.subplots(figsize=(6.4, 4.6))
+    fig, ax = plt.subplots(figsize=(8.0, 5.2))
     for _, r in points.iterrows():
         ax.errorbar(r["teacher_acc"], r["student_acc"],
                     xerr=[[r["teacher_acc"] - r["teacher_lo"]], [r["teacher_hi"] - r["teacher_acc"]]],
                     yerr=[[r["student_acc"] - r["student_lo"]], [r["student_hi"] - r["student_acc"]]],
                     fmt="o", capsize=3, label=r["protection"])
-        ax.annotate(r.get("note", ""), (r["teacher_acc"], r["student_acc"]), fontsize=6,
-                    xytext=(4, 4), textcoords="offset points")
+        ax.annotate(r.get("short_note", r.get("note", "")), (r["teacher_acc"], r["student_acc"]), fontsize=7,
+                    xytext=(5, -10), textcoords="offset points")
     ax.set_xlabel("teacher accuracy under the protection (legitimate user)")
     ax.set_ylabel("student accuracy after distillation")
     ax.set_title(title)
-    ax.legend(fontsize=7, loc="best")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    ax.margins(x=0.25, y=0.15)
     _save(fig, path)

@@ -51,22 +51,24 @@ def frontier_points(res: dict, alpha: float) -> pd.DataFrame:
         s = _student_label(spec)
         if s not in t.index:
             continue
-        note = []
+        note, short = [], []
         if "detectability" in res:
             d = res["detectability"]
             d = d[(d.protection == spec) & (d.attack == "none")]
             if len(d):
                 note.append(f"TPR@1e-3 {d['tpr@0.001'].iloc[0]:.2f}")
+                short.append(f"TPR {d['tpr@0.001'].iloc[0]:.2f}")
         if "audit" in res:
             a = res["audit"]
             a = a[(a.protection == spec) & (a.student == s) & (a.key_kind == "key")]
             for _, r in a.iterrows():
                 note.append(f"audit[{r['mode'][:4]}] log10p {r['log10_p']:.1f}")
+                short.append(f"{r['mode'][0]} {r['log10_p']:.1f}")
         rows.append({"protection": spec, "teacher_acc": q.loc[spec, "accuracy"], "teacher_lo": q.loc[spec, "acc_lo"],
                      "teacher_hi": q.loc[spec, "acc_hi"], "student_acc": t.loc[s, "accuracy"],
                      "student_lo": t.loc[s, "acc_lo"], "student_hi": t.loc[s, "acc_hi"],
                      "de": t.loc[s, "de"], "transfer": t.loc[s, "transfer"] if "transfer" in t else np.nan,
-                     "note": ", ".join(note)})
+                     "note": ", ".join(note), "short_note": " ".join(short)})
     return pd.DataFrame(rows)
 
 
@@ -159,7 +161,9 @@ def write_report(out: Path, cfg: dict, res: dict, meta: dict) -> Path:
                "accuracy of a student distilled on those outputs; 95% intervals (exact for the teacher, bootstrap "
                "for the student); detectability and audit results written beside each point.", "",
                "![frontier](frontier.png)", "",
-               md_table(fr.drop(columns=["teacher_lo", "teacher_hi", "student_lo", "student_hi"])), ""]
+               "Beside each point: TPR at alpha = 1e-3 of single teacher outputs, and the audit's log10 p of the "
+               "student distilled on them (r: reading mode, g: generation mode).", "",
+               md_table(fr.drop(columns=["teacher_lo", "teacher_hi", "student_lo", "student_hi", "short_note"])), ""]
     if "audit" in res:
         a = res["audit"]
         _csv(out, "radioactivity.csv", a)
@@ -179,11 +183,13 @@ def write_report(out: Path, cfg: dict, res: dict, meta: dict) -> Path:
                "student, and wrong keys on the same tuples.", ""]
         md += _verdicts(res, alpha) + [""]
         for mode, g in res["audit_curves"].groupby("mode", sort=False):
-            lab = g.apply(lambda r: f"{r.student} | {r.protection.split(':')[0]} "
-                                    + ("key" if r.key_kind == "key" else f"wrong {r.key_fingerprint[:6]}"), axis=1)
-            kind = np.where((g.key_kind == "key") & (g.student != "raw"), "suspect", "null")
-            plots.radioactivity_curves(g.assign(label=lab, kind=kind), out / f"radioactivity_{mode}.png", alpha,
-                                       title=f"Radioactivity ({mode} mode)")
+            lab = np.where(g.key_kind != "key", "wrong keys",
+                           np.where(g.student == "raw", "raw-distilled student (null)", "student distilled on it"))
+            lab = [f"{l} ({fp[:6]})" if l == "wrong keys" else l for l, fp in zip(lab, g.key_fingerprint)]
+            lab = [f"{l} [{s}]" if l.startswith("wrong") else l for l, s in zip(lab, g.student)]
+            kind = np.where(g.key_kind != "key", "null", np.where(g.student == "raw", "control", "suspect"))
+            plots.radioactivity_curves(g.assign(label=lab, kind=kind, panel=g.protection), out / f"radioactivity_{mode}.png",
+                                       alpha, title=f"Radioactivity ({mode} mode)")
             md += [f"![radioactivity {mode}](radioactivity_{mode}.png)", ""]
         show = a[["protection", "mode", "student", "key_kind", "key_fingerprint", "n_scored", "n_tuples", "statistic",
                   "z", "log10_p"]]
