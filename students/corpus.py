@@ -154,6 +154,10 @@ def generate_corpus(teacher, out, *, protection="none", key=None, key_file=None,
 
     if isinstance(teacher, str):
         teacher_name = teacher_name or teacher
+        if teacher == "demo":  # name the exact recipe, so corpora of different demo teachers never mix
+            from .teacher import teacher_dir
+
+            teacher_name = teacher_dir(cache_dir=cache_dir).name
         model, tokenizer = load_model(teacher, cache_dir=cache_dir)
     else:
         model, tokenizer = teacher
