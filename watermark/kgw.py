@@ -76,7 +76,7 @@ class KGWLogitsProcessor(KeyedLogitsProcessor):
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         if not self.check(input_ids, scores):
             return scores
-        return torch.where(self.green(input_ids), scores + self.delta, scores)
+        return scores.add(self.green(input_ids), alpha=self.delta)
 
 
 class KGWDetector(TokenHashDetector):

@@ -63,12 +63,13 @@ def tournament_by_pattern(probs: torch.Tensor, prf: torch.Tensor, depth: int) ->
         top = marginals[-1]
         marginals.append(top[:, : 1 << layer] + top[:, 1 << layer:])
     marginals.reverse()  # marginals[l]: over bits 0..l
-    weight = torch.ones(probs.shape[0], 1, dtype=torch.float64, device=probs.device)
-    for layer in range(depth):
-        ones_mass = marginals[layer][:, 1 << layer:]  # prefixes whose bit `layer` is 1
-        mean_g = (weight * ones_mass).sum(-1, keepdim=True)
-        weight = torch.cat([weight * (1.0 - mean_g), weight * (2.0 - mean_g)], dim=1)
-    return probs.double() * weight.gather(1, codes)
+    table = torch.ones(probs.shape[0], 1 << depth, dtype=torch.float64, device=probs.device)
+    for layer in range(depth):  # table[:, :2**layer] holds the weights of prefixes of length layer
+        weight, ones_mass = table[:, : 1 << layer], marginals[layer][:, 1 << layer:]
+        mean_g = (weight * ones_mass).sum(-1, keepdim=True)  # E[g_layer] under the current weights
+        torch.mul(weight, 2.0 - mean_g, out=table[:, 1 << layer: 2 << layer])  # bit `layer` = 1
+        weight.mul_(1.0 - mean_g)  # bit `layer` = 0
+    return probs.double() * table.gather(1, codes)
 
 
 class SynthIDLogitsProcessor(SamplingLogitsProcessor):
