@@ -1,7 +1,21 @@
 """Built-in experiment configs for `antidistill run` (a TOML file overrides any of these keys).
 
 A config is a nested dict; a TOML file is merged over the preset it names (`preset = "smoke"`,
-default `default`), so it only needs the keys it changes. Unknown keys are errors.
+default `default`), so it only needs the keys it changes. Unknown keys are errors. Example:
+
+    # my.toml  ->  antidistill run my.toml   (results/my/)
+    preset = "default"
+    alpha = 1e-3
+    protections = ["none", "kgw:gamma=0.25,delta=2,h=2", "synthid:depth=16,h=4"]
+    [key]
+    file = "secret.key"          # else the public demo key
+    [corpus]
+    n_prompts = 2000
+    [students]
+    preset = "mini"
+    lora = "r=16,alpha=32"
+    [eval]
+    audit_modes = ["reading"]
 """
 from __future__ import annotations
 
