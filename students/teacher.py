@@ -44,6 +44,16 @@ class TeacherConfig:
     n_test: int = 400  # graded held-out examples (all skills)
     max_new_tokens: int = 128
 
+    def __post_init__(self):
+        # Configs read from TOML/JSON give the task settings as a dict of lists.
+        if isinstance(self.tasks, dict):
+            tasks = TaskConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in self.tasks.items()})
+            object.__setattr__(self, "tasks", tasks)
+        if self.preset not in PRESETS:
+            from antidistill.watermark.errors import UserError
+
+            raise UserError(f"demo teacher: unknown preset {self.preset!r}; valid presets: {', '.join(PRESETS)}")
+
     def as_dict(self) -> dict:
         d = asdict(self)
         d["version"] = TEACHER_VERSION
