@@ -24,6 +24,9 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", encoding: str | None 
     if not os.access(path.parent, os.W_OK):
         raise UserError(f"output folder {path.parent} is not writable; choose another path")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the mode a plain open() would
     try:
         with os.fdopen(fd, mode, encoding=None if "b" in mode else encoding) as fh:
             yield fh

@@ -111,3 +111,15 @@ def test_console_script_help_lists_subcommands():
     exe = os.path.join(os.path.dirname(sys.executable), "antidistill")
     result = subprocess.run([exe, "--help"], capture_output=True, text=True, check=True)
     assert "detect" in result.stdout
+
+
+def test_written_files_get_the_usual_permissions(tmp_path):
+    from antidistill.watermark import atomic_write
+
+    umask = os.umask(0o022)
+    try:
+        with atomic_write(tmp_path / "out.txt") as fh:
+            fh.write("x")
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "out.txt").stat().st_mode & 0o777 == 0o644
