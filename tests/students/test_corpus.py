@@ -106,14 +106,14 @@ def test_interrupted_shard_write_leaves_nothing_half_written(tmp_path, monkeypat
 
     monkeypatch.setattr(corpus, "generate_batch", flaky)
     with pytest.raises(KeyboardInterrupt):
-        _gen(tmp_path / "c", shard_size=8)
+        _gen(tmp_path / "c", prompts=24, shard_size=8)
     files = sorted(p.name for p in (tmp_path / "c").iterdir())
     assert files == ["manifest.json", "shard-00000.jsonl"]
     with pytest.raises(UserError, match="incomplete"):
         read_corpus(tmp_path / "c")
     monkeypatch.setattr(corpus, "generate_batch", real)
-    _gen(tmp_path / "c", shard_size=8)
-    _gen(tmp_path / "ref", shard_size=8)
+    _gen(tmp_path / "c", prompts=24, shard_size=8)
+    _gen(tmp_path / "ref", prompts=24, shard_size=8)
     assert read_corpus(tmp_path / "c").records == read_corpus(tmp_path / "ref").records
 
 
