@@ -70,13 +70,9 @@ class AuditResult:
 # ---------------------------------------------------------------- collecting tuples
 
 
-@torch.no_grad()
-def reading_tuples(model, texts, h: int, *, batch_size: int = 16) -> Tuples:
-    """Teacher-force (prompt_ids, completion_ids) pairs; at each completion position t take the
-    suspect's top-1 prediction and pair it with the input text's tokens [t-h, t)."""
+def _teacher_forced(model, texts: list[tuple[list, list]], batch_size: int):
+    """Yield (start, chunk, right-padded ids, logits) for batches of (prompt, completion) texts."""
     device = next(model.parameters()).device
-    ctx_parts, tok_parts, own_parts, seq_parts = [], [], [], []
-    texts = [(list(p), list(c)) for p, c in texts]
     for start in range(0, len(texts), batch_size):
         chunk = texts[start:start + batch_size]
         seqs = [p + c for p, c in chunk]
@@ -88,7 +84,16 @@ def reading_tuples(model, texts, h: int, *, batch_size: int = 16) -> Tuples:
         for i, s in enumerate(seqs):
             ids[i, :len(s)] = torch.tensor(s)
             mask[i, :len(s)] = 1
-        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
+        yield start, chunk, ids, model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
+
+
+@torch.no_grad()
+def reading_tuples(model, texts, h: int, *, batch_size: int = 16) -> Tuples:
+    """Teacher-force (prompt_ids, completion_ids) pairs; at each completion position t take the
+    suspect's top-1 prediction and pair it with the input text's tokens [t-h, t)."""
+    ctx_parts, tok_parts, own_parts, seq_parts = [], [], [], []
+    texts = [(list(p), list(c)) for p, c in texts]
+    for start, chunk, ids, logits in _teacher_forced(model, texts, batch_size):
         pred = logits.argmax(-1).cpu().numpy()  # pred[:, t - 1] predicts position t
         arr = ids.numpy()
         for i, (p, c) in enumerate(chunk):
@@ -120,22 +125,10 @@ def reference_top1(model, texts, h: int, *, batch_size: int = 16) -> np.ndarray:
     top-1 probability below a threshold scores only the choices where a watermark can live. The
     filter reads the prefix only, never the scored token, so under H0 it selects independently of
     the key and the test stays exact."""
-    device = next(model.parameters()).device
     out = []
     texts = [(list(p), list(c)) for p, c in texts]
-    for start in range(0, len(texts), batch_size):
-        chunk = texts[start:start + batch_size]
-        seqs = [p + c for p, c in chunk]
-        width = max(len(s) for s in seqs)
-        if width < 2:
-            continue
-        ids = torch.zeros((len(seqs), width), dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for i, s in enumerate(seqs):
-            ids[i, :len(s)] = torch.tensor(s)
-            mask[i, :len(s)] = 1
-        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float()
-        top1 = torch.softmax(logits, dim=-1).amax(-1).cpu().numpy()
+    for _, chunk, _, logits in _teacher_forced(model, texts, batch_size):
+        top1 = torch.softmax(logits.float(), dim=-1).amax(-1).cpu().numpy()
         for i, (p, c) in enumerate(chunk):
             lo, hi = max(len(p), h, 1), len(p) + len(c)
             if hi > lo:

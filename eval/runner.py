@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from antidistill.watermark import Key, load_key, parse_protection
-from antidistill.watermark.errors import UserError, atomic_write
+from antidistill.watermark.errors import UserError
 
 RUNNER_VERSION = 1
 

@@ -54,3 +54,13 @@ def build_once(target: Path, build) -> Path:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def ensure_out_dir(out: Path) -> None:
+    """Create the output folder of a long stage, or stop with one clear line if it cannot be written."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserError(f"cannot create output folder {out} ({err.strerror}); choose a writable --out") from None
+    if not os.access(out, os.W_OK):
+        raise UserError(f"output folder {out} is not writable; choose another --out")

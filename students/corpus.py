@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import sys
 import time
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from tqdm.auto import tqdm
 from antidistill.watermark import check_vocab, load_key, parse_protection
 from antidistill.watermark.errors import UserError, atomic_write
 
+from .cache import ensure_out_dir
 from .sampling import encode_prompts, generate_batch
 from .tasks import make_split
 from .tokenizer import tokenizer_fingerprint
@@ -114,15 +114,6 @@ def _prompts_sha256(records: list[dict]) -> str:
 # ---------------------------------------------------------------- generation
 
 
-def _check_out_dir(out: Path) -> None:
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise UserError(f"cannot create output folder {out} ({err.strerror}); choose a writable path") from None
-    if not os.access(out, os.W_OK):
-        raise UserError(f"output folder {out} is not writable; choose another --out")
-
-
 def generate_corpus(teacher, out, *, protection="none", key=None, key_file=None, prompts=100,
                     temperature: float = 1.0, max_new_tokens: int = 128, topk_logprobs: int = 0,
                     seed: int = 0, batch_size: int = 32, shard_size: int = 256, device=None,
@@ -146,7 +137,7 @@ def generate_corpus(teacher, out, *, protection="none", key=None, key_file=None,
     if topk_logprobs < 0:
         raise UserError(f"--topk-logprobs must be >= 0, got {topk_logprobs}")
     out = Path(out)
-    _check_out_dir(out)
+    ensure_out_dir(out)
     manifest_path = out / MANIFEST
     if not manifest_path.exists() and any(p.name != MANIFEST and not p.name.startswith(".") for p in out.iterdir()):
         raise UserError(f"output folder {out} is not empty and holds no corpus manifest; choose an empty "

@@ -13,11 +13,9 @@ complete) and `train_manifest.json` (what was trained on, losses, throughput).
 from __future__ import annotations
 
 import json
-import math
 import os
 import random
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -29,6 +27,7 @@ from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from antidistill.watermark.errors import UserError, atomic_write
 
+from .cache import ensure_out_dir
 from .corpus import read_corpus
 from .models import PRESETS, count_parameters, load_model
 from .sampling import encode_prompts
@@ -221,15 +220,6 @@ class _Losses(TrainerCallback):
 # ---------------------------------------------------------------- training
 
 
-def _check_out_dir(out: Path) -> None:
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise UserError(f"cannot create output folder {out} ({err.strerror}); choose a writable --out") from None
-    if not os.access(out, os.W_OK):
-        raise UserError(f"output folder {out} is not writable; choose another --out")
-
-
 def _corpus_summary(c) -> dict:
     m = c.manifest
     return {"path": str(c.path), "teacher": m.get("teacher"), "protection": m.get("protection"),
@@ -256,7 +246,7 @@ def train_student(student: str, corpus, out, *, mix_corpus=None, mix: float | No
         if not value > 0:
             raise UserError(f"--{name} must be positive, got {value}")
     out = Path(out)
-    _check_out_dir(out)
+    ensure_out_dir(out)
     if (out / MANIFEST_FILE).is_file() and (out / "model" / "config.json").is_file():
         return json.loads((out / MANIFEST_FILE).read_text())
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -17,7 +16,6 @@ from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
-from transformers import LlamaForCausalLM
 
 from .cache import build_once, cache_root, config_hash
 from .models import PRESETS, build_model
