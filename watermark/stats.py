@@ -54,7 +54,3 @@ def gamma_log_sf(x: float, n: int) -> float:
     ratio = (n - 1) / x
     j = np.arange(n - 1, n - 1 - _series_len(ratio, n), -1)
     return float(logsumexp(stats.poisson.logpmf(j, x)))
-
-
-def log10(ln_value: float) -> float:
-    return ln_value / LN10
