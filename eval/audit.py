@@ -5,19 +5,31 @@ test of those tuples against the key:
 
 - *reading mode* (open weights): teacher-force the auditor's protected texts through the suspect
   and take its top-1 prediction at each completion position; the tuple is (the h tokens of the
-  input text before that position, the predicted token). Only *fresh windows* are scored: positions
-  whose window has not already preceded a generated token earlier in the same text. Why: the text
-  is watermarked, so once a window w has occurred, the token the teacher wrote after it carries
-  w's green list, and a suspect that never saw the key can still copy it (in-context induction) —
-  such a clean model would look radioactive. At a fresh window the suspect's prediction is a
-  function of a prefix that never depended on w's green list, so its score is an exact uniform
-  draw under H0 (whatever the text's own next token is). Excluding instead the predictions that
-  equal the text's own tuples is *not* valid: it selects against green tuples (the watermark
-  pushed the text away from red predictions) and makes p-values far from uniform. For h = 0
-  (unigram) one green list governs every token, so only the first position of each text is fresh:
-  reading mode has almost no power there; use generation mode.
-- *generation mode* (black box): prompt the suspect, sample, and score what it wrote, pooled over
-  all outputs, excluding tuples that already occur in the prompts.
+  input text before that position, the predicted token). The text is watermarked, so a suspect
+  that never saw the key can still copy what it has read (in-context induction): once a window w
+  was followed by token x in the text, a clean model predicts x after w again, and (w, x) leans
+  green. Scoring every prediction therefore makes clean models look radioactive. Two valid rules:
+  - *fresh windows* (the default for h >= 1): score only positions whose window has not preceded
+    a generated token earlier in the text. The prefix then never depended on w's green list, so
+    the score is an exact uniform draw under H0, for every scheme.
+  - *unseen tuples* (the default for h = 0, where only a text's first position is fresh, if the
+    scheme allows it): score a prediction only if the text had not written that tuple's PRF input
+    earlier. For KGW, unigram and Gumbel the chance that the sampler wrote x after w never grows
+    when another candidate's tuple scores higher (`monotone_selection`); so, given the prefix,
+    every tuple the text did *not* write is green with probability at most gamma (for Gumbel: its
+    u is stochastically at most uniform), jointly (Harris' inequality on the independent per-tuple
+    draws). The binomial / Gamma tail is then valid and conservative: it can only overstate p.
+    Texts must be sampled without top-p truncation (as `antidistill generate` writes them), which
+    would break the monotonicity. SynthID's tournament is not monotone: fresh windows only.
+  Excluding the predictions that equal any of the text's own tuples, future ones included,
+  over-corrects (it conditions on what the watermark wrote later, and leaves tuples that lean
+  red), so its p-values are far from uniform; the null benchmark shows it beside the valid rules.
+- *generation mode* (black box): prompt the suspect, sample (or decode greedily: temperature 0),
+  and score what it wrote, pooled over all outputs, excluding tuples that already occur in the
+  prompts. The suspect never saw the key's texts here, so every decoding gives an exact test.
+  Sampling explores more distinct tuples; greedy decoding shows only the suspect's top choices,
+  which is where a learned bias lives when the texts have little entropy (dedup counts a red
+  token sampled once as much as a green one written a hundred times).
 
 Optionally (filter phi) only tuples whose (h+1)-gram is among the k most frequent in the protected
 corpus are scored: that is where a student's learned bias concentrates. Null controls reuse the
@@ -38,7 +50,7 @@ import torch
 from antidistill.watermark.detection import DEDUP_OFF_WARNING, Detection, extract_windows, first_occurrence
 
 MODES = ("reading", "generation")
-READING_RULES = ("fresh-window", "own-tuples", "none")
+READING_RULES = ("auto", "unseen-tuple", "fresh-window", "own-tuples", "none")
 
 
 @dataclass
@@ -88,13 +100,33 @@ def _teacher_forced(model, texts: list[tuple[list, list]], batch_size: int):
 
 
 @torch.no_grad()
-def reading_tuples(model, texts, h: int, *, batch_size: int = 16) -> Tuples:
+def reading_tuples(model, texts, h: int, *, reference=None, min_reference_prob: float = 0.02,
+                   batch_size: int = 16) -> Tuples:
     """Teacher-force (prompt_ids, completion_ids) pairs; at each completion position t take the
-    suspect's top-1 prediction and pair it with the input text's tokens [t-h, t)."""
+    suspect's prediction and pair it with the input text's tokens [t-h, t).
+
+    The prediction is the suspect's top-1 token, or, given `reference` (the auditor's unprotected
+    teacher), the *contrast* choice: the token the suspect rates highest relative to the
+    reference, log p_suspect - log p_reference, among tokens the reference gives at least
+    `min_reference_prob`. A student that learned a watermark boosts green tokens over the
+    teacher's own preference, which shows in the contrast even where its top-1 is still the
+    teacher's usual choice. Under H0 the choice is a function of the prefix and of two models
+    that never saw the key, which is all the reading rules need."""
     ctx_parts, tok_parts, own_parts, seq_parts = [], [], [], []
     texts = [(list(p), list(c)) for p, c in texts]
+    refs = _teacher_forced(reference, texts, batch_size) if reference is not None else None
     for start, chunk, ids, logits in _teacher_forced(model, texts, batch_size):
-        pred = logits.argmax(-1).cpu().numpy()  # pred[:, t - 1] predicts position t
+        if refs is None:
+            pred = logits.argmax(-1).cpu().numpy()  # pred[:, t - 1] predicts position t
+        else:
+            ref_lp = torch.log_softmax(next(refs)[3].float(), dim=-1)
+            if ref_lp.shape != logits.shape:
+                raise ValueError(f"reference logits {tuple(ref_lp.shape)} do not match the suspect's "
+                                 f"{tuple(logits.shape)}: the models need the same vocabulary")
+            gain = torch.log_softmax(logits.float(), dim=-1) - ref_lp
+            # plausible: at least min_reference_prob, and always the reference's own top token
+            floor = ref_lp.amax(-1, keepdim=True).clamp(max=math.log(min_reference_prob))
+            pred = gain.masked_fill(ref_lp < floor, -math.inf).argmax(-1).cpu().numpy()
         arr = ids.numpy()
         for i, (p, c) in enumerate(chunk):
             lo, hi = max(len(p), h, 1), len(p) + len(c)
@@ -139,8 +171,8 @@ def reference_top1(model, texts, h: int, *, batch_size: int = 16) -> np.ndarray:
 def generation_tuples(model, tokenizer, prompt_ids, h: int, *, max_new_tokens: int = 128,
                       temperature: float = 1.0, seed: int = 0, batch_size: int = 32,
                       exclude_prompt_windows: bool = True) -> tuple[Tuples, list[list[int]]]:
-    """Sample the suspect on the prompts; tuples of its completions (windows may reach into the
-    prompt). Returns the tuples and the completions."""
+    """Sample the suspect on the prompts (temperature 0: greedy); tuples of its completions
+    (windows may reach into the prompt). Returns the tuples and the completions."""
     from antidistill.students.sampling import generate_batch
 
     completions = []
@@ -148,7 +180,7 @@ def generation_tuples(model, tokenizer, prompt_ids, h: int, *, max_new_tokens: i
         raise ValueError("generation-mode audit needs non-empty prompts")
     for start in range(0, len(prompt_ids), batch_size):
         chunk = prompt_ids[start:start + batch_size]
-        out = generate_batch(model, tokenizer, chunk, max_new_tokens=max_new_tokens, do_sample=True,
+        out = generate_batch(model, tokenizer, chunk, max_new_tokens=max_new_tokens, do_sample=temperature > 0,
                              temperature=temperature, seed=seed + start)
         completions += out.completions
     comp, prm = extract_windows(completions, prompt_ids, h)
@@ -175,15 +207,20 @@ def phi_mask(t: Tuples, grams: set) -> np.ndarray:
 
 
 def score(detector, t: Tuples, *, dedup: bool = True, max_tuples: int | None = None, keep: np.ndarray | None = None,
-          points: int = 50, mode: str = "reading", reading_rule: str = "fresh-window") -> AuditResult:
+          points: int = 50, mode: str = "reading", reading_rule: str = "auto") -> AuditResult:
     """Exact pooled test of the tuples: exclusions, then first occurrence of each PRF input, then
     at most `max_tuples` in order; with the running log10 p against tuples scored.
 
-    `reading_rule` (reading-mode tuples only): "fresh-window" (valid, the default); "own-tuples"
-    (drop predictions equal to the text's own tuples) and "none" (score every prediction) are not
-    valid under H0 and exist only so the null benchmark can show why."""
+    `reading_rule` (reading-mode tuples only): "auto" (the default) is "fresh-window" (exact) for
+    h >= 1, and for h = 0 "unseen-tuple" where the detector's scheme has `monotone_selection`
+    (valid, conservative; see the module docstring). "own-tuples" (drop predictions equal to any
+    of the text's own tuples, future ones included) over-corrects, its p-values far from uniform
+    (too large), and "none" (score every prediction) is not valid under H0: they exist only so
+    the null benchmark can show why."""
     if reading_rule not in READING_RULES:
         raise ValueError(f"reading_rule must be one of {READING_RULES}, got {reading_rule!r}")
+    if reading_rule == "auto":
+        reading_rule = "unseen-tuple" if detector.h == 0 and detector.monotone_selection else "fresh-window"
     n = len(t.tokens)
     h = detector.h
     inputs = _prf(detector, t.contexts.reshape(n, h), t.tokens)
@@ -196,9 +233,18 @@ def score(detector, t: Tuples, *, dedup: bool = True, max_tuples: int | None = N
         mask &= ~np.isin(ident, _prf(detector, pc.reshape(len(pt), h), pt).astype(np.int64))
     if t.fresh is not None and n and reading_rule == "fresh-window":
         mask &= t.fresh
-    if t.text_tokens is not None and n and reading_rule == "own-tuples":
-        own = _prf(detector, t.contexts.reshape(n, h), t.text_tokens).astype(np.int64)
-        mask &= ~np.isin((t.seq_index << 32) | ident, (t.seq_index << 32) | own)
+    if t.text_tokens is not None and n and reading_rule in ("unseen-tuple", "own-tuples"):
+        own = (t.seq_index << 32) | _prf(detector, t.contexts.reshape(n, h), t.text_tokens).astype(np.int64)
+        pred = (t.seq_index << 32) | ident
+        if reading_rule == "own-tuples":
+            mask &= ~np.isin(pred, own)
+        else:
+            # Rows are in text order, so "written earlier" is: the tuple's first own-occurrence
+            # row in this text comes before this row (the text's token at this row is not yet
+            # in the prefix the suspect read).
+            first_row = pd.Series(np.arange(n)).groupby(own).min()
+            written_at = first_row.reindex(pred).to_numpy(dtype=float, na_value=np.inf)
+            mask &= ~(written_at < np.arange(n))
     if keep is not None:
         mask &= keep
     if dedup:

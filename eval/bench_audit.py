@@ -4,17 +4,23 @@
 
 Setting (self-contained, no download, a few minutes on 2 CPU cores): the "teacher" is a small
 randomly initialised Llama whose next-token distributions have real entropy. For each of N keys
-it writes a short protected corpus. Two clean suspects, neither ever trained on protected outputs:
+it writes a short protected corpus. Three clean suspects, none ever trained on protected outputs:
 `teacher` (the same model without protection: it predicts the protected text as well as the
-teacher itself) and `copier` (the teacher plus in-context induction: after a token it predicts
-whatever followed that token's previous occurrence in the text, as trained LMs learn to do).
+teacher itself), `copier` (the teacher plus in-context induction: after a token it predicts
+whatever followed that token's previous occurrence in the text, as trained LMs learn to do) and
+`avoider` (the opposite: where its choice was already written after this token in the text, it
+predicts its second choice, so every prediction it makes there is a tuple the text did not write:
+the case the unseen-tuple rule scores and the one that would expose a flaw in its argument).
 Audits:
 
-- reading mode, right key (the auditor's real situation), per scheme and suspect, N keys, four
-  variants: `default` (dedup, fresh windows only), `own-tuples` (instead drop predictions equal to
-  the text's own tuples), `all-positions` (score every prediction) and `dedup-off`;
-- generation mode: the suspect samples once; its outputs are scored with N fresh keys, dedup on
-  and off, at normal temperature and at a low temperature (repetitive outputs).
+- reading mode, right key (the auditor's real situation), per scheme and suspect, N keys, seven
+  variants: `default` (top-1 predictions, the audit's own rule: fresh windows for h >= 1, unseen
+  tuples for h = 0), `contrast` (the same rule on the suspect's contrast choices against the
+  unprotected teacher, as `antidistill run` audits), `fresh-window` (exact), `unseen-tuple` (valid by a monotonicity argument, conservative),
+  `own-tuples` (instead drop predictions equal to any of the text's own tuples), `all-positions`
+  (score every prediction) and `dedup-off`;
+- generation mode: the suspect decodes once; its outputs are scored with N fresh keys, dedup on
+  and off: greedy (as `antidistill run` audits), at normal temperature and at a low temperature.
 
 Reported: empirical FPR at alpha = 0.01 with its exact 95% (Clopper-Pearson) interval and a KS test
 of the p-values for uniformity. Valid variants must have FPR <= alpha within the interval.
@@ -78,12 +84,37 @@ class Copier(torch.nn.Module):
         return out
 
 
+class Avoider(torch.nn.Module):
+    """A clean model that never repeats itself: after token x, if its own top-1 is the token that
+    followed x's previous occurrence in the input, it predicts its second choice instead."""
+
+    def __init__(self, base):
+        super().__init__()
+        self.base = base
+
+    def forward(self, input_ids, attention_mask=None):
+        out = self.base(input_ids=input_ids, attention_mask=attention_mask)
+        logits = out.logits.clone()
+        top2 = logits.topk(2, dim=-1).indices.tolist()
+        ids = input_ids.tolist()
+        for b, row in enumerate(ids):
+            last: dict[int, int] = {}
+            for t, x in enumerate(row):
+                if x in last and t > 0 and top2[b][t][0] == row[last[x] + 1]:
+                    logits[b, t, top2[b][t][1]] += 1e4
+                last[x] = t
+        out.logits = logits
+        return out
+
+
 @torch.no_grad()
 def sample(model, prompts: torch.Tensor, new_tokens: int, processor=None, temperature: float = 1.0, seed: int = 0):
     torch.manual_seed(seed)
     lp = LogitsProcessorList([processor]) if processor is not None else None
-    out = model.generate(prompts, attention_mask=torch.ones_like(prompts), do_sample=True, top_k=0, top_p=1.0,
-                         temperature=temperature, max_new_tokens=new_tokens, min_new_tokens=new_tokens,
+    decode = dict(do_sample=True, top_k=0, top_p=1.0, temperature=temperature) if temperature > 0 else \
+        dict(do_sample=False, top_k=None, top_p=None, temperature=None)
+    out = model.generate(prompts, attention_mask=torch.ones_like(prompts), **decode,
+                         max_new_tokens=new_tokens, min_new_tokens=new_tokens,
                          logits_processor=lp, eos_token_id=None, pad_token_id=0)
     return out[:, prompts.shape[1]:]
 
@@ -107,12 +138,15 @@ def run(n_keys: int = 100, n_texts: int = 16, new_tokens: int = 48, out: Path | 
     warnings.filterwarnings("ignore", message="dedup=False")
 
     # -- reading mode: a fresh protected corpus per key, clean suspects
-    suspects = {"teacher": teacher, "copier": Copier(teacher)}
-    variants = (("default", {}), ("own-tuples", {"reading_rule": "own-tuples"}),
-                ("all-positions", {"reading_rule": "none"}), ("dedup-off", {"dedup": False}))
+    suspects = {"teacher": teacher, "copier": Copier(teacher), "avoider": Avoider(teacher)}
+    # (name, score() options, tuples from the contrast selection against the unprotected teacher?)
+    variants = (("default", {}, False), ("contrast", {}, True), ("fresh-window", {"reading_rule": "fresh-window"}, False),
+                ("unseen-tuple", {"reading_rule": "unseen-tuple"}, False),
+                ("own-tuples", {"reading_rule": "own-tuples"}, False), ("all-positions", {"reading_rule": "none"}, False),
+                ("dedup-off", {"dedup": False}, False))
     for scheme in SCHEMES:
         prot = parse_protection(scheme)
-        res = {(s, v): [] for s in suspects for v, _ in variants}
+        res = {(s, v[0]): [] for s in suspects for v in variants}
         for i in range(n_keys):
             key = Key.from_text(f"bench-audit/{seed}/{scheme}/{i}")
             prompts = torch.randint(3, VOCAB, (n_texts, 8), generator=g)
@@ -121,8 +155,9 @@ def run(n_keys: int = 100, n_texts: int = 16, new_tokens: int = 48, out: Path | 
             det = prot.detector(key)
             for sname, suspect in suspects.items():
                 t = reading_tuples(suspect, pairs, det.h)
-                for variant, kw in variants:
-                    d = score(det, t, **kw).detection
+                tc = reading_tuples(suspect, pairs, det.h, reference=teacher)
+                for variant, kw, contrast in variants:
+                    d = score(det, tc if contrast else t, **kw).detection
                     res[(sname, variant)].append((d.log10_p, d.n_scored))
                     per_audit.append({"setting": f"reading/right key/clean {sname}", "scheme": prot.spec,
                                       "variant": variant, "key": i, "log10_p": d.log10_p, "n_scored": d.n_scored})
@@ -136,7 +171,7 @@ def run(n_keys: int = 100, n_texts: int = 16, new_tokens: int = 48, out: Path | 
     # -- generation mode: the suspect samples once; many keys score its outputs
     from antidistill.watermark.detection import extract_windows
 
-    for temp, label in ((1.0, "generation/T=1"), (0.3, "generation/T=0.3 (repetitive)")):
+    for temp, label in ((0.0, "generation/greedy"), (1.0, "generation/T=1"), (0.3, "generation/T=0.3 (repetitive)")):
         prompts = torch.randint(3, VOCAB, (n_texts * 4, 8), generator=g)
         outs = sample(teacher, prompts, new_tokens * 2, temperature=temp, seed=seed + 17)
         for scheme in SCHEMES:
@@ -184,8 +219,14 @@ def write(out: Path, table: pd.DataFrame, per_audit: pd.DataFrame, n_keys, n_tex
           f"({torch.get_num_threads()} torch threads).", "",
           "A variant is valid when its empirical FPR is <= alpha within the exact 95% interval (`valid`), and its "
           "p-values should pass the KS test for uniformity (`ks_p_uniform`; reading-mode `default` p-values "
-          "come from a few hundred tuples, so their discreteness alone can lower it slightly). Reading-mode "
-          "variants: `default` scores fresh windows only; `own-tuples` drops predictions equal to the text's own "
+          "come from a few hundred tuples, so their discreteness alone can lower it slightly; the unseen-tuple rule "
+          "is conservative by construction, so it may also lean toward large p-values). Reading-mode variants: "
+          "`default` is the audit's own rule on top-1 predictions (fresh windows for h >= 1, unseen tuples for "
+          "h = 0); `contrast` is the same rule on the tokens each suspect prefers most over the unprotected teacher "
+          "(what `antidistill run` scores); `fresh-window` "
+          "scores only windows that had not yet preceded a written token (exact); `unseen-tuple` scores "
+          "predictions whose tuple the text had not written before that position (valid for KGW, unigram and "
+          "Gumbel by a monotonicity argument, conservative); `own-tuples` drops predictions equal to any of the text's own "
           "tuples (selects against green: conservative, non-uniform); `all-positions` scores every prediction "
           "(a copying clean model looks radioactive); `dedup-off`: repeated tuples scored again.", "", md_table(table), ""]
     with atomic_write(out / "audit_null.md") as fh:

@@ -32,13 +32,17 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--reference", metavar="MODEL",
                    help="our unprotected teacher: score only choice points, where its top-1 probability is below "
                         "--max-reference-prob (forced tokens carry no watermark; the test stays exact)")
-    p.add_argument("--max-reference-prob", type=float, default=0.8, metavar="P",
-                   help="choice-point threshold with --reference (default 0.8)")
+    p.add_argument("--max-reference-prob", type=float, default=0.5, metavar="P",
+                   help="choice-point threshold with --reference (default 0.5)")
+    p.add_argument("--selection", choices=("top1", "contrast"),
+                   help="reading mode: score the suspect's top-1 token, or the token it prefers most over "
+                        "--reference (default: contrast with --reference, else top1)")
     p.add_argument("--null-keys", type=int, default=0, metavar="N",
                    help="also score the same tuples with N wrong keys (null controls)")
     p.add_argument("--no-dedup", action="store_true", help="score repeated tuples again (p-values invalid)")
     p.add_argument("--max-new-tokens", type=int, default=128, help="generation mode")
-    p.add_argument("--temperature", type=float, default=1.0, help="generation mode")
+    p.add_argument("--temperature", type=float, default=1.0,
+                   help="generation mode: sampling temperature of the suspect (default 1); 0 decodes greedily")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="antidistill-audit", help="folder for the evidence (default ./antidistill-audit)")
     p.set_defaults(func=run)
@@ -78,6 +82,9 @@ def run(args) -> int:
         raise UserError("generation mode needs --prompts N|FILE (or --texts, whose prompts are then used)")
     if args.filter_top and not args.texts:
         raise UserError("--filter-top needs --texts CORPUS_DIR (the protected corpus its k-grams come from)")
+    selection = args.selection or ("contrast" if args.reference else "top1")
+    if selection == "contrast" and not args.reference:
+        raise UserError("--selection contrast needs --reference MODEL (our unprotected teacher)")
     key = load_key(args.key_file)
     out = Path(args.out)
     try:
@@ -97,10 +104,16 @@ def run(args) -> int:
                   f"not this key ({key.fingerprint})", file=sys.stderr)
     detector = protection.detector(key)
     h = detector.h
+    ref = None
+    if args.reference:
+        ref, ref_tok = load_model(args.reference, seed=args.seed)
+        if tokenizer_fingerprint(ref_tok) != tokenizer_fingerprint(tokenizer):
+            raise UserError(f"--reference {args.reference!r} uses another tokenizer than the suspect; the choice-point "
+                            "filter needs the same token ids")
     if args.mode == "reading":
         records = corpus.records[:args.max_texts] if args.max_texts else corpus.records
         pairs = [(r["prompt_ids"], r["completion_ids"]) for r in records]
-        tuples = reading_tuples(model, pairs, h)
+        tuples = reading_tuples(model, pairs, h, reference=ref if selection == "contrast" else None)
     else:
         if args.prompts:
             recs, _ = load_prompts(args.prompts, seed=args.seed, chat=bool(getattr(tokenizer, "chat_template", None)))
@@ -109,19 +122,15 @@ def run(args) -> int:
             prompt_ids = [r["prompt_ids"] for r in corpus.records]
         if args.max_texts:
             prompt_ids = prompt_ids[:args.max_texts]
-        if args.max_new_tokens <= 0 or args.temperature <= 0:
-            raise UserError("--max-new-tokens and --temperature must be positive")
+        if args.max_new_tokens <= 0 or args.temperature < 0:
+            raise UserError("--max-new-tokens must be positive and --temperature >= 0 (0: greedy)")
         tuples, comps = generation_tuples(model, tokenizer, prompt_ids, h, max_new_tokens=args.max_new_tokens,
                                           temperature=args.temperature, seed=args.seed)
         pairs = list(zip(prompt_ids, comps))
     keep = None
     if args.filter_top:
         keep = phi_mask(tuples, frequent_kgrams(corpus.sequences, corpus.prompts, h, args.filter_top))
-    if args.reference:
-        ref, ref_tok = load_model(args.reference, seed=args.seed)
-        if tokenizer_fingerprint(ref_tok) != tokenizer_fingerprint(tokenizer):
-            raise UserError(f"--reference {args.reference!r} uses another tokenizer than the suspect; the choice-point "
-                            "filter needs the same token ids")
+    if ref is not None:
         choice = reference_top1(ref, pairs, h) < args.max_reference_prob
         keep = choice if keep is None else keep & choice
     dedup = not args.no_dedup
@@ -132,7 +141,8 @@ def run(args) -> int:
     verdict = result.verdict(args.alpha)
     evidence = {
         "verdict": verdict, "alpha": args.alpha, "suspect": args.suspect, "protection": protection.spec,
-        "mode": args.mode, "n_texts": result.n_texts, "texts": args.texts, "prompts": args.prompts,
+        "mode": args.mode, "selection": selection if args.mode == "reading" else None, "n_texts": result.n_texts,
+        "texts": args.texts, "prompts": args.prompts,
         "filter_top": args.filter_top, "max_tuples": args.max_tuples, "reference": args.reference,
         "max_reference_prob": args.max_reference_prob if args.reference else None, "detection": result.detection.as_dict(),
         "null_keys": [{"key_fingerprint": n.detection.key_fingerprint, "log10_p": n.detection.log10_p,

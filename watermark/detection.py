@@ -139,7 +139,15 @@ class TokenHashDetector:
     Subclasses define `tuple_scores` (the per-tuple score from the PRF input), `log_sf` (ln of the
     exact H0 upper tail of the score sum) and `null_mean_var` (per-tuple mean/variance under H0,
     for z); schemes whose PRF input is not the plain keyed hash override `prf_inputs`.
+
+    `monotone_selection`: True when the chance that the sampler writes token w is non-increasing
+    in the score of every *other* candidate's tuple (KGW: a bias on the other token only grows the
+    normaliser; Gumbel: a larger u for another token can only make it win instead). Then text that
+    chose w after a window is evidence *against* the other candidates there, which is what lets a
+    radioactivity audit score predictions the text never wrote (see `eval/audit.py`).
     """
+
+    monotone_selection = False
 
     def __init__(self, protection, key):
         self.protection = protection

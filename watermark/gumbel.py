@@ -46,6 +46,8 @@ class GumbelLogitsProcessor(SamplingLogitsProcessor):
 class GumbelDetector(TokenHashDetector):
     """Sum of -log(1 - u) over distinct tuples; exact Gamma(n, 1) upper tail."""
 
+    monotone_selection = True
+
     def tuple_scores(self, prf_inputs):
         return -np.log1p(-to_unit(mix(prf_inputs)))
 

@@ -82,6 +82,8 @@ class KGWLogitsProcessor(KeyedLogitsProcessor):
 class KGWDetector(TokenHashDetector):
     """Green count of distinct tuples; exact Binomial(n, gamma_eff) upper tail."""
 
+    monotone_selection = True
+
     def prf_inputs(self, contexts, tokens):
         if self.protection.hash == "self":
             return self_hash_inputs(self.hash, contexts, self.hash.tok(tokens))

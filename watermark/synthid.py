@@ -107,6 +107,9 @@ class SynthIDLogitsProcessor(SamplingLogitsProcessor):
 class SynthIDDetector(TokenHashDetector):
     """Number of g-values equal to 1 over distinct tuples; exact Binomial(n * depth, 1/2) tail."""
 
+    # Not monotone: raising another token's g-values can knock out the token that would have
+    # beaten w in an early round of the tournament, which helps w.
+
     def tuple_scores(self, prf_inputs):
         # the number of ones among the depth g-values is the popcount of the hash's low bits
         low_bits = mix(prf_inputs) & np.uint32((1 << self.protection.depth) - 1)

@@ -2,8 +2,9 @@
 
 The "teacher" is a randomly initialised tiny model sampling under a strong unigram watermark, so the
 whole chain (corpus -> student -> audit) runs in well under a minute on a CPU. A unigram watermark
-is caught in generation mode (reading mode scores one fresh window per text for h = 0, see
-eval/audit.py); reading mode is exercised here for its nulls and its evidence files.
+is caught in generation mode. Reading mode is exercised here for its nulls and evidence files: for
+h = 0 it scores only tokens a text has not written yet, and this random teacher's high-entropy
+texts have already written most green tokens, so it has little power here (see eval/audit.py).
 """
 import json
 
@@ -81,7 +82,8 @@ def test_generation_mode_with_filter_and_reading_evidence(world, capsys, monkeyp
     rc, ev, _ = _audit(world, "student-raw", "--mode", "generation", "--max-new-tokens", "24")
     assert ev["verdict"] == "NOT DETECTED"
     rc, ev, out = _audit(world, "student-prot", "--null-keys", "2", "--reference", str(world / "student-raw"))
-    assert rc == 0 and ev["mode"] == "reading" and 0 < ev["detection"]["n_scored"] <= 64
+    assert rc == 0 and ev["mode"] == "reading" and ev["selection"] == "contrast"
+    assert 0 < ev["detection"]["n_scored"] <= ev["detection"]["n_tuples"]
     assert len(ev["null_keys"]) == 2 and (out / "audit_curve.png").is_file()
 
 
@@ -93,6 +95,9 @@ def test_audit_bad_inputs(tmp_path, capsys):
     assert "no detectable trace" in capsys.readouterr().err
     assert main(["audit", "--suspect", "tiny", "--protection", "kgw", "--key-file", str(key)]) == 2
     assert "reading mode needs --texts" in capsys.readouterr().err
+    assert main(["audit", "--suspect", "tiny", "--protection", "kgw", "--key-file", str(key),
+                 "--texts", str(tmp_path), "--selection", "contrast"]) == 2
+    assert "needs --reference" in capsys.readouterr().err
     assert main(["audit", "--suspect", "tiny", "--protection", "kgw", "--key-file", str(key),
                  "--texts", str(tmp_path), "--alpha", "2"]) == 2
     assert "--alpha" in capsys.readouterr().err

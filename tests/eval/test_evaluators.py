@@ -178,6 +178,42 @@ def test_reading_tuples_known_predictions():
     assert t0.tokens.tolist() == [11, 12, 21, 2, 6] and t0.contexts.shape == (5, 0)
 
 
+class FixedLM(torch.nn.Module):
+    """The same next-token logits at every position."""
+
+    def __init__(self, logits):
+        super().__init__()
+        self.logits = torch.as_tensor(logits, dtype=torch.float)
+        self.w = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, input_ids, attention_mask=None):
+        return SimpleNamespace(logits=self.logits.expand(*input_ids.shape, -1).clone() + 0 * self.w)
+
+
+def test_reading_tuples_contrast_picks_what_the_suspect_boosts():
+    # reference: token 3 is the usual choice (p ~ .6), 5 and 7 plausible, 9 implausible
+    ref = torch.full((V,), -20.0)
+    ref[[3, 5, 7, 9]] = torch.tensor([2.0, 1.0, 1.0, -6.0])
+    sus = ref.clone()
+    sus[5] += 0.8  # the suspect learned to prefer 5 a little; its top-1 is still 3
+    sus[9] += 12.0  # a huge boost on a token the reference finds implausible is not considered
+    texts = [([1, 2], [3, 4, 5]), ([2], [6])]
+    top1 = reading_tuples(FixedLM(sus), texts, h=1)
+    assert set(top1.tokens.tolist()) == {9}
+    sus[9] -= 12.0
+    assert set(reading_tuples(FixedLM(sus), texts, h=1).tokens.tolist()) == {3}
+    sus[9] += 12.0
+    contrast = reading_tuples(FixedLM(sus), texts, h=1, reference=FixedLM(ref), min_reference_prob=0.02)
+    assert contrast.tokens.tolist() == [5, 5, 5, 5]
+    assert contrast.contexts.tolist() == top1.contexts.tolist() and contrast.fresh.tolist() == top1.fresh.tolist()
+    # a reference so flat that no token reaches the floor still offers its own top token
+    flat = torch.zeros(V)
+    flat[11] = 0.5
+    assert set(reading_tuples(FixedLM(sus), texts, h=1, reference=FixedLM(flat)).tokens.tolist()) == {11}
+    with pytest.raises(ValueError, match="same vocabulary"):
+        reading_tuples(FixedLM(sus), texts, h=1, reference=FixedLM(torch.zeros(V + 1)))
+
+
 def test_score_dedup_cap_exclusion():
     det = parse_protection("kgw:gamma=0.25,delta=2,h=1").detector(KEY)
     ctx = np.array([[3], [3], [4], [5], [6]])
@@ -235,6 +271,34 @@ def test_reading_mode_scores_only_fresh_windows():
     assert score(det, t, reading_rule="none").detection.n_scored == 3  # same PRF inputs, dedup
     t0 = reading_tuples(NextTokenLM(), [([1], [5, 6, 7]), ([1], [8, 9])], h=0)
     assert t0.fresh.tolist() == [True, False, False, True, False]  # h = 0: one fresh position per text
+
+
+def test_reading_rules_unseen_tuple_vs_fresh_window():
+    """unseen-tuple drops a prediction only if the text wrote that same tuple at an *earlier*
+    position of the same text; fresh-window drops every position whose window was used before."""
+    kgw = parse_protection("kgw:gamma=0.25,delta=2,h=1").detector(KEY)
+    t = Tuples(contexts=np.array([[5], [6], [5], [5], [5], [5]]), tokens=np.array([7, 5, 6, 7, 6, 8]),
+               text_tokens=np.array([6, 5, 7, 9, 1, 2]), seq_index=np.array([0, 0, 0, 0, 1, 1]),
+               fresh=np.array([True, True, False, False, True, False]))
+    # row 1 predicts the text's own token at that very position: not in the prefix, so scored;
+    # row 2 predicts (5, 6), written at row 0; row 3 predicts (5, 7), written at row 2; row 4
+    # predicts (5, 6) in another text, where it was never written.
+    assert kgw.monotone_selection
+    assert score(kgw, t, reading_rule="unseen-tuple", dedup=False).detection.n_scored == 4
+    assert score(kgw, t, reading_rule="unseen-tuple").detection.n_scored == 4  # rows 0, 1, 4, 5 distinct
+    assert score(kgw, t, reading_rule="fresh-window").detection.n_scored == 3  # rows 0, 1, 4
+    assert score(kgw, t).detection.n_scored == 3  # auto: h >= 1 uses the exact fresh-window rule
+    assert score(kgw, t, reading_rule="own-tuples", dedup=False).detection.n_scored == 2  # rows 4, 5
+    assert score(kgw, t, reading_rule="none", dedup=False).detection.n_scored == 6
+    # h = 0: auto is unseen-tuple for a monotone scheme (one green list: the "context" is empty)
+    uni = parse_protection("unigram:gamma=0.5,delta=2").detector(KEY)
+    t0 = Tuples(contexts=np.zeros((4, 0), np.int64), tokens=np.array([7, 6, 6, 8]), text_tokens=np.array([6, 5, 7, 9]),
+                seq_index=np.array([0, 0, 0, 0]), fresh=np.array([True, False, False, False]))
+    assert score(uni, t0).detection.n_scored == 2  # 7 (row 0) and 8; 6 was written at row 0
+    assert score(uni, t0, reading_rule="fresh-window").detection.n_scored == 1
+    synthid = parse_protection("synthid:depth=4,h=0").detector(KEY)
+    assert not synthid.monotone_selection
+    assert score(synthid, t0).detection.n_scored == 1  # not monotone: fresh windows only
 
 
 def test_reference_top1_aligned_with_tuples():
