@@ -67,21 +67,41 @@ def _pick(rng: random.Random, options: Sequence[str]) -> str:
 def _column(rng: random.Random, i: int) -> str:
     name = _PLACES[i]
     return _pick(rng, (f"{name.capitalize()}:", f"The {name} column:", f"In the {name}:",
-                       f"{name.capitalize()} digit:"))
+                       f"{name.capitalize()} digit:", f"For the {name}:"))
+
+
+# Choice points right after a digit: with a one-token watermark context (h = 1) each digit token
+# (20: with and without a leading space) is its own context, so such a slot gives a watermark, and
+# an auditor, many more distinct (context, token) tuples than a slot after fixed text. The skills
+# draw from mostly different words here, so one digit context means different choices per skill.
+def _link(rng: random.Random) -> str:
+    return _pick(rng, (",", ";", " so", " then", " and", ":"))
 
 
 def _write(rng: random.Random, digit: int, carry: int) -> str:
-    w = _pick(rng, ("write", "put down", "keep", "so the digit is"))
+    w = _pick(rng, ("write", "put down", "keep", "record", "note", "mark"))
     if carry:
-        c = _pick(rng, (f" and carry {carry}", f", carry {carry}", f" carrying {carry}"))
+        c = _pick(rng, (f" and carry {carry}", f", carry {carry}", f" carrying {carry}", f"; carry {carry}"))
     else:
-        c = _pick(rng, ("", " with no carry", ", carry 0"))
+        c = _pick(rng, ("", " with no carry", ", carry 0", "; no carry"))
     return f"{w} {digit}{c}."
 
 
 def _final_carry(rng: random.Random, carry: int) -> str:
     return _pick(rng, (f"Bring down the carry {carry}.", f"The final carry {carry} goes in front.",
-                       f"Leftover carry: {carry}.", f"Then the carry {carry} leads."))
+                       f"Leftover carry: {carry}.", f"Then the carry {carry} leads.", f"Carry {carry} goes first."))
+
+
+def _sort_end(rng: random.Random) -> str:
+    return _pick(rng, (".", ";", "!", " now."))
+
+
+def _count_mark(rng: random.Random) -> str:
+    return _pick(rng, (":", " -", " ->", " ="))
+
+
+def _count_end(rng: random.Random) -> str:
+    return _pick(rng, (".", ";", "!", " in all."))
 
 
 def _digits(rng: random.Random, lo_hi: tuple[int, int]) -> int:
@@ -110,7 +130,7 @@ def _add_render(p, rng):
         s = x + y + carry
         plus = f" + {carry}" if carry else ""
         new = s // 10
-        steps.append(f"{_column(rng, i)} {x} + {y}{plus} = {s}, {_write(rng, s % 10, new)}")
+        steps.append(f"{_column(rng, i)} {x} + {y}{plus} = {s}{_link(rng)} {_write(rng, s % 10, new)}")
         carry = new
     if carry:
         steps.append(_final_carry(rng, carry))
@@ -131,7 +151,7 @@ def _mul_render(p, rng):
         s = d * x + carry
         plus = f" + {carry}" if carry else ""
         new = s // 10
-        steps.append(f"{_column(rng, i)} {d} x {x}{plus} = {s}, {_write(rng, s % 10, new)}")
+        steps.append(f"{_column(rng, i)} {d} x {x}{plus} = {s}{_link(rng)} {_write(rng, s % 10, new)}")
         carry = new
     if carry:
         steps.append(_final_carry(rng, carry))
@@ -149,13 +169,15 @@ def _sort_render(p, rng):
     prompt = _pick(rng, (f"Sort {xs} from smallest to largest.", f"Put {xs} in increasing order.",
                          f"Arrange in ascending order: {xs}.", f"Order these numbers: {xs}."))
     ys = sorted(p)
-    steps = [_pick(rng, (f"The smallest is {ys[0]}.", f"Smallest: {ys[0]}.", f"First comes {ys[0]}."))]
+    steps = [_pick(rng, (f"The smallest is {ys[0]}", f"Smallest: {ys[0]}", f"First comes {ys[0]}",
+                         f"Start with {ys[0]}")) + _sort_end(rng)]
     for j, y in enumerate(ys[1:], start=1):
         if j == len(ys) - 1:
-            steps.append(_pick(rng, (f"Finally {y}.", f"Last is {y}.", f"The largest is {y}.")))
+            step = _pick(rng, (f"Finally {y}", f"Last is {y}", f"The largest is {y}", f"End with {y}"))
         else:
-            steps.append(_pick(rng, (f"Next is {y}.", f"Then {y}.", f"After that comes {y}.",
-                                     f"Next smallest: {y}.")))
+            step = _pick(rng, (f"Next is {y}", f"Then {y}", f"After that comes {y}", f"Next smallest: {y}",
+                               f"Following: {y}"))
+        steps.append(step + _sort_end(rng))
     return prompt, steps, " ".join(map(str, ys))
 
 
@@ -177,11 +199,11 @@ def _count_render(p, rng):
     for x in xs:
         if x == t:
             c += 1
-            verdict = _pick(rng, ("yes", "match", f"that is a {t}"))
+            verdict = _pick(rng, ("yes", "match", f"that is a {t}", "hit"))
         else:
-            verdict = _pick(rng, ("no", "skip", f"not a {t}"))
-        tally = _pick(rng, (f"count {c}", f"so far {c}", f"total {c}"))
-        steps.append(f"{x}: {verdict}, {tally}.")
+            verdict = _pick(rng, ("no", "skip", f"not a {t}", "miss"))
+        tally = _pick(rng, (f"count {c}", f"so far {c}", f"total {c}", f"running {c}"))
+        steps.append(f"{x}{_count_mark(rng)} {verdict}, {tally}{_count_end(rng)}")
     return prompt, steps, str(c)
 
 

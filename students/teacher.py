@@ -23,17 +23,18 @@ from .sampling import encode_prompts, generate_batch
 from .tasks import TaskConfig, accuracy_by_skill, make_split
 from .tokenizer import project_tokenizer
 
-TEACHER_VERSION = 1
+TEACHER_VERSION = 2
 
 
 @dataclass(frozen=True)
 class TeacherConfig:
-    # Chosen by a sweep of 14 configs on 2 pinned CPU cores (results/teacher/): the 2-layer `tiny`
-    # shape trains 2x faster per token than `mini` and 4x faster than `small`, which buys steps.
+    # Chosen by a sweep of 14 configs on 2 pinned CPU cores (results/demo_teacher/): the 2-layer
+    # `tiny` shape trains 2x faster per token than `mini` and 4x faster than `small`, which buys
+    # steps; length-grouped batches (a third less padding per step) buy 7000 of them in 5 minutes.
     preset: str = "tiny"
     tasks: TaskConfig = field(default_factory=TaskConfig)
     n_train: int = 64000
-    steps: int = 5000
+    steps: int = 7000
     batch_size: int = 32
     lr: float = 4e-3
     warmup: int = 100
@@ -107,6 +108,18 @@ def _collate(items, pad_id: int):
     return ids, mask, labels
 
 
+def _length_grouped_batches(lengths: list[int], batch_size: int, gen: torch.Generator, group: int = 64):
+    """One epoch of batches: shuffle, sort each run of `group` batches' worth by length, cut into
+    batches, shuffle the batches. Padding (about a third of the compute with random batches)
+    nearly vanishes; the order of batches stays random."""
+    perm = torch.randperm(len(lengths), generator=gen).tolist()
+    batches = []
+    for start in range(0, len(perm), batch_size * group):
+        chunk = sorted(perm[start:start + batch_size * group], key=lengths.__getitem__)
+        batches += [chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size)]
+    return [batches[i] for i in torch.randperm(len(batches), generator=gen).tolist()]
+
+
 def train_teacher(config: TeacherConfig, cache_dir=None, progress: bool = True):
     """Train the demo teacher from scratch; returns (model, tokenizer, card)."""
     tokenizer = project_tokenizer(cache_dir)
@@ -127,14 +140,14 @@ def train_teacher(config: TeacherConfig, cache_dir=None, progress: bool = True):
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
     model.train()
-    order: list[int] = []
+    lengths = [len(ids) for ids, _ in data]
+    batches: list[list[int]] = []
     n_tokens, t0 = 0, time.perf_counter()
     bar = tqdm(range(config.steps), desc="demo teacher", unit="step", disable=not progress, file=sys.stderr)
     for step in bar:
-        if len(order) < config.batch_size:
-            order += torch.randperm(len(data), generator=gen).tolist()
-        idx, order = order[:config.batch_size], order[config.batch_size:]
-        ids, mask, labels = _collate([data[i] for i in idx], tokenizer.pad_token_id)
+        if not batches:
+            batches = _length_grouped_batches(lengths, config.batch_size, gen)
+        ids, mask, labels = _collate([data[i] for i in batches.pop()], tokenizer.pad_token_id)
         loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

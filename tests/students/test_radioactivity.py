@@ -7,7 +7,6 @@ distinct (previous token, token) tuples survive dedup, and a delta=2 student's g
 threshold for CI. delta=4 measured share 0.50, p ~ 1e-12, with the same teacher and student.
 """
 import pytest
-import torch
 
 from antidistill.students.corpus import generate_corpus
 from antidistill.students.distill import train_student

@@ -1,8 +1,5 @@
-import re
-
 import pytest
 
-from antidistill.students import tasks
 from antidistill.students.tasks import (SKILLS, TaskConfig, accuracy_by_skill, grade, make_split, parse_answer,
                                         render)
 from antidistill.watermark.errors import UserError
