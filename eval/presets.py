@@ -35,20 +35,23 @@ DEFAULT = {
     "alpha": 1e-4,  # significance level of every verdict in the report
     "key": {"text": DEMO_KEY_TEXT, "file": ""},
     "teacher": {"model": "demo", "demo": {}},  # demo: TeacherConfig overrides (e.g. steps, preset)
-    # kgw twice: the canonical setting and a strong one (larger green list and bias), to show the
-    # trade-off between what it costs the teacher and how surely it convicts a student.
-    "protections": ["none", "kgw:gamma=0.25,delta=2,h=1,hash=left", "kgw:gamma=0.5,delta=4,h=1,hash=left",
-                    "unigram:gamma=0.5,delta=2", "gumbel:h=1"],
-    "corpus": {"n_prompts": 800, "temperature": 1.0, "max_new_tokens": 128, "batch_size": 100},
+    "protections": ["none", "kgw:gamma=0.25,delta=2,h=1,hash=left", "unigram:gamma=0.5,delta=2", "gumbel:h=1"],
+    "corpus": {"n_prompts": 1200, "temperature": 1.0, "max_new_tokens": 128, "batch_size": 100},
     "students": {"preset": "tiny", "mode": "sft", "lora": "", "epochs": 1.0, "max_steps": 1500, "batch_size": 16,
                  "lr": 0.0},
     "eval": {
         "n_test": 200, "max_new_tokens": 128,  # capability transfer: graded held-out test items
         "quality": True, "detectability": True, "audit": True, "transfer": True,
-        "audit_texts": 128, "audit_modes": ["reading", "generation"], "wrong_keys": 3,
+        "audit_texts": 256, "audit_modes": ["reading", "generation"], "wrong_keys": 3,
+        # Generation mode: 0 decodes greedily. The demo traces have little entropy outside their choice
+        # points, so a suspect's top choices carry its learned bias better than its samples do.
+        "audit_temperature": 0.0,
         # Audit only choice points: positions where the unprotected teacher's top-1 probability is
-        # below this (forced tokens carry no watermark); 0 scores every position.
-        "choice_filter": 0.8,
+        # below this (no token has a majority; forced tokens carry no watermark); 0 scores every position.
+        "choice_filter": 0.5,
+        # Reading mode: score the suspect's "top1" prediction, or its "contrast" choice (the token it
+        # prefers most over the unprotected teacher), where a learned watermark shows more plainly.
+        "audit_selection": "contrast",
         "attacks": [["substitute", 0.1], ["substitute", 0.3], ["substitute", 0.5], ["delete", 0.1],
                     ["delete", 0.3], ["insert", 0.1], ["insert", 0.3]],
         "n_boot": 2000,

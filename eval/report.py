@@ -170,16 +170,21 @@ def write_report(out: Path, cfg: dict, res: dict, meta: dict) -> Path:
         _csv(out, "radioactivity_curves.csv", res["audit_curves"])
         md += ["## Radioactivity audit (auditor)", "",
                "Each student is audited with each watermark's key on held-out protected texts (reading mode: the "
-               "suspect's top-1 predictions under teacher forcing, scored only at fresh windows, i.e. windows that "
-               "had not yet preceded a watermarked token in the same text, so a clean model that copies from its "
-               "context cannot look radioactive; for h = 0 (unigram) that leaves one position per text, so unigram "
-               "is judged in generation mode; generation mode: the suspect's own samples on the audit prompts, "
-               "tuples that occur in the prompts excluded). "
+               "suspect's predictions under teacher forcing"
+               + (" (the token it prefers most over the unprotected teacher among those the teacher finds plausible, "
+                  "which shows a learned bias even where its top-1 choice is the teacher's usual one)"
+                  if cfg["eval"].get("audit_selection") == "contrast" else " (its top-1 tokens)")
+               + ", scored only where a clean model cannot have copied "
+               "the watermark from the text it reads: for h >= 1 at fresh windows, i.e. windows that had not yet "
+               "preceded a watermarked token in the same text (exact); for h = 0 (unigram), where only a text's first "
+               "window is fresh, at tuples the text had not written earlier, which a KGW-style sampler makes at most "
+               "as likely green as chance (valid, conservative); generation mode: the suspect's greedy outputs on the "
+               "audit prompts, tuples that occur in the prompts excluded). "
                + (f"Only choice points are scored: positions where the unprotected teacher's top-1 probability, "
                   f"given the prefix, is below {cfg['eval']['choice_filter']:g} (forced tokens carry no watermark; "
-                  "the filter never looks at the scored token, so the test stays exact). "
+                  "the filter never looks at the scored token, so it does not bias the test). "
                   if cfg["eval"].get("choice_filter") else "")
-               + "Tuples are deduplicated; p-values are exact. Null controls in the same run: the raw-distilled "
+               + "Tuples are deduplicated; p-values are binomial / Gamma tails. Null controls in the same run: the raw-distilled "
                "student, and wrong keys on the same tuples.", ""]
         md += _verdicts(res, alpha) + [""]
         for mode, g in res["audit_curves"].groupby("mode", sort=False):

@@ -65,6 +65,10 @@ class Runner:
         self.alpha = float(config["alpha"])
         if not 0 < self.alpha < 1:
             raise UserError(f"alpha must lie in (0, 1), got {self.alpha}")
+        if config["eval"]["audit_selection"] not in ("top1", "contrast"):
+            raise UserError(f"eval.audit_selection must be 'top1' or 'contrast', got {config['eval']['audit_selection']!r}")
+        if float(config["eval"]["audit_temperature"]) < 0:
+            raise UserError(f"eval.audit_temperature must be >= 0 (0: greedy), got {config['eval']['audit_temperature']}")
         self.protections = [parse_protection(s) for s in config["protections"]]
         specs = [p.spec for p in self.protections]
         if "none" not in specs:
@@ -217,8 +221,11 @@ class Runner:
         texts = self.corpus(prot, "audit")
         inputs = {"student": student_dir.name, "texts": texts.name, "protection": prot.spec, "mode": mode,
                   "key": self.key.fingerprint, "wrong_keys": e["wrong_keys"], "seed": self.seed,
-                  "max_new_tokens": self.cfg["corpus"]["max_new_tokens"], "rule": "fresh-window/v1",
-                  "choice_filter": e["choice_filter"], "reference": self.teacher_id() if e["choice_filter"] else None}
+                  "max_new_tokens": self.cfg["corpus"]["max_new_tokens"], "rule": "auto/v2",
+                  "selection": e["audit_selection"] if mode == "reading" else "generated",
+                  "temperature": e["audit_temperature"],
+                  "choice_filter": e["choice_filter"],
+                  "reference": self.teacher_id() if e["choice_filter"] or e["audit_selection"] == "contrast" else None}
 
         def build(tmp: Path):
             model, tok = self._load(student_dir)
@@ -226,11 +233,12 @@ class Runner:
             det = prot.detector(self.key)
             if mode == "reading":
                 pairs = [(r["prompt_ids"], r["completion_ids"]) for r in corpus.records]
-                tuples = reading_tuples(model, pairs, det.h)
+                ref = self.teacher()[0] if e["audit_selection"] == "contrast" else None
+                tuples = reading_tuples(model, pairs, det.h, reference=ref)
             else:
                 tuples, comps = generation_tuples(model, tok, corpus.prompts, det.h,
                                                   max_new_tokens=self.cfg["corpus"]["max_new_tokens"],
-                                                  temperature=self.cfg["corpus"]["temperature"], seed=self.seed + 7)
+                                                  temperature=e["audit_temperature"], seed=self.seed + 7)
                 pairs = list(zip(corpus.prompts, comps))
             keep = None
             if e["choice_filter"]:

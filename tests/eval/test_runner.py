@@ -86,3 +86,6 @@ def test_config_errors(tmp_path):
     nonone = tmp_path / "nonone.toml"
     nonone.write_text('preset = "smoke"\nprotections = ["kgw"]\n')
     assert main(["run", str(nonone), "--cache-dir", str(tmp_path / "c")]) == 2
+    cold = tmp_path / "cold.toml"
+    cold.write_text('preset = "smoke"\n[eval]\naudit_temperature = -1\n')
+    assert main(["run", str(cold), "--cache-dir", str(tmp_path / "c")]) == 2
