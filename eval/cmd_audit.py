@@ -11,11 +11,12 @@ from pathlib import Path
 def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "audit", help="test a suspect model for radioactivity (trained on our protected outputs?)",
-        description="Collect (context, token) tuples from SUSPECT -- its top-1 predictions on our protected "
-                    "texts (reading mode, open weights) or its own samples on prompts (generation mode, black "
-                    "box) -- and test them against the key with an exact, deduplicated p-value. Prints "
-                    "RADIOACTIVE or NOT DETECTED at alpha; writes audit.json, audit_curve.csv and "
-                    "audit_curve.png to --out.")
+        description="Collect (context, token) tuples from SUSPECT -- its predictions on our protected texts "
+                    "(reading mode, open weights: its top-1 tokens, or with --reference the tokens it prefers most "
+                    "over our unprotected teacher) or its own samples on prompts (generation mode, black box) -- "
+                    "and test them against the key with a deduplicated binomial or Gamma tail (exact; conservative "
+                    "in reading mode for h = 0). Prints RADIOACTIVE or NOT DETECTED at alpha; writes audit.json, "
+                    "audit_curve.csv and audit_curve.png to --out.")
     p.add_argument("--suspect", required=True, help="model folder, preset, 'demo' or hub id")
     p.add_argument("--protection", required=True, help="protection spec of our outputs, e.g. kgw:h=1")
     p.add_argument("--key-file", help="file with the secret key (default: $ANTIDISTILL_KEY)")
@@ -31,7 +32,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="filter phi: score only tuples among the K most frequent (h+1)-grams of --texts")
     p.add_argument("--reference", metavar="MODEL",
                    help="our unprotected teacher: score only choice points, where its top-1 probability is below "
-                        "--max-reference-prob (forced tokens carry no watermark; the test stays exact)")
+                        "--max-reference-prob (forced tokens carry no watermark), and in reading mode pick the "
+                        "suspect's contrast choice against it (see --selection)")
     p.add_argument("--max-reference-prob", type=float, default=0.5, metavar="P",
                    help="choice-point threshold with --reference (default 0.5)")
     p.add_argument("--selection", choices=("top1", "contrast"),

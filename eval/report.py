@@ -178,8 +178,10 @@ def write_report(out: Path, cfg: dict, res: dict, meta: dict) -> Path:
                "the watermark from the text it reads: for h >= 1 at fresh windows, i.e. windows that had not yet "
                "preceded a watermarked token in the same text (exact); for h = 0 (unigram), where only a text's first "
                "window is fresh, at tuples the text had not written earlier, which a KGW-style sampler makes at most "
-               "as likely green as chance (valid, conservative); generation mode: the suspect's greedy outputs on the "
-               "audit prompts, tuples that occur in the prompts excluded). "
+               "as likely green as chance (valid, conservative); generation mode: the suspect's "
+               + ("greedy outputs" if not cfg["eval"].get("audit_temperature") else
+                  f"samples at temperature {cfg['eval']['audit_temperature']:g}")
+               + " on the audit prompts, tuples that occur in the prompts excluded). "
                + (f"Only choice points are scored: positions where the unprotected teacher's top-1 probability, "
                   f"given the prefix, is below {cfg['eval']['choice_filter']:g} (forced tokens carry no watermark; "
                   "the filter never looks at the scored token, so it does not bias the test). "
