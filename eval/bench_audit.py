@@ -16,9 +16,9 @@ Audits:
 - reading mode, right key (the auditor's real situation), per scheme and suspect, N keys, seven
   variants: `default` (top-1 predictions, the audit's own rule: fresh windows for h >= 1, unseen
   tuples for h = 0), `contrast` (the same rule on the suspect's contrast choices against the
-  unprotected teacher, as `antidistill run` audits), `fresh-window` (exact), `unseen-tuple` (valid by a monotonicity argument, conservative),
-  `own-tuples` (instead drop predictions equal to any of the text's own tuples), `all-positions`
-  (score every prediction) and `dedup-off`;
+  unprotected teacher, as `antidistill run` audits), `fresh-window` (exact), `unseen-tuple`
+  (valid by a monotonicity argument, conservative), `own-tuples` (instead drop predictions equal
+  to any of the text's own tuples), `all-positions` (score every prediction) and `dedup-off`;
 - generation mode: the suspect decodes once; its outputs are scored with N fresh keys, dedup on
   and off: greedy (as `antidistill run` audits), at normal temperature and at a low temperature.
 
@@ -140,10 +140,11 @@ def run(n_keys: int = 100, n_texts: int = 16, new_tokens: int = 48, out: Path | 
     # -- reading mode: a fresh protected corpus per key, clean suspects
     suspects = {"teacher": teacher, "copier": Copier(teacher), "avoider": Avoider(teacher)}
     # (name, score() options, tuples from the contrast selection against the unprotected teacher?)
-    variants = (("default", {}, False), ("contrast", {}, True), ("fresh-window", {"reading_rule": "fresh-window"}, False),
+    variants = (("default", {}, False), ("contrast", {}, True),
+                ("fresh-window", {"reading_rule": "fresh-window"}, False),
                 ("unseen-tuple", {"reading_rule": "unseen-tuple"}, False),
-                ("own-tuples", {"reading_rule": "own-tuples"}, False), ("all-positions", {"reading_rule": "none"}, False),
-                ("dedup-off", {"dedup": False}, False))
+                ("own-tuples", {"reading_rule": "own-tuples"}, False),
+                ("all-positions", {"reading_rule": "none"}, False), ("dedup-off", {"dedup": False}, False))
     for scheme in SCHEMES:
         prot = parse_protection(scheme)
         res = {(s, v[0]): [] for s in suspects for v in variants}
@@ -222,12 +223,12 @@ def write(out: Path, table: pd.DataFrame, per_audit: pd.DataFrame, n_keys, n_tex
           "come from a few hundred tuples, so their discreteness alone can lower it slightly; the unseen-tuple rule "
           "is conservative by construction, so it may also lean toward large p-values). Reading-mode variants: "
           "`default` is the audit's own rule on top-1 predictions (fresh windows for h >= 1, unseen tuples for "
-          "h = 0); `contrast` is the same rule on the tokens each suspect prefers most over the unprotected teacher "
-          "(what `antidistill run` scores); `fresh-window` "
-          "scores only windows that had not yet preceded a written token (exact); `unseen-tuple` scores "
-          "predictions whose tuple the text had not written before that position (valid for KGW, unigram and "
-          "Gumbel by a monotonicity argument, conservative); `own-tuples` drops predictions equal to any of the text's own "
-          "tuples (selects against green: conservative, non-uniform); `all-positions` scores every prediction "
+          "h = 0); `contrast` is the same rule on the tokens each suspect prefers most over the unprotected "
+          "teacher (what `antidistill run` scores); `fresh-window` scores only windows that had not yet preceded "
+          "a written token (exact); `unseen-tuple` scores predictions whose tuple the text had not written before "
+          "that position (valid for KGW, unigram and Gumbel by a monotonicity argument, conservative); "
+          "`own-tuples` drops predictions equal to any of the text's own tuples (selects against green: "
+          "conservative, non-uniform); `all-positions` scores every prediction "
           "(a copying clean model looks radioactive); `dedup-off`: repeated tuples scored again.", "", md_table(table), ""]
     with atomic_write(out / "audit_null.md") as fh:
         fh.write("\n".join(md))

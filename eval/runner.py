@@ -65,10 +65,11 @@ class Runner:
         self.alpha = float(config["alpha"])
         if not 0 < self.alpha < 1:
             raise UserError(f"alpha must lie in (0, 1), got {self.alpha}")
-        if config["eval"]["audit_selection"] not in ("top1", "contrast"):
-            raise UserError(f"eval.audit_selection must be 'top1' or 'contrast', got {config['eval']['audit_selection']!r}")
-        if float(config["eval"]["audit_temperature"]) < 0:
-            raise UserError(f"eval.audit_temperature must be >= 0 (0: greedy), got {config['eval']['audit_temperature']}")
+        e = config["eval"]
+        if e["audit_selection"] not in ("top1", "contrast"):
+            raise UserError(f"eval.audit_selection must be 'top1' or 'contrast', got {e['audit_selection']!r}")
+        if float(e["audit_temperature"]) < 0:
+            raise UserError(f"eval.audit_temperature must be >= 0 (0: greedy), got {e['audit_temperature']}")
         self.protections = [parse_protection(s) for s in config["protections"]]
         specs = [p.spec for p in self.protections]
         if "none" not in specs:
