@@ -12,6 +12,7 @@ Everything is seeded with string seeds, so the same call gives the same examples
 from __future__ import annotations
 
 import hashlib
+import operator
 import random
 import re
 from dataclasses import asdict, dataclass, field
@@ -104,6 +105,21 @@ def _count_end(rng: random.Random) -> str:
     return _pick(rng, (".", ";", "!", " in all."))
 
 
+def _column_steps(rng: random.Random, columns, sign: str, combine) -> list[str]:
+    """The lines of a column-by-column computation, ones column first: `columns` holds each
+    column's (left, right) digits, `combine` their value before the incoming carry."""
+    steps, carry = [], 0
+    for i, (x, y) in enumerate(columns):
+        s = combine(x, y) + carry
+        plus = f" + {carry}" if carry else ""
+        new = s // 10
+        steps.append(f"{_column(rng, i)} {x} {sign} {y}{plus} = {s}{_link(rng)} {_write(rng, s % 10, new)}")
+        carry = new
+    if carry:
+        steps.append(_final_carry(rng, carry))
+    return steps
+
+
 def _digits(rng: random.Random, lo_hi: tuple[int, int]) -> int:
     n = rng.randint(*lo_hi)
     return rng.randint(10 ** (n - 1), 10**n - 1)
@@ -123,18 +139,9 @@ def _add_render(p, rng):
     prompt = _pick(rng, (f"Add {a} and {b}.", f"What is {a} + {b}?", f"Compute {a} plus {b}.",
                          f"Find the sum of {a} and {b}."))
     da, db = str(a)[::-1], str(b)[::-1]
-    steps, carry = [], 0
-    for i in range(max(len(da), len(db))):
-        x = int(da[i]) if i < len(da) else 0
-        y = int(db[i]) if i < len(db) else 0
-        s = x + y + carry
-        plus = f" + {carry}" if carry else ""
-        new = s // 10
-        steps.append(f"{_column(rng, i)} {x} + {y}{plus} = {s}{_link(rng)} {_write(rng, s % 10, new)}")
-        carry = new
-    if carry:
-        steps.append(_final_carry(rng, carry))
-    return prompt, steps, str(a + b)
+    columns = [(int(da[i]) if i < len(da) else 0, int(db[i]) if i < len(db) else 0)
+               for i in range(max(len(da), len(db)))]
+    return prompt, _column_steps(rng, columns, "+", operator.add), str(a + b)
 
 
 def _mul_problem(rng, cfg):
@@ -145,17 +152,8 @@ def _mul_render(p, rng):
     a, d = p
     prompt = _pick(rng, (f"Multiply {a} by {d}.", f"What is {a} x {d}?", f"Compute {a} times {d}.",
                          f"Find the product of {a} and {d}."))
-    steps, carry = [], 0
-    for i, ch in enumerate(str(a)[::-1]):
-        x = int(ch)
-        s = d * x + carry
-        plus = f" + {carry}" if carry else ""
-        new = s // 10
-        steps.append(f"{_column(rng, i)} {d} x {x}{plus} = {s}{_link(rng)} {_write(rng, s % 10, new)}")
-        carry = new
-    if carry:
-        steps.append(_final_carry(rng, carry))
-    return prompt, steps, str(a * d)
+    columns = [(d, int(ch)) for ch in str(a)[::-1]]
+    return prompt, _column_steps(rng, columns, "x", operator.mul), str(a * d)
 
 
 def _sort_problem(rng, cfg):
