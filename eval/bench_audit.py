@@ -62,49 +62,47 @@ def make_teacher(seed: int = 0) -> LlamaForCausalLM:
     return model
 
 
-class Copier(torch.nn.Module):
-    """A clean model with in-context induction: after token x it predicts the token that followed
-    the previous occurrence of x in the input (else the base model's choice)."""
+class _ReadsItsInput(torch.nn.Module):
+    """A clean suspect that reacts to the text it reads: at each position whose token x occurred
+    before in the input, `react` adjusts the base model's logits given the token that followed
+    x's previous occurrence."""
 
     def __init__(self, base):
         super().__init__()
         self.base = base
 
+    def react(self, logits: torch.Tensor, follower: int) -> None:
+        raise NotImplementedError
+
     def forward(self, input_ids, attention_mask=None):
         out = self.base(input_ids=input_ids, attention_mask=attention_mask)
         logits = out.logits.clone()
-        ids = input_ids.tolist()
-        for b, row in enumerate(ids):
+        for b, row in enumerate(input_ids.tolist()):
             last: dict[int, int] = {}
             for t, x in enumerate(row):
                 if x in last:
-                    logits[b, t, row[last[x] + 1]] += 1e4
+                    self.react(logits[b, t], row[last[x] + 1])
                 last[x] = t
         out.logits = logits
         return out
 
 
-class Avoider(torch.nn.Module):
-    """A clean model that never repeats itself: after token x, if its own top-1 is the token that
-    followed x's previous occurrence in the input, it predicts its second choice instead."""
+class Copier(_ReadsItsInput):
+    """In-context induction: after token x it predicts the token that followed the previous
+    occurrence of x in the input (else the base model's choice)."""
 
-    def __init__(self, base):
-        super().__init__()
-        self.base = base
+    def react(self, logits, follower):
+        logits[follower] += 1e4
 
-    def forward(self, input_ids, attention_mask=None):
-        out = self.base(input_ids=input_ids, attention_mask=attention_mask)
-        logits = out.logits.clone()
-        top2 = logits.topk(2, dim=-1).indices.tolist()
-        ids = input_ids.tolist()
-        for b, row in enumerate(ids):
-            last: dict[int, int] = {}
-            for t, x in enumerate(row):
-                if x in last and t > 0 and top2[b][t][0] == row[last[x] + 1]:
-                    logits[b, t, top2[b][t][1]] += 1e4
-                last[x] = t
-        out.logits = logits
-        return out
+
+class Avoider(_ReadsItsInput):
+    """Never repeats itself: after token x, if its own top-1 is the token that followed x's
+    previous occurrence in the input, it predicts its second choice instead."""
+
+    def react(self, logits, follower):
+        first, second = logits.topk(2).indices.tolist()
+        if first == follower:
+            logits[second] += 1e4
 
 
 @torch.no_grad()
