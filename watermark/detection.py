@@ -144,7 +144,7 @@ class TokenHashDetector:
     in the score of every *other* candidate's tuple (KGW: a bias on the other token only grows the
     normaliser; Gumbel: a larger u for another token can only make it win instead). Then text that
     chose w after a window is evidence *against* the other candidates there, which is what lets a
-    radioactivity audit score predictions the text never wrote (see `eval/audit.py`).
+    radioactivity audit score predictions the text never wrote (see `eval/measures/audit.py`).
     """
 
     monotone_selection = False

@@ -4,7 +4,7 @@ The "teacher" is a randomly initialised tiny model sampling under a strong unigr
 whole chain (corpus -> student -> audit) runs in well under a minute on a CPU. A unigram watermark
 is caught in generation mode. Reading mode is exercised here for its nulls and evidence files: for
 h = 0 it scores only tokens a text has not written yet, and this random teacher's high-entropy
-texts have already written most green tokens, so it has little power here (see eval/audit.py).
+texts have already written most green tokens, so it has little power here (see eval/measures/audit.py).
 """
 import json
 

@@ -1,7 +1,7 @@
 """The null-audit benchmark runs and its valid (default) variants stay calibrated on a small run."""
 import pytest
 
-from antidistill.eval.bench_audit import run
+from antidistill.eval.bench.audit import run
 
 
 @pytest.mark.slow

@@ -10,7 +10,7 @@ import sys
 import pandas as pd
 import pytest
 
-from antidistill.eval import bench_watermark as bench
+from antidistill.eval.bench import watermark as bench
 from antidistill.watermark import parse_protection
 
 
@@ -18,7 +18,7 @@ from antidistill.watermark import parse_protection
 def test_bench_quick_writes_expected_rows(tmp_path):
     out = tmp_path / "bench"
     # One thread: the smoke test must not depend on (or suffer from) other load on the cores.
-    proc = subprocess.run([sys.executable, "-m", "antidistill.eval.bench_watermark", "--quick", "--threads", "1",
+    proc = subprocess.run([sys.executable, "-m", "antidistill.eval.bench.watermark", "--quick", "--threads", "1",
                            "--out", str(out)], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     df = pd.read_csv(out / "watermark.csv")

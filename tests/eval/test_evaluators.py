@@ -7,11 +7,11 @@ import pandas as pd
 import pytest
 import torch
 
-from antidistill.eval import stats
-from antidistill.eval.audit import Tuples, reading_tuples, running_curve, score
-from antidistill.eval.detectability import detectability, tuples_to_significance
-from antidistill.eval.quality import correctness, perplexity, teacher_quality
-from antidistill.eval.transfer import capability_transfer
+from antidistill.eval.measures import stats
+from antidistill.eval.measures.audit import Tuples, reading_tuples, running_curve, score
+from antidistill.eval.measures.detectability import detectability, tuples_to_significance
+from antidistill.eval.measures.quality import correctness, perplexity, teacher_quality
+from antidistill.eval.measures.transfer import capability_transfer
 from antidistill.students.attacks import edit_sequences
 from antidistill.watermark import Key, parse_protection
 
@@ -302,7 +302,7 @@ def test_reading_rules_unseen_tuple_vs_fresh_window():
 
 
 def test_reference_top1_aligned_with_tuples():
-    from antidistill.eval.audit import reference_top1
+    from antidistill.eval.measures.audit import reference_top1
 
     texts = [([1, 10], [11, 20, 30]), ([1], [5, 6])]
     t = reading_tuples(NextTokenLM(), texts, h=2)

@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 
 from antidistill.eval.cli import main
-from antidistill.eval.presets import load_config, preset_config
-from antidistill.eval.runner import run_experiment
+from antidistill.eval.experiment.presets import load_config, preset_config
+from antidistill.eval.experiment.runner import run_experiment
 from antidistill.watermark.errors import UserError
 
 

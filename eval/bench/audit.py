@@ -1,6 +1,6 @@
 """Null-audit benchmark: how often does an audit convict a model that never saw the key?
 
-    python -m antidistill.eval.bench_audit [--keys 100] [--quick] [--out results/bench]
+    python -m antidistill.eval.bench.audit [--keys 100] [--quick] [--out results/bench]
 
 Setting (self-contained, no download, a few minutes on 2 CPU cores): the "teacher" is a small
 randomly initialised Llama whose next-token distributions have real entropy. For each of N keys
@@ -43,8 +43,8 @@ from transformers import LlamaConfig, LlamaForCausalLM, LogitsProcessorList
 
 from antidistill.watermark import Key, parse_protection
 
-from .audit import Tuples, reading_tuples, score
-from .stats import clopper_pearson
+from ..measures.audit import Tuples, reading_tuples, score
+from ..measures.stats import clopper_pearson
 
 VOCAB = 512
 ALPHA = 0.01
@@ -202,7 +202,7 @@ def run(n_keys: int = 100, n_texts: int = 16, new_tokens: int = 48, out: Path | 
 def write(out: Path, table: pd.DataFrame, per_audit: pd.DataFrame, n_keys, n_texts, new_tokens, seed, seconds):
     from antidistill.watermark.errors import atomic_write
 
-    from .report import md_table
+    from ..experiment.report import md_table
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -212,7 +212,7 @@ def write(out: Path, table: pd.DataFrame, per_audit: pd.DataFrame, n_keys, n_tex
         per_audit.to_csv(fh, index=False)
     total = int(table.loc[table.variant == "default", "n_audits"].sum())
     md = ["# Null audits: false-positive rate of the radioactivity audit", "",
-          f"`python -m antidistill.eval.bench_audit --keys {n_keys}`: {total} audits with the default (valid) "
+          f"`python -m antidistill.eval.bench.audit --keys {n_keys}`: {total} audits with the default (valid) "
           f"settings, plus the same tuples scored with the invalid variants; alpha = {ALPHA}; {n_texts} texts of "
           f"{new_tokens} tokens per reading-mode audit; seed {seed}; {seconds:.0f} s on this machine "
           f"({torch.get_num_threads()} torch threads).", "",
@@ -236,7 +236,7 @@ def write(out: Path, table: pd.DataFrame, per_audit: pd.DataFrame, n_keys, n_tex
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m antidistill.eval.bench_audit", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m antidistill.eval.bench.audit", description=__doc__.split("\n")[0])
     ap.add_argument("--keys", type=int, default=100, help="audits per scheme and setting (default 100)")
     ap.add_argument("--texts", type=int, default=16)
     ap.add_argument("--new-tokens", type=int, default=48)

@@ -1,4 +1,4 @@
-"""`antidistill` command line: one module per subcommand (eval/cmd_*.py), each with `add_parser`."""
+"""`antidistill` command line: one module per subcommand (eval/cli/*.py), each with `add_parser`."""
 from __future__ import annotations
 
 import argparse
@@ -20,7 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in COMMANDS:
-        importlib.import_module(f"antidistill.eval.cmd_{name}").add_parser(sub)
+        importlib.import_module(f"antidistill.eval.cli.{name}").add_parser(sub)
     return parser
 
 

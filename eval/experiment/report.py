@@ -10,7 +10,7 @@ import pandas as pd
 
 from antidistill.watermark.errors import UserError, atomic_write
 
-from .audit import format_p
+from ..measures.audit import format_p
 
 
 def md_table(df: pd.DataFrame, digits: int = 3) -> str:

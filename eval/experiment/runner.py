@@ -196,7 +196,7 @@ class Runner:
     def grades(self, label: str, student_dir: Path | None) -> pd.DataFrame:
         from antidistill.students.tasks import make_split
 
-        from .transfer import grade_items
+        from ..measures.transfer import grade_items
 
         e = self.cfg["eval"]
         ident = student_dir.name if student_dir is not None else \
@@ -216,7 +216,7 @@ class Runner:
         """Audit one student with prot's key and with wrong keys on the same tuples."""
         from antidistill.students.corpus import read_corpus
 
-        from .audit import generation_tuples, reading_tuples, reference_top1, score, wrong_keys
+        from ..measures.audit import generation_tuples, reading_tuples, reference_top1, score, wrong_keys
 
         e = self.cfg["eval"]
         texts = self.corpus(prot, "audit")
@@ -259,7 +259,7 @@ class Runner:
     def quality(self, corpora: dict) -> pd.DataFrame:
         from antidistill.students.corpus import read_corpus
 
-        from .quality import teacher_quality
+        from ..measures.quality import teacher_quality
 
         inputs = {"corpora": {s: p.name for s, p in corpora.items()}, "reference": self.teacher_id()}
 
@@ -273,7 +273,7 @@ class Runner:
     def detectability(self, corpora: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
         from antidistill.students.corpus import read_corpus
 
-        from .detectability import detectability
+        from ..measures.detectability import detectability
 
         attacks = [("none", 0.0)] + [(a, float(r)) for a, r in self.cfg["eval"]["attacks"]]
         det_specs = [s for s in corpora if parse_protection(s).has_detector]
@@ -297,7 +297,7 @@ class Runner:
 
     # ------------------------------------------------------------ the whole run
     def run(self) -> dict:
-        from .transfer import capability_transfer
+        from ..measures.transfer import capability_transfer
 
         t_start = time.perf_counter()
         e = self.cfg["eval"]

@@ -59,9 +59,9 @@ def run(args) -> int:
     from antidistill.watermark import load_key, parse_protection
     from antidistill.watermark.errors import UserError, atomic_write
 
-    from .audit import (frequent_kgrams, generation_tuples, phi_mask, reading_tuples, reference_top1, score,
+    from ..measures.audit import (frequent_kgrams, generation_tuples, phi_mask, reading_tuples, reference_top1, score,
                         summary_line, wrong_keys)
-    from .plots import radioactivity_curves
+    from ..experiment.plots import radioactivity_curves
 
     protection = parse_protection(args.protection)
     if not protection.has_detector:

@@ -23,8 +23,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args) -> int:
     from antidistill.watermark.errors import UserError
 
-    from .presets import load_config
-    from .runner import run_experiment
+    from ..experiment.presets import load_config
+    from ..experiment.runner import run_experiment
 
     if args.config and args.preset:
         raise UserError("give a CONFIG.toml or --preset, not both (a config may name its preset: preset = \"smoke\")")
