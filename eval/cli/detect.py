@@ -26,6 +26,12 @@ def add_parser(subparsers) -> None:
                    help="score repeated (window, token) tuples again (p-values then invalid; warns)")
     p.add_argument("--exclude-prompt-windows", action="store_true",
                    help="skip tuples whose window also occurs in the prompt")
+    p.add_argument("--reference-texts", metavar="PATH",
+                   help="unprotected texts (JSONL or corpus folder): per-input verdicts also skip tuples "
+                        "that occur in them, so a text is judged only on what is its own")
+    p.add_argument("--keep-shared-tuples", action="store_true",
+                   help="per-input verdicts also score tuples other inputs share (warns: under one key, "
+                        "false positives then cluster on templated texts)")
     p.set_defaults(func=run)
 
 
@@ -90,18 +96,23 @@ def run(args) -> int:
     protection = parse_protection(args.protection)
     key = load_key(args.key_file)
     detector = protection.detector(key)
-    records = read_input(Path(args.input), _load_tokenizer(args.tokenizer))
+    tokenizer = _load_tokenizer(args.tokenizer)
+    records = read_input(Path(args.input), tokenizer)
     if not records:
         raise UserError(f"input {args.input} holds no records")
     log_alpha = math.log10(args.alpha)
     dedup = not args.no_dedup
     seqs = [r["token_ids"] for r in records]
     prompts = [r["prompt_ids"] for r in records]
-    verdicts = detector.detect_each(seqs, prompts, dedup=dedup, exclude_prompt_windows=args.exclude_prompt_windows)
+    reference = None
+    if args.reference_texts:
+        reference = [r["token_ids"] for r in read_input(Path(args.reference_texts), tokenizer)]
+    verdicts = detector.detect_each(seqs, prompts, dedup=dedup, exclude_prompt_windows=args.exclude_prompt_windows,
+                                    shared="keep" if args.keep_shared_tuples else "drop", reference=reference)
     lines = []
     for rec, d in zip(records, verdicts):
-        lines.append({"id": rec["id"], "n_scored": d.n_scored, "statistic": d.statistic, "z": d.z,
-                      "log10_p": d.log10_p, "p_value": d.p_value, "watermarked": d.log10_p < log_alpha})
+        lines.append({"id": rec["id"], "n_scored": d.n_scored, "n_shared": d.n_shared, "statistic": d.statistic,
+                      "z": d.z, "log10_p": d.log10_p, "p_value": d.p_value, "watermarked": d.log10_p < log_alpha})
     pooled = None
     if args.pooled:
         pooled = detector.detect(seqs, prompts, dedup=dedup, exclude_prompt_windows=args.exclude_prompt_windows)

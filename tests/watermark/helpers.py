@@ -18,8 +18,8 @@ def randomized_p(detector, detections, rng) -> np.ndarray:
     """
     stat = np.array([d.statistic for d in detections])
     n = np.array([d.n_scored for d in detections])
-    if isinstance(detector, GumbelDetector):
-        return np.array([d.p_value for d in detections])
+    if isinstance(detector, GumbelDetector):  # continuous; a text with nothing scored has p = 1: draw U
+        return np.array([d.p_value if d.n_scored else rng.random() for d in detections])
     if isinstance(detector, SynthIDDetector):
         trials, q = n * detector.protection.depth, 0.5
     else:

@@ -38,7 +38,7 @@ def test_round_trip(files, capsys):
     assert rc == 0
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["id"] for r in rows][:2] == ["marked-0", "plain-0"]
-    assert set(rows[0]) == {"id", "n_scored", "statistic", "z", "log10_p", "p_value", "watermarked"}
+    assert set(rows[0]) == {"id", "n_scored", "n_shared", "statistic", "z", "log10_p", "p_value", "watermarked"}
     assert all(r["watermarked"] for r in rows if r["id"].startswith("marked"))
     assert not any(r["watermarked"] for r in rows if r["id"].startswith("plain"))
     summary = capsys.readouterr().out
