@@ -114,5 +114,22 @@ def _load_adapter(path: Path, dtype):
     return model.eval(), tok
 
 
+def resolve_device(name: str | None) -> torch.device:
+    """`cpu`, `cuda` or `cuda:N` (None: cuda when available), refused when this machine lacks it."""
+    if name is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    kind, _, index = str(name).partition(":")
+    if kind not in ("cpu", "cuda") or (index and (kind == "cpu" or not index.isdigit())):
+        raise UserError(f"--device {name!r} is not a device; use cpu, cuda or cuda:N")
+    if kind == "cuda":
+        if not torch.cuda.is_available():
+            raise UserError(f"--device {name}: CUDA is not available on this machine (torch "
+                            f"{torch.__version__}); use --device cpu")
+        if index and int(index) >= torch.cuda.device_count():
+            raise UserError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s), "
+                            f"numbered from 0")
+    return torch.device(name)
+
+
 def count_parameters(model) -> int:
     return sum(p.numel() for p in model.parameters())

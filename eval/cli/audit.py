@@ -7,6 +7,8 @@ import math
 import sys
 from pathlib import Path
 
+from .options import ALPHA, POSITIVE, SEED, integer, real
+
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
@@ -25,27 +27,27 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--prompts", help="generation mode: N (task-suite prompts) or a .jsonl/.txt file "
                                      "(default: the prompts of --texts)")
     p.add_argument("--mode", choices=("reading", "generation"), default="reading")
-    p.add_argument("--alpha", type=float, default=1e-3, help="significance level of the verdict (default 1e-3)")
-    p.add_argument("--max-tuples", type=int, metavar="N", help="score at most N distinct tuples")
-    p.add_argument("--max-texts", type=int, metavar="N", help="use at most N texts / prompts")
-    p.add_argument("--filter-top", type=int, metavar="K",
+    p.add_argument("--alpha", type=ALPHA, default=1e-3, help="significance level of the verdict (default 1e-3)")
+    p.add_argument("--max-tuples", type=POSITIVE, metavar="N", help="score at most N distinct tuples")
+    p.add_argument("--max-texts", type=POSITIVE, metavar="N", help="use at most N texts / prompts")
+    p.add_argument("--filter-top", type=POSITIVE, metavar="K",
                    help="filter phi: score only tuples among the K most frequent (h+1)-grams of --texts")
     p.add_argument("--reference", metavar="MODEL",
                    help="our unprotected teacher: score only choice points, where its top-1 probability is below "
                         "--max-reference-prob (forced tokens carry no watermark), and in reading mode pick the "
                         "suspect's contrast choice against it (see --selection)")
-    p.add_argument("--max-reference-prob", type=float, default=0.5, metavar="P",
+    p.add_argument("--max-reference-prob", type=real(0, 1, lo_open=True), default=0.5, metavar="P",
                    help="choice-point threshold with --reference (default 0.5)")
     p.add_argument("--selection", choices=("top1", "contrast"),
                    help="reading mode: score the suspect's top-1 token, or the token it prefers most over "
                         "--reference (default: contrast with --reference, else top1)")
-    p.add_argument("--null-keys", type=int, default=0, metavar="N",
+    p.add_argument("--null-keys", type=integer(0, 1000), default=0, metavar="N",
                    help="also score the same tuples with N wrong keys (null controls)")
     p.add_argument("--no-dedup", action="store_true", help="score repeated tuples again (p-values invalid)")
-    p.add_argument("--max-new-tokens", type=int, default=128, help="generation mode")
-    p.add_argument("--temperature", type=float, default=1.0,
+    p.add_argument("--max-new-tokens", type=POSITIVE, default=128, help="generation mode")
+    p.add_argument("--temperature", type=real(0, 100), default=1.0,
                    help="generation mode: sampling temperature of the suspect (default 1); 0 decodes greedily")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=SEED, default=0)
     p.add_argument("--out", default="antidistill-audit", help="folder for the evidence (default ./antidistill-audit)")
     p.set_defaults(func=run)
     return p

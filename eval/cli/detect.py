@@ -8,6 +8,8 @@ from pathlib import Path
 
 from antidistill.watermark import UserError, atomic_write, load_key, parse_protection
 
+from .options import ALPHA
+
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
@@ -20,7 +22,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--key-file", metavar="KEY", help="secret key file (default: $ANTIDISTILL_KEY)")
     p.add_argument("--tokenizer", metavar="PATH_OR_ID", help="tokenizer for lines that carry `text`")
     p.add_argument("--out", metavar="OUT.jsonl", help="write per-input verdicts here (default: stdout)")
-    p.add_argument("--alpha", type=float, default=1e-3, help="significance level (default 1e-3)")
+    p.add_argument("--alpha", type=ALPHA, default=1e-3, help="significance level (default 1e-3)")
     p.add_argument("--pooled", action="store_true", help="add one verdict pooled over all inputs (dedup across them)")
     p.add_argument("--no-dedup", action="store_true",
                    help="score repeated (window, token) tuples again (p-values then invalid; warns)")
