@@ -326,10 +326,10 @@ def _check_manifest(path: Path, m: dict) -> None:
     shards = m.get("shards")
     if not isinstance(shards, list):
         bad("`shards` must be a list")
-    for s in shards:
+    for n, s in enumerate(shards, start=1):
         if not (isinstance(s, dict) and type(s.get("index")) is int and isinstance(s.get("sha256"), str)
                 and isinstance(s.get("file"), str)):
-            bad(f"shard entry {s!r} needs an integer `index`, a `file` and a `sha256`")
+            bad(f"shard entry {n} needs an integer `index`, a `file` name and a `sha256`")
         # Shards sit in the corpus folder itself: a path would read files from anywhere.
         if Path(s["file"]).name != s["file"] or s["file"] in ("", ".", "..") or s["file"].startswith("."):
             bad(f"shard file {s['file']!r} must be a plain file name inside the corpus folder")
@@ -404,6 +404,22 @@ def _token_ids(ids, vocab: int | None) -> bool:
     """A list of non-negative ints (below `vocab` when known)."""
     return isinstance(ids, list) and all(type(t) is int for t in ids) and \
         (not ids or (min(ids) >= 0 and (not vocab or max(ids) < vocab)))
+
+
+def mismatches(manifest: dict, *, protection=None, key=None, tokenizer_fp: str | None = None) -> str:
+    """What differs between a corpus manifest and the settings it is being tested with ('' if nothing).
+
+    Testing with another key or spec is allowed (a null control, say); silently is the trap: a
+    detector with other settings than the generator answers NOT DETECTED and nothing else.
+    """
+    diffs = []
+    if protection is not None and manifest.get("protection") not in (None, protection.spec):
+        diffs.append(f"protection {manifest['protection']} (not {protection.spec})")
+    if key is not None and manifest.get("key_fingerprint") not in (None, key.fingerprint):
+        diffs.append(f"key fingerprint {manifest['key_fingerprint']} (not {key.fingerprint})")
+    if tokenizer_fp is not None and manifest.get("tokenizer_fingerprint") not in (None, tokenizer_fp):
+        diffs.append(f"tokenizer {manifest['tokenizer_fingerprint']} (not {tokenizer_fp})")
+    return "; ".join(diffs)
 
 
 def read_corpus(path) -> Corpus:

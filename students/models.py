@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
 from antidistill.watermark.errors import UserError
@@ -94,7 +95,7 @@ def _from_pretrained(where: str, dtype):
     try:
         tok = AutoTokenizer.from_pretrained(where)
         model = AutoModelForCausalLM.from_pretrained(where, dtype=dtype)
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, SafetensorError) as err:  # missing, malformed or truncated files
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise UserError(f"cannot load model {where!r}: {first}; valid presets: "
                         f"{', '.join(PRESETS)}, or 'demo', a model folder, a reachable hub id") from None

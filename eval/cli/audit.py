@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
+import warnings
 from pathlib import Path
 
 from .options import ALPHA, POSITIVE, SEED, integer, real
@@ -54,7 +54,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args) -> int:
-    from antidistill.students.corpus import load_prompts, read_corpus
+    from antidistill.students.cache import ensure_out_dir
+    from antidistill.students.corpus import load_prompts, mismatches, read_corpus
     from antidistill.students.models import load_model
     from antidistill.students.sampling import encode_prompts
     from antidistill.students.tokenizer import tokenizer_fingerprint
@@ -69,16 +70,6 @@ def run(args) -> int:
     if not protection.has_detector:
         raise UserError(f"protection {protection.spec!r} leaves no detectable trace; audit needs a watermark "
                         "scheme (kgw, unigram, gumbel, synthid)")
-    if not 0 < args.alpha < 1:
-        raise UserError(f"--alpha must lie in (0, 1), got {args.alpha}")
-    for name in ("max_tuples", "max_texts", "filter_top"):
-        v = getattr(args, name)
-        if v is not None and v <= 0:
-            raise UserError(f"--{name.replace('_', '-')} must be positive, got {v}")
-    if not 0 < args.max_reference_prob <= 1:
-        raise UserError(f"--max-reference-prob must lie in (0, 1], got {args.max_reference_prob}")
-    if args.null_keys < 0:
-        raise UserError(f"--null-keys must be >= 0, got {args.null_keys}")
     if args.mode == "reading" and not args.texts:
         raise UserError("reading mode needs --texts CORPUS_DIR (our protected outputs to teacher-force); "
                         "or use --mode generation --prompts N|FILE")
@@ -91,10 +82,8 @@ def run(args) -> int:
         raise UserError("--selection contrast needs --reference MODEL (our unprotected teacher)")
     key = load_key(args.key_file)
     out = Path(args.out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise UserError(f"cannot create output folder {out} ({err.strerror}); choose a writable --out") from None
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} exists and is not a folder; give a folder for the evidence")
 
     corpus = read_corpus(args.texts) if args.texts else None
     model, tokenizer = load_model(args.suspect, seed=args.seed)
@@ -103,9 +92,9 @@ def run(args) -> int:
         if fp and fp != tokenizer_fingerprint(tokenizer):
             raise UserError(f"corpus {args.texts} was tokenized with tokenizer {fp} but suspect {args.suspect!r} "
                             f"uses {tokenizer_fingerprint(tokenizer)}; the audit needs the same token ids")
-        if corpus.manifest.get("key_fingerprint") not in (None, key.fingerprint):
-            print(f"antidistill audit: note: --texts were protected with key {corpus.manifest['key_fingerprint']}, "
-                  f"not this key ({key.fingerprint})", file=sys.stderr)
+        differs = mismatches(corpus.manifest, protection=protection, key=key)
+        if differs:
+            warnings.warn(f"--texts {args.texts} were generated with {differs}; auditing as asked")
     detector = protection.detector(key)
     h = detector.h
     ref = None
@@ -126,8 +115,6 @@ def run(args) -> int:
             prompt_ids = [r["prompt_ids"] for r in corpus.records]
         if args.max_texts:
             prompt_ids = prompt_ids[:args.max_texts]
-        if args.max_new_tokens <= 0 or args.temperature < 0:
-            raise UserError("--max-new-tokens must be positive and --temperature >= 0 (0: greedy)")
         tuples, comps = generation_tuples(model, tokenizer, prompt_ids, h, max_new_tokens=args.max_new_tokens,
                                           temperature=args.temperature, seed=args.seed)
         pairs = list(zip(prompt_ids, comps))
@@ -158,6 +145,7 @@ def run(args) -> int:
     import pandas as pd
 
     table = pd.concat(curves, ignore_index=True)
+    ensure_out_dir(out)  # only now: a refused audit leaves no empty folder behind
     with atomic_write(out / "audit.json") as fh:
         json.dump(evidence, fh, indent=2, default=lambda v: None if isinstance(v, float) and math.isnan(v) else v)
         fh.write("\n")
