@@ -23,7 +23,7 @@ import torch
 from tqdm.auto import tqdm
 
 from antidistill.watermark import check_vocab, load_key, parse_protection
-from antidistill.watermark.errors import UserError, atomic_write
+from antidistill.watermark.errors import UserError, atomic_write, check_text, read_lines
 
 from .cache import ensure_out_dir
 from .sampling import encode_prompts, generate_batch
@@ -47,9 +47,12 @@ def derive_seed(*parts) -> int:
 
 def _sha256_file(path: Path) -> str:
     h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
+    try:
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    except OSError as err:
+        raise UserError(f"cannot read {path} ({err.strerror})") from None
     return h.hexdigest()
 
 
@@ -79,21 +82,23 @@ def load_prompts(prompts, *, seed: int = 0, chat: bool = False) -> tuple[list[di
         raise UserError(f"prompt file {path} does not exist; pass --prompts N (task-suite prompts) or a "
                         ".jsonl/.txt file")
     records = []
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            if path.suffix == ".jsonl":
-                try:
-                    obj = json.loads(line)
-                    text = obj["prompt"]
-                    if not isinstance(text, str):
-                        raise TypeError
-                except (json.JSONDecodeError, KeyError, TypeError):
-                    raise UserError(f"{path}:{lineno}: expected a JSON object with a string \"prompt\" field")
-                records.append({"id": str(obj.get("id", f"p{len(records):06d}")), "prompt": text})
-            else:
-                records.append({"id": f"p{len(records):06d}", "prompt": _line_prompt(line.rstrip("\r\n"), chat)})
+    for lineno, line in read_lines(path, "prompt file"):
+        if not line.strip():
+            continue
+        if path.suffix == ".jsonl":
+            try:
+                obj = json.loads(line)
+                text = obj["prompt"]
+                if not isinstance(text, str):
+                    raise TypeError
+            except (json.JSONDecodeError, KeyError, TypeError):
+                raise UserError(f"{path} line {lineno}: expected a JSON object with a string \"prompt\" field") \
+                    from None
+            check_text(text, f"{path} line {lineno}", "prompt")
+            records.append({"id": check_text(str(obj.get("id", f"p{len(records):06d}")), f"{path} line {lineno}",
+                                             "id"), "prompt": text})
+        else:
+            records.append({"id": f"p{len(records):06d}", "prompt": _line_prompt(line, chat)})
     if not records:
         raise UserError(f"prompt file {path} holds no prompts")
     ids = [r["id"] for r in records]
@@ -123,21 +128,52 @@ def generate_corpus(teacher, out, *, protection="none", key=None, key_file=None,
     `teacher` is a name for `load_model` or a (model, tokenizer) pair (then give `teacher_name`
     for the manifest). Returns the final manifest.
     """
-    from .models import load_model
+    from .models import resolve_device
 
     protection = parse_protection(protection)
+    resolve_device(device)  # refuse a missing device before loading anything
     if protection.needs_key and key is None:
         key = load_key(key_file)
-    if temperature <= 0:
-        raise UserError(f"--temperature must be > 0 (sampling), got {temperature}")
+    if not (isinstance(temperature, (int, float)) and 0 < temperature <= 100):
+        raise UserError(f"--temperature must be a finite number with 0 < T <= 100 (sampling), got {temperature}")
     for name, value in (("max-new-tokens", max_new_tokens), ("batch-size", batch_size),
                         ("shard-size", shard_size)):
-        if value <= 0:
+        if not (type(value) is int and value > 0):
             raise UserError(f"--{name} must be positive, got {value}")
     if topk_logprobs < 0:
         raise UserError(f"--topk-logprobs must be >= 0, got {topk_logprobs}")
     out = Path(out)
+    existed = out.exists()
     ensure_out_dir(out)
+    try:
+        return _generate_into(out, teacher, teacher_name, protection, key, prompts, temperature, max_new_tokens,
+                              topk_logprobs, seed, batch_size, shard_size, device, progress, cache_dir)
+    except BaseException:
+        _drop_empty_start(out, existed)
+        raise
+
+
+def _drop_empty_start(out: Path, existed: bool) -> None:
+    """After a failure, remove what records no progress, so the corrected command is not refused:
+    a manifest without finished shards, and the folder if this call created it and it is empty."""
+    path = out / MANIFEST
+    try:
+        m = json.loads(path.read_text(encoding="utf-8"))
+        if isinstance(m, dict) and m.get("format") == FORMAT and not m.get("shards") and not m.get("complete"):
+            path.unlink()
+    except (OSError, ValueError):
+        pass
+    if not existed:
+        try:
+            out.rmdir()
+        except OSError:
+            pass
+
+
+def _generate_into(out: Path, teacher, teacher_name, protection, key, prompts, temperature, max_new_tokens,
+                   topk_logprobs, seed, batch_size, shard_size, device, progress, cache_dir) -> dict:
+    from .models import load_model, resolve_device
+
     manifest_path = out / MANIFEST
     if not manifest_path.exists() and any(p.name != MANIFEST and not p.name.startswith(".") for p in out.iterdir()):
         raise UserError(f"output folder {out} is not empty and holds no corpus manifest; choose an empty "
@@ -153,7 +189,7 @@ def generate_corpus(teacher, out, *, protection="none", key=None, key_file=None,
     else:
         model, tokenizer = teacher
         teacher_name = teacher_name or getattr(model.config, "_name_or_path", "") or "model"
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = resolve_device(device)
     model = model.to(device).eval()
     vocab_size = check_vocab(model, tokenizer, allow_padding=True)
     chat = bool(getattr(tokenizer, "chat_template", None))
@@ -278,7 +314,28 @@ def _load_manifest(path: Path) -> dict:
                         "corpus with antidistill generate") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise UserError(f"{path} is not an antidistill corpus manifest; regenerate the corpus")
+    _check_manifest(path, manifest)
     return manifest
+
+
+def _check_manifest(path: Path, m: dict) -> None:
+    """The fields that reading relies on, with the types it relies on (a hand-edited manifest)."""
+    def bad(what: str):
+        raise UserError(f"{path}: {what}; regenerate the corpus with antidistill generate")
+
+    shards = m.get("shards")
+    if not isinstance(shards, list):
+        bad("`shards` must be a list")
+    for n, s in enumerate(shards, start=1):
+        if not (isinstance(s, dict) and type(s.get("index")) is int and isinstance(s.get("sha256"), str)
+                and isinstance(s.get("file"), str)):
+            bad(f"shard entry {n} needs an integer `index`, a `file` name and a `sha256`")
+        # Shards sit in the corpus folder itself: a path would read files from anywhere.
+        if Path(s["file"]).name != s["file"] or s["file"] in ("", ".", "..") or s["file"].startswith("."):
+            bad(f"shard file {s['file']!r} must be a plain file name inside the corpus folder")
+    for k in ("n_shards", "vocab_size"):
+        if k in m and not (type(m[k]) is int and m[k] >= 0):
+            bad(f"`{k}` must be a non-negative integer")
 
 
 # ---------------------------------------------------------------- reading
@@ -329,14 +386,40 @@ def iter_records(path, manifest: dict | None = None):
         if _sha256_file(f) != s["sha256"]:
             raise UserError(f"corpus {path}: shard {s['file']} is corrupt (checksum differs from the manifest); "
                             "delete it and rerun the same antidistill generate command")
-        with open(f, encoding="utf-8") as fh:
-            for lineno, line in enumerate(fh, 1):
-                try:
-                    rec = json.loads(line)
-                    rec["prompt_ids"], rec["completion_ids"]  # noqa: B018 - required fields
-                except (json.JSONDecodeError, KeyError, TypeError):
-                    raise UserError(f"corpus {path}: {s['file']}:{lineno} is not a valid record") from None
-                yield rec
+        vocab = manifest.get("vocab_size")
+        for lineno, line in read_lines(f, "corpus shard"):
+            where = f"corpus {path}: {s['file']} line {lineno}"
+            try:
+                rec = json.loads(line)
+                ok = all(_token_ids(rec[k], vocab) for k in ("prompt_ids", "completion_ids"))
+            except (json.JSONDecodeError, KeyError, TypeError):
+                ok = False
+            if not ok:
+                raise UserError(f"{where} is not a valid record (`prompt_ids` and `completion_ids` must be lists "
+                                f"of token ids{f' below the vocabulary size {vocab}' if vocab else ''})")
+            yield rec
+
+
+def _token_ids(ids, vocab: int | None) -> bool:
+    """A list of non-negative ints (below `vocab` when known)."""
+    return isinstance(ids, list) and all(type(t) is int for t in ids) and \
+        (not ids or (min(ids) >= 0 and (not vocab or max(ids) < vocab)))
+
+
+def mismatches(manifest: dict, *, protection=None, key=None, tokenizer_fp: str | None = None) -> str:
+    """What differs between a corpus manifest and the settings it is being tested with ('' if nothing).
+
+    Testing with another key or spec is allowed (a null control, say); silently is the trap: a
+    detector with other settings than the generator answers NOT DETECTED and nothing else.
+    """
+    diffs = []
+    if protection is not None and manifest.get("protection") not in (None, protection.spec):
+        diffs.append(f"protection {manifest['protection']} (not {protection.spec})")
+    if key is not None and manifest.get("key_fingerprint") not in (None, key.fingerprint):
+        diffs.append(f"key fingerprint {manifest['key_fingerprint']} (not {key.fingerprint})")
+    if tokenizer_fp is not None and manifest.get("tokenizer_fingerprint") not in (None, tokenizer_fp):
+        diffs.append(f"tokenizer {manifest['tokenizer_fingerprint']} (not {tokenizer_fp})")
+    return "; ".join(diffs)
 
 
 def read_corpus(path) -> Corpus:

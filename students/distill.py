@@ -26,10 +26,11 @@ from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from antidistill.watermark.errors import UserError, atomic_write
+from antidistill.watermark.vocab import output_vocab_size
 
 from .cache import ensure_out_dir
 from .corpus import read_corpus
-from .models import PRESETS, count_parameters, load_model
+from .models import PRESETS, count_parameters, load_model, resolve_device
 from .sampling import encode_prompts
 from .tokenizer import tokenizer_fingerprint
 
@@ -59,7 +60,7 @@ def parse_lora(spec: str | None) -> dict | None:
                     raise ValueError
             elif name == "alpha":
                 out["alpha"] = float(raw)
-                if not out["alpha"] > 0:
+                if not 0 < out["alpha"] <= 1e4:
                     raise ValueError
             elif name == "dropout":
                 out["dropout"] = float(raw)
@@ -70,7 +71,7 @@ def parse_lora(spec: str | None) -> dict | None:
             else:
                 raise UserError(f"--lora: unknown setting {name!r}; valid: r, alpha, dropout, targets")
         except ValueError:
-            raise UserError(f"--lora: {name}={raw!r} is out of range (r positive integer, alpha > 0, "
+            raise UserError(f"--lora: {name}={raw!r} is out of range (r positive integer, 0 < alpha <= 1e4, "
                             "0 <= dropout < 1)") from None
     return out
 
@@ -198,14 +199,52 @@ def kd_loss(logits: torch.Tensor, kd_ids: torch.Tensor, kd_logprobs: torch.Tenso
     return (logp.exp() * (logp - logq_k)).sum(-1).mean()
 
 
+class Diverged(UserError):
+    """The loss or the weights went non-finite: the run is worthless and leaves nothing behind."""
+
+
 class DistillTrainer(Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if "kd_ids" not in inputs:
-            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-        kd = {k: inputs.pop(k) for k in ("kd_ids", "kd_logprobs", "kd_mask")}
-        outputs = model(**inputs)
-        loss = kd_loss(outputs.logits, **kd)
-        return (loss, outputs) if return_outputs else loss
+            res = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        else:
+            kd = {k: inputs.pop(k) for k in ("kd_ids", "kd_logprobs", "kd_mask")}
+            outputs = model(**inputs)
+            loss = kd_loss(outputs.logits, **kd)
+            res = (loss, outputs) if return_outputs else loss
+        loss = res[0] if return_outputs else res
+        if not torch.isfinite(loss.detach()).all():  # one sync per step: cheaper than a NaN model
+            raise Diverged(f"training diverged at step {self.state.global_step + 1}: the loss is {loss.item()}; "
+                           "lower --lr (or LoRA alpha) and rerun")
+        return res
+
+
+def _check_finite(model) -> None:
+    bad = [n for n, p in model.named_parameters() if not torch.isfinite(p).all()]
+    if bad:
+        raise Diverged(f"training diverged: {len(bad)} weight tensors hold NaN or inf (first: {bad[0]}); "
+                       "lower --lr (or LoRA alpha) and rerun")
+
+
+def complete_checkpoints(folder: Path) -> list[Path]:
+    """Finished checkpoints, oldest first; incomplete ones (a kill while saving) are deleted.
+
+    The Trainer writes trainer_state.json last, so a checkpoint counts once that file parses and
+    the weights are there; anything else would make `resume_from_checkpoint` fail on every rerun.
+    """
+    done = []
+    for ck in folder.glob("checkpoint-*") if folder.is_dir() else []:
+        try:
+            step = int(ck.name.split("-")[-1])
+            json.loads((ck / "trainer_state.json").read_text())
+            ok = any((ck / w).is_file() for w in ("model.safetensors", "adapter_model.safetensors"))
+        except (ValueError, OSError):
+            ok = False
+        if ok:
+            done.append((step, ck))
+        else:
+            shutil.rmtree(ck, ignore_errors=True)
+    return [ck for _, ck in sorted(done)]
 
 
 class _Losses(TrainerCallback):
@@ -218,6 +257,13 @@ class _Losses(TrainerCallback):
 
 
 # ---------------------------------------------------------------- training
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise UserError(f"{path} is unreadable ({type(err).__name__}); delete the output folder and rerun") from None
 
 
 def _corpus_summary(c) -> dict:
@@ -245,11 +291,13 @@ def train_student(student: str, corpus, out, *, mix_corpus=None, mix: float | No
     for name, value in (("epochs", epochs), ("batch-size", batch_size), ("save-steps", save_steps)):
         if not value > 0:
             raise UserError(f"--{name} must be positive, got {value}")
+    if not (epochs <= 1000 and (max_steps is None or (isinstance(max_steps, int) and max_steps > 0))):
+        raise UserError(f"--epochs must lie in (0, 1000] and --max-steps be a positive integer, got {epochs}, "
+                        f"{max_steps}")
+    if lr is not None and not 0 < lr <= 1:
+        raise UserError(f"--lr must be a finite number with 0 < lr <= 1, got {lr}")
+    resolve_device(device)
     out = Path(out)
-    ensure_out_dir(out)
-    if (out / MANIFEST_FILE).is_file() and (out / "model" / "config.json").is_file():
-        return json.loads((out / MANIFEST_FILE).read_text())
-
     main = read_corpus(corpus)
     other = read_corpus(mix_corpus) if mix_corpus is not None else None
     records = mix_records(main.records, other.records if other else None, mix, seed)
@@ -263,6 +311,14 @@ def train_student(student: str, corpus, out, *, mix_corpus=None, mix: float | No
             raise UserError(f"corpus {c.path} was tokenized with tokenizer {c.manifest.get('tokenizer_fingerprint')} "
                             f"but student {student!r} uses {fp}; pick a student with the teacher's tokenizer"
                             + (", or pass --retokenize (sft only)" if mode == "sft" else ""))
+    if not retokenize:
+        vocab = output_vocab_size(model)
+        for c in (main, other):
+            top = max((max(r["prompt_ids"] + r["completion_ids"], default=0) for r in c.records), default=0) \
+                if c is not None else 0
+            if top >= vocab:
+                raise UserError(f"corpus {c.path} holds token id {top} but student {student!r} has a vocabulary "
+                                f"of {vocab}")
     from_scratch = student in PRESETS
     lr = lr if lr is not None else default_lr(from_scratch, lora_cfg)
     plan = {"student": student, "corpus": _corpus_summary(main),
@@ -270,15 +326,16 @@ def train_student(student: str, corpus, out, *, mix_corpus=None, mix: float | No
             "epochs": epochs, "max_steps": max_steps, "lr": lr, "batch_size": batch_size, "seed": seed,
             "retokenize": retokenize}
     plan_path = out / PLAN_FILE
-    if plan_path.is_file():
-        old = json.loads(plan_path.read_text())
+    finished = (out / MANIFEST_FILE).is_file() and (out / "model" / "config.json").is_file()
+    ckpts = complete_checkpoints(out / "checkpoints")
+    if plan_path.is_file() and (finished or ckpts):  # a plan without progress binds nothing
+        old = _read_json(plan_path)
         diffs = [k for k in plan if old.get(k) != plan[k]]
         if diffs:
             raise UserError(f"{out} holds a training run with other settings ({', '.join(diffs)} differ); use a "
                             "new --out folder or delete this one")
-    else:
-        with atomic_write(plan_path) as fh:
-            json.dump(plan, fh, indent=2)
+    if finished:
+        return _read_json(out / MANIFEST_FILE)
 
     max_len = getattr(model.config, "max_position_embeddings", 2048) or 2048
     feats = _features(records, tokenizer, mode, retokenize, max_len)
@@ -293,7 +350,7 @@ def train_student(student: str, corpus, out, *, mix_corpus=None, mix: float | No
                                                  lora_dropout=lora_cfg["dropout"], target_modules=targets,
                                                  task_type="CAUSAL_LM"))
     n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    use_cpu = (device == "cpu") or (device is None and not torch.cuda.is_available())
+    use_cpu = resolve_device(device).type == "cpu"
     args = TrainingArguments(
         output_dir=str(out / "checkpoints"), per_device_train_batch_size=batch_size, num_train_epochs=epochs,
         max_steps=max_steps if max_steps else -1, learning_rate=lr, lr_scheduler_type="cosine",
@@ -308,13 +365,23 @@ def train_student(student: str, corpus, out, *, mix_corpus=None, mix: float | No
     if not progress:  # keep stdout for the one-line result
         trainer.remove_callback(PrinterCallback)
         trainer.remove_callback(ProgressCallback)
-    ckpts = sorted((out / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1])) \
-        if (out / "checkpoints").is_dir() else []
+    ensure_out_dir(out)
+    with atomic_write(plan_path) as fh:
+        json.dump(plan, fh, indent=2)
     t0 = time.perf_counter()
-    result = trainer.train(resume_from_checkpoint=str(ckpts[-1]) if ckpts else None)
+    try:
+        result = trainer.train(resume_from_checkpoint=str(ckpts[-1]) if ckpts else None)
+        final = model.merge_and_unload() if lora_cfg else model
+        _check_finite(final)
+    except Diverged:  # its checkpoints would only diverge again; a corrected command starts clean
+        shutil.rmtree(out / "checkpoints", ignore_errors=True)
+        plan_path.unlink(missing_ok=True)
+        raise
+    except BaseException:
+        if not complete_checkpoints(out / "checkpoints"):
+            plan_path.unlink(missing_ok=True)
+        raise
     seconds = time.perf_counter() - t0
-
-    final = model.merge_and_unload() if lora_cfg else model
     tmp = Path(tempfile.mkdtemp(prefix=".model.", dir=out))
     try:
         final.save_pretrained(tmp)

@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
 from antidistill.watermark.errors import UserError
@@ -94,7 +95,7 @@ def _from_pretrained(where: str, dtype):
     try:
         tok = AutoTokenizer.from_pretrained(where)
         model = AutoModelForCausalLM.from_pretrained(where, dtype=dtype)
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, SafetensorError) as err:  # missing, malformed or truncated files
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise UserError(f"cannot load model {where!r}: {first}; valid presets: "
                         f"{', '.join(PRESETS)}, or 'demo', a model folder, a reachable hub id") from None
@@ -112,6 +113,23 @@ def _load_adapter(path: Path, dtype):
     base, tok = load_model(base_name, dtype=dtype)
     model = PeftModel.from_pretrained(base, str(path)).merge_and_unload()
     return model.eval(), tok
+
+
+def resolve_device(name: str | None) -> torch.device:
+    """`cpu`, `cuda` or `cuda:N` (None: cuda when available), refused when this machine lacks it."""
+    if name is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    kind, _, index = str(name).partition(":")
+    if kind not in ("cpu", "cuda") or (index and (kind == "cpu" or not index.isdigit())):
+        raise UserError(f"--device {name!r} is not a device; use cpu, cuda or cuda:N")
+    if kind == "cuda":
+        if not torch.cuda.is_available():
+            raise UserError(f"--device {name}: CUDA is not available on this machine (torch "
+                            f"{torch.__version__}); use --device cpu")
+        if index and int(index) >= torch.cuda.device_count():
+            raise UserError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s), "
+                            f"numbered from 0")
+    return torch.device(name)
 
 
 def count_parameters(model) -> int:

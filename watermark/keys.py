@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import UserError
+from .errors import UserError, read_bytes
 
 KEY_ENV = "ANTIDISTILL_KEY"
 
@@ -46,9 +46,9 @@ def load_key(key_file: str | os.PathLike | None = None) -> Key:
     """
     if key_file is not None:
         path = Path(key_file)
-        if not path.is_file():
+        if not path.exists():
             raise UserError(f"key file {path} does not exist; pass --key-file PATH or set {KEY_ENV}")
-        secret = path.read_bytes().rstrip(b"\r\n")
+        secret = read_bytes(path, "key file").rstrip(b"\r\n")
         if not secret:
             raise UserError(f"key file {path} is empty; put the secret key bytes in it")
         return Key(secret)

@@ -27,9 +27,11 @@ def green_threshold(gamma: float) -> int:
 @register
 class KGW(KeyedProtection):
     scheme = "kgw"
+    # gamma < 0.001 leaves no green token in a small vocabulary; delta > 100 is forced sampling long
+    # before, and 1e39 overflows float32 logits into NaN.
     params = (
-        Param("gamma", float, 0.25, lambda v: 0.0 < v < 1.0, "0 < gamma < 1"),
-        Param("delta", float, 2.0, lambda v: v >= 0.0, "delta >= 0"),
+        Param("gamma", float, 0.25, lambda v: 1e-3 <= v <= 0.999, "0.001 <= gamma <= 0.999"),
+        Param("delta", float, 2.0, lambda v: 0.0 <= v <= 100.0, "0 <= delta <= 100"),
         Param("h", int, 1, lambda v: 1 <= v <= 16, "1 <= h <= 16"),
         Param("hash", str, "left", choices=("left", "self")),
     )

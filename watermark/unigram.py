@@ -15,8 +15,8 @@ from .spec import Param, register
 class Unigram(KGW):
     scheme = "unigram"
     params = (
-        Param("gamma", float, 0.5, lambda v: 0.0 < v < 1.0, "0 < gamma < 1"),
-        Param("delta", float, 2.0, lambda v: v >= 0.0, "delta >= 0"),
+        Param("gamma", float, 0.5, lambda v: 1e-3 <= v <= 0.999, "0.001 <= gamma <= 0.999"),
+        Param("delta", float, 2.0, lambda v: 0.0 <= v <= 100.0, "0 <= delta <= 100"),
     )
     h = 0
     hash = "left"

@@ -12,8 +12,15 @@ from antidistill.watermark.errors import UserError
 COMMANDS = ("detect", "generate", "train", "audit", "run")
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with a one-line error (no usage block): `antidistill CMD: error: ...`, exit 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="antidistill",
         description="Output countermeasures against distillation: protect, distill, detect, audit.",
     )
@@ -36,6 +43,10 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except UserError as err:
         print(f"antidistill {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # last resort: a file the read sites did not anticipate
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"antidistill {args.command}: error: {where}{err.strerror or err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"antidistill {args.command}: interrupted", file=sys.stderr)

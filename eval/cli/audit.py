@@ -4,8 +4,10 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
+import warnings
 from pathlib import Path
+
+from .options import ALPHA, POSITIVE, SEED, integer, real
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -25,34 +27,35 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--prompts", help="generation mode: N (task-suite prompts) or a .jsonl/.txt file "
                                      "(default: the prompts of --texts)")
     p.add_argument("--mode", choices=("reading", "generation"), default="reading")
-    p.add_argument("--alpha", type=float, default=1e-3, help="significance level of the verdict (default 1e-3)")
-    p.add_argument("--max-tuples", type=int, metavar="N", help="score at most N distinct tuples")
-    p.add_argument("--max-texts", type=int, metavar="N", help="use at most N texts / prompts")
-    p.add_argument("--filter-top", type=int, metavar="K",
+    p.add_argument("--alpha", type=ALPHA, default=1e-3, help="significance level of the verdict (default 1e-3)")
+    p.add_argument("--max-tuples", type=POSITIVE, metavar="N", help="score at most N distinct tuples")
+    p.add_argument("--max-texts", type=POSITIVE, metavar="N", help="use at most N texts / prompts")
+    p.add_argument("--filter-top", type=POSITIVE, metavar="K",
                    help="filter phi: score only tuples among the K most frequent (h+1)-grams of --texts")
     p.add_argument("--reference", metavar="MODEL",
                    help="our unprotected teacher: score only choice points, where its top-1 probability is below "
                         "--max-reference-prob (forced tokens carry no watermark), and in reading mode pick the "
                         "suspect's contrast choice against it (see --selection)")
-    p.add_argument("--max-reference-prob", type=float, default=0.5, metavar="P",
+    p.add_argument("--max-reference-prob", type=real(0, 1, lo_open=True), default=0.5, metavar="P",
                    help="choice-point threshold with --reference (default 0.5)")
     p.add_argument("--selection", choices=("top1", "contrast"),
                    help="reading mode: score the suspect's top-1 token, or the token it prefers most over "
                         "--reference (default: contrast with --reference, else top1)")
-    p.add_argument("--null-keys", type=int, default=0, metavar="N",
+    p.add_argument("--null-keys", type=integer(0, 1000), default=0, metavar="N",
                    help="also score the same tuples with N wrong keys (null controls)")
     p.add_argument("--no-dedup", action="store_true", help="score repeated tuples again (p-values invalid)")
-    p.add_argument("--max-new-tokens", type=int, default=128, help="generation mode")
-    p.add_argument("--temperature", type=float, default=1.0,
+    p.add_argument("--max-new-tokens", type=POSITIVE, default=128, help="generation mode")
+    p.add_argument("--temperature", type=real(0, 100), default=1.0,
                    help="generation mode: sampling temperature of the suspect (default 1); 0 decodes greedily")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=SEED, default=0)
     p.add_argument("--out", default="antidistill-audit", help="folder for the evidence (default ./antidistill-audit)")
     p.set_defaults(func=run)
     return p
 
 
 def run(args) -> int:
-    from antidistill.students.corpus import load_prompts, read_corpus
+    from antidistill.students.cache import ensure_out_dir
+    from antidistill.students.corpus import load_prompts, mismatches, read_corpus
     from antidistill.students.models import load_model
     from antidistill.students.sampling import encode_prompts
     from antidistill.students.tokenizer import tokenizer_fingerprint
@@ -67,16 +70,6 @@ def run(args) -> int:
     if not protection.has_detector:
         raise UserError(f"protection {protection.spec!r} leaves no detectable trace; audit needs a watermark "
                         "scheme (kgw, unigram, gumbel, synthid)")
-    if not 0 < args.alpha < 1:
-        raise UserError(f"--alpha must lie in (0, 1), got {args.alpha}")
-    for name in ("max_tuples", "max_texts", "filter_top"):
-        v = getattr(args, name)
-        if v is not None and v <= 0:
-            raise UserError(f"--{name.replace('_', '-')} must be positive, got {v}")
-    if not 0 < args.max_reference_prob <= 1:
-        raise UserError(f"--max-reference-prob must lie in (0, 1], got {args.max_reference_prob}")
-    if args.null_keys < 0:
-        raise UserError(f"--null-keys must be >= 0, got {args.null_keys}")
     if args.mode == "reading" and not args.texts:
         raise UserError("reading mode needs --texts CORPUS_DIR (our protected outputs to teacher-force); "
                         "or use --mode generation --prompts N|FILE")
@@ -89,10 +82,8 @@ def run(args) -> int:
         raise UserError("--selection contrast needs --reference MODEL (our unprotected teacher)")
     key = load_key(args.key_file)
     out = Path(args.out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise UserError(f"cannot create output folder {out} ({err.strerror}); choose a writable --out") from None
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} exists and is not a folder; give a folder for the evidence")
 
     corpus = read_corpus(args.texts) if args.texts else None
     model, tokenizer = load_model(args.suspect, seed=args.seed)
@@ -101,9 +92,9 @@ def run(args) -> int:
         if fp and fp != tokenizer_fingerprint(tokenizer):
             raise UserError(f"corpus {args.texts} was tokenized with tokenizer {fp} but suspect {args.suspect!r} "
                             f"uses {tokenizer_fingerprint(tokenizer)}; the audit needs the same token ids")
-        if corpus.manifest.get("key_fingerprint") not in (None, key.fingerprint):
-            print(f"antidistill audit: note: --texts were protected with key {corpus.manifest['key_fingerprint']}, "
-                  f"not this key ({key.fingerprint})", file=sys.stderr)
+        differs = mismatches(corpus.manifest, protection=protection, key=key)
+        if differs:
+            warnings.warn(f"--texts {args.texts} were generated with {differs}; auditing as asked")
     detector = protection.detector(key)
     h = detector.h
     ref = None
@@ -124,8 +115,6 @@ def run(args) -> int:
             prompt_ids = [r["prompt_ids"] for r in corpus.records]
         if args.max_texts:
             prompt_ids = prompt_ids[:args.max_texts]
-        if args.max_new_tokens <= 0 or args.temperature < 0:
-            raise UserError("--max-new-tokens must be positive and --temperature >= 0 (0: greedy)")
         tuples, comps = generation_tuples(model, tokenizer, prompt_ids, h, max_new_tokens=args.max_new_tokens,
                                           temperature=args.temperature, seed=args.seed)
         pairs = list(zip(prompt_ids, comps))
@@ -156,6 +145,7 @@ def run(args) -> int:
     import pandas as pd
 
     table = pd.concat(curves, ignore_index=True)
+    ensure_out_dir(out)  # only now: a refused audit leaves no empty folder behind
     with atomic_write(out / "audit.json") as fh:
         json.dump(evidence, fh, indent=2, default=lambda v: None if isinstance(v, float) and math.isnan(v) else v)
         fh.write("\n")

@@ -7,6 +7,9 @@ import sys
 from pathlib import Path
 
 from antidistill.watermark import UserError, atomic_write, load_key, parse_protection
+from antidistill.watermark.errors import check_replaceable, check_text, read_lines
+
+from .options import ALPHA
 
 
 def add_parser(subparsers) -> None:
@@ -20,7 +23,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--key-file", metavar="KEY", help="secret key file (default: $ANTIDISTILL_KEY)")
     p.add_argument("--tokenizer", metavar="PATH_OR_ID", help="tokenizer for lines that carry `text`")
     p.add_argument("--out", metavar="OUT.jsonl", help="write per-input verdicts here (default: stdout)")
-    p.add_argument("--alpha", type=float, default=1e-3, help="significance level (default 1e-3)")
+    p.add_argument("--alpha", type=ALPHA, default=1e-3, help="significance level (default 1e-3)")
     p.add_argument("--pooled", action="store_true", help="add one verdict pooled over all inputs (dedup across them)")
     p.add_argument("--no-dedup", action="store_true",
                    help="score repeated (window, token) tuples again (p-values then invalid; warns)")
@@ -39,8 +42,10 @@ def _load_tokenizer(name: str | None):
     if name is None:
         return None
     from transformers import AutoTokenizer
+
+    from antidistill.students.models import resolve_model_dir
     try:
-        return AutoTokenizer.from_pretrained(name)
+        return AutoTokenizer.from_pretrained(str(resolve_model_dir(name)))
     except Exception as err:  # any loading failure is the user's path/id
         raise UserError(f"cannot load tokenizer {name!r}: {str(err).splitlines()[0]}") from None
 
@@ -54,50 +59,62 @@ def _ids(value, where: str, field: str) -> list[int]:
 
 def read_jsonl(path: Path, tokenizer) -> list[dict]:
     records = []
-    with path.open(encoding="utf-8") as fh:
-        for n, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            where = f"{path} line {n}"
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise UserError(f"{where}: not valid JSON ({err.msg})") from None
-            if not isinstance(obj, dict):
-                raise UserError(f"{where}: expected a JSON object")
-            if "token_ids" in obj:
-                ids = _ids(obj["token_ids"], where, "token_ids")
-            elif "text" in obj:
-                if tokenizer is None:
-                    raise UserError(f"{where}: has `text` but no --tokenizer was given to turn it into token ids")
-                if not isinstance(obj["text"], str):
-                    raise UserError(f"{where}: `text` must be a string")
-                ids = tokenizer(obj["text"], add_special_tokens=False)["input_ids"]
-            else:
-                raise UserError(f"{where}: needs `token_ids` (list of ints) or `text`")
-            prompt = _ids(obj["prompt_ids"], where, "prompt_ids") if "prompt_ids" in obj else []
-            records.append({"id": obj.get("id", n), "token_ids": ids, "prompt_ids": prompt})
+    vocab = len(tokenizer) if tokenizer is not None else None
+    for n, line in read_lines(path, "input"):
+        if not line.strip():
+            continue
+        where = f"{path} line {n}"
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise UserError(f"{where}: not valid JSON ({err.msg})") from None
+        if not isinstance(obj, dict):
+            raise UserError(f"{where}: expected a JSON object")
+        if "token_ids" in obj:
+            ids = _ids(obj["token_ids"], where, "token_ids")
+        elif "text" in obj:
+            if tokenizer is None:
+                raise UserError(f"{where}: has `text` but no --tokenizer was given to turn it into token ids")
+            if not isinstance(obj["text"], str):
+                raise UserError(f"{where}: `text` must be a string")
+            ids = tokenizer(check_text(obj["text"], where, "text"), add_special_tokens=False)["input_ids"]
+        else:
+            raise UserError(f"{where}: needs `token_ids` (list of ints) or `text`")
+        prompt = _ids(obj["prompt_ids"], where, "prompt_ids") if "prompt_ids" in obj else []
+        top = max(ids + prompt, default=-1)
+        if vocab is not None and top >= vocab:
+            raise UserError(f"{where}: token id {top} is outside the vocabulary of --tokenizer ({vocab} tokens)")
+        records.append({"id": obj.get("id", n), "token_ids": ids, "prompt_ids": prompt})
     return records
 
 
-def read_input(path: Path, tokenizer) -> list[dict]:
+def read_input(path: Path, tokenizer, protection=None, key=None) -> list[dict]:
     if path.is_dir():
-        from antidistill.students.corpus import read_corpus
+        import warnings
+
+        from antidistill.students.corpus import mismatches, read_corpus
+        from antidistill.students.tokenizer import tokenizer_fingerprint
+
+        corpus = read_corpus(path)  # checks every id against the manifest's vocabulary
+        differs = mismatches(corpus.manifest, protection=protection, key=key,
+                             tokenizer_fp=tokenizer_fingerprint(tokenizer) if tokenizer is not None else None)
+        if differs:
+            warnings.warn(f"corpus {path} was generated with {differs}; testing as asked")
         return [{"id": r["id"], "token_ids": r["completion_ids"], "prompt_ids": r["prompt_ids"]}
-                for r in read_corpus(path).records]
-    if not path.is_file():
+                for r in corpus.records]
+    if not path.exists():
         raise UserError(f"input {path} does not exist; give a JSONL file or a corpus folder")
     return read_jsonl(path, tokenizer)
 
 
 def run(args) -> int:
-    if not 0.0 < args.alpha < 1.0:
-        raise UserError(f"--alpha must lie in (0, 1), got {args.alpha}")
     protection = parse_protection(args.protection)
     key = load_key(args.key_file)
     detector = protection.detector(key)
+    if args.out:
+        check_replaceable(Path(args.out))
     tokenizer = _load_tokenizer(args.tokenizer)
-    records = read_input(Path(args.input), tokenizer)
+    records = read_input(Path(args.input), tokenizer, protection, key)
     if not records:
         raise UserError(f"input {args.input} holds no records")
     log_alpha = math.log10(args.alpha)

@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from .options import COUNT, POSITIVE, SEED, real
+
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
@@ -16,13 +18,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--prompts", required=True,
                    help="N (task-suite distillation prompts) or a .jsonl ({\"prompt\": ...}) / .txt file")
     p.add_argument("--out", required=True, help="corpus folder to write (or finish)")
-    p.add_argument("--temperature", type=float, default=1.0)
-    p.add_argument("--max-new-tokens", type=int, default=128)
-    p.add_argument("--topk-logprobs", type=int, default=0, metavar="K",
+    p.add_argument("--temperature", type=real(0, 100, lo_open=True), default=1.0,
+                   help="sampling temperature, 0 < T <= 100 (default 1)")
+    p.add_argument("--max-new-tokens", type=POSITIVE, default=128)
+    p.add_argument("--topk-logprobs", type=COUNT, default=0, metavar="K",
                    help="also store the top-K log-probabilities per generated token (for logit KD)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--shard-size", type=int, default=256, help="records per shard (the unit of resumption)")
+    p.add_argument("--seed", type=SEED, default=0)
+    p.add_argument("--batch-size", type=POSITIVE, default=32)
+    p.add_argument("--shard-size", type=POSITIVE, default=256, help="records per shard (the unit of resumption)")
     p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)

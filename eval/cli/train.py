@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from .options import POSITIVE, SEED, real
+
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
@@ -13,17 +15,17 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--student", required=True, help="preset (tiny, small, ...), 'demo', a model folder or a hub id")
     p.add_argument("--corpus", required=True, action="append", metavar="DIR",
                    help="corpus folder; give it twice with --mix to mix the second into the first")
-    p.add_argument("--mix", type=float, metavar="RHO", help="fraction of examples taken from the second corpus")
+    p.add_argument("--mix", type=real(0, 1), metavar="RHO", help="fraction of examples taken from the second corpus")
     p.add_argument("--out", required=True, help="output folder (model/, checkpoints/, train_manifest.json)")
     p.add_argument("--mode", default="sft", choices=("sft", "logit-kd"))
     p.add_argument("--lora", metavar="SPEC", help="LoRA instead of full fine-tuning, e.g. r=16,alpha=32")
-    p.add_argument("--epochs", type=float, default=1.0)
-    p.add_argument("--max-steps", type=int, help="stop after this many optimiser steps (overrides --epochs)")
-    p.add_argument("--lr", type=float, help="learning rate (default: 3e-3 from scratch, 3e-4 full fine-tuning, "
+    p.add_argument("--epochs", type=real(0, 1000, lo_open=True), default=1.0)
+    p.add_argument("--max-steps", type=POSITIVE, help="stop after this many optimiser steps (overrides --epochs)")
+    p.add_argument("--lr", type=real(0, 1, lo_open=True), help="learning rate (default: 3e-3 from scratch, 3e-4 full fine-tuning, "
                                             "2e-3 LoRA)")
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--save-steps", type=int, default=200, help="checkpoint every N steps")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=POSITIVE, default=16)
+    p.add_argument("--save-steps", type=POSITIVE, default=200, help="checkpoint every N steps")
+    p.add_argument("--seed", type=SEED, default=0)
     p.add_argument("--retokenize", action="store_true",
                    help="sft only: re-tokenize the corpus text with the student's tokenizer")
     p.add_argument("--device", help="cpu or cuda (default: cuda when available)")

@@ -20,6 +20,8 @@ default `default`), so it only needs the keys it changes. Unknown keys are error
 from __future__ import annotations
 
 import copy
+import math
+import re
 import tomllib
 from pathlib import Path
 
@@ -72,6 +74,98 @@ SMOKE = {
 
 PRESETS = {"default": {}, "smoke": SMOKE}
 
+# Ranges and choices of the config's leaves (their types come from DEFAULT): (low, high) inclusive,
+# None for unbounded, or a tuple of strings for the allowed values of a string or of a list's items.
+RULES = {
+    "seed": (0, 2**32 - 1), "alpha": (0, 1), "corpus.n_prompts": (1, None), "corpus.temperature": (0, 100),
+    "corpus.max_new_tokens": (1, None), "corpus.batch_size": (1, None), "students.mode": ("sft", "logit-kd"),
+    "students.epochs": (0, 1000), "students.max_steps": (0, None), "students.batch_size": (1, None),
+    "students.lr": (0, 1), "eval.n_test": (1, None), "eval.max_new_tokens": (1, None),
+    "eval.audit_texts": (1, None), "eval.audit_modes": ("reading", "generation"), "eval.wrong_keys": (0, 1000),
+    "eval.audit_temperature": (0, 100), "eval.choice_filter": (0, 1), "eval.audit_selection": ("top1", "contrast"),
+    "eval.n_boot": (1, None),
+}
+OPEN_LOW = {"alpha", "corpus.temperature", "students.epochs"}  # must be strictly above their low end
+OPEN_HIGH = {"alpha"}
+
+
+def _kind(value) -> str:
+    return {bool: "true or false", int: "an integer", float: "a number", str: "a string", list: "a list",
+            dict: "a table"}[type(value)]
+
+
+def check_config(cfg: dict) -> None:
+    """Every leaf has its default's type (an int is a number too) and lies in RULES's range.
+
+    `seed = 1.7`, `alpha = "abc"` or `protections = "none"` would otherwise run with a silently
+    converted value or fail deep inside a stage.
+    """
+    from antidistill.students.attacks import ATTACKS
+
+    _check_leaves(cfg, DEFAULT, "")
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", cfg["name"]):
+        raise UserError(f"config key name {cfg['name']!r} must be a plain folder name (letters, digits, . _ -)")
+    _check_teacher(cfg["teacher"]["demo"])
+    for p in cfg["protections"]:
+        if not isinstance(p, str):
+            raise UserError(f"config key protections must list protection specs (strings), got {p!r}")
+    for a in cfg["eval"]["attacks"]:
+        if not (isinstance(a, list) and len(a) == 2 and a[0] in ATTACKS and isinstance(a[1], (int, float))
+                and not isinstance(a[1], bool) and 0 <= a[1] <= 1):
+            raise UserError(f"config key eval.attacks: {a!r} must be [name, rate] with name one of "
+                            f"{', '.join(ATTACKS)} and 0 <= rate <= 1")
+
+
+def _check_teacher(demo: dict) -> None:
+    """[teacher.demo] overrides TeacherConfig: known fields, their types, positive sizes."""
+    from dataclasses import fields
+
+    from antidistill.students.teacher import TeacherConfig
+
+    defaults = {f.name: getattr(TeacherConfig(), f.name) for f in fields(TeacherConfig)}
+    for k, v in demo.items():
+        if k not in defaults:
+            raise UserError(f"unknown config key teacher.demo.{k!r}; valid keys here: {', '.join(defaults)}")
+        d = defaults[k]
+        if k == "tasks":
+            if not isinstance(v, dict):
+                raise UserError(f"config key teacher.demo.tasks must be a table, got {v!r}")
+            continue
+        number = isinstance(d, float) and isinstance(v, (int, float)) and not isinstance(v, bool)
+        if not (number or type(v) is type(d)):
+            raise UserError(f"config key teacher.demo.{k} must be {_kind(d)}, got {v!r}")
+        zero_ok = k in ("seed", "warmup", "weight_decay")
+        if isinstance(v, (int, float)) and (not math.isfinite(v) or v < 0 or (v == 0 and not zero_ok)):
+            raise UserError(f"config key teacher.demo.{k} must be finite and {'>= 0' if zero_ok else '> 0'}, "
+                            f"got {v!r}")
+
+
+def _check_leaves(cfg: dict, base: dict, where: str) -> None:
+    for k, default in base.items():
+        name, v = f"{where}{k}", cfg[k]
+        if isinstance(default, dict) and default and name != "teacher.demo":
+            _check_leaves(v, default, f"{name}.")
+            continue
+        number = isinstance(default, float) and isinstance(v, (int, float)) and not isinstance(v, bool)
+        if not (number or type(v) is type(default)):
+            raise UserError(f"config key {name} must be {_kind(default)}, got {v!r}")
+        if number and not math.isfinite(v):
+            raise UserError(f"config key {name} must be finite, got {v!r}")
+        rule = RULES.get(name)
+        if rule and isinstance(rule[0], str):
+            bad = [x for x in (v if isinstance(v, list) else [v]) if x not in rule]
+            if bad:
+                raise UserError(f"config key {name}: {bad[0]!r} is not one of {', '.join(rule)}")
+            if v == []:
+                raise UserError(f"config key {name} must list at least one of {', '.join(rule)}")
+        elif rule:
+            lo, hi = rule
+            if (lo is not None and (v < lo or (v == lo and name in OPEN_LOW))) or \
+                    (hi is not None and (v > hi or (v == hi and name in OPEN_HIGH))):
+                low = f"{lo} {'<' if name in OPEN_LOW else '<='} " if lo is not None else ""
+                high = f" {'<' if name in OPEN_HIGH else '<='} {hi}" if hi is not None else ""
+                raise UserError(f"config key {name} must lie in {low}x{high}, got {v!r}")
+
 
 def _merge(base: dict, over: dict, where: str = "") -> dict:
     out = copy.deepcopy(base)
@@ -88,7 +182,7 @@ def _merge(base: dict, over: dict, where: str = "") -> dict:
 
 
 def preset_config(name: str) -> dict:
-    if name not in PRESETS:
+    if not isinstance(name, str) or name not in PRESETS:
         raise UserError(f"unknown preset {name!r}; valid presets: {', '.join(PRESETS)}")
     return _merge(DEFAULT, PRESETS[name])
 
@@ -106,7 +200,11 @@ def load_config(path: str | Path | None = None, preset: str | None = None) -> di
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
         raise UserError(f"{path}: not valid TOML ({err})") from None
     base = data.pop("preset", preset or "default")
-    cfg = _merge(preset_config(base), data)
-    if "name" not in data:
-        cfg["name"] = path.stem
+    try:
+        cfg = _merge(preset_config(base), data)
+        if "name" not in data:
+            cfg["name"] = path.stem
+        check_config(cfg)
+    except UserError as err:
+        raise UserError(f"{path}: {err}") from None
     return cfg

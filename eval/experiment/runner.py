@@ -341,7 +341,7 @@ class Runner:
         from .report import write_report
 
         meta = self.meta(time.perf_counter() - t_start)
-        write_report(self.out, self.cfg, res, meta)
+        write_report(self.out, public_config(self.cfg, self.key), res, meta)
         return {"results": res, "log": self.log, "meta": meta, "out": self.out}
 
     def meta(self, seconds: float) -> dict:
@@ -359,6 +359,16 @@ class Runner:
             "machine": {"platform": platform.platform(), "cpus": __import__("os").cpu_count(),
                         "torch_threads": torch.get_num_threads()},
         }
+
+
+def public_config(cfg: dict, key: Key) -> dict:
+    """The config as written to results/: the key replaced by its fingerprint and where it came from."""
+    from .presets import DEMO_KEY_TEXT
+
+    k = cfg["key"]
+    source = "file" if k.get("file") else ("demo" if k.get("text") == DEMO_KEY_TEXT else "text") if k.get("text") \
+        else "env"
+    return {**cfg, "key": {"fingerprint": key.fingerprint, "source": source, "file": k.get("file", "")}}
 
 
 def run_experiment(config: dict, out, cache_dir=None, quiet: bool = False) -> dict:

@@ -37,7 +37,9 @@ def test_smoke_end_to_end(first_run):
     assert "RADIOACTIVE" in report or "NOT DETECTED" in report
     meta = json.loads((out / "run.json").read_text())
     assert meta["versions"]["torch"] and meta["seed"] == 0 and len(meta["key_fingerprint"]) == 16
-    assert json.loads((out / "config.json").read_text()) == preset_config("smoke")
+    written = json.loads((out / "config.json").read_text())
+    assert written["key"] == {"fingerprint": meta["key_fingerprint"], "source": "demo", "file": ""}
+    assert {**written, "key": preset_config("smoke")["key"]} == preset_config("smoke")
     audit = pd.read_csv(out / "radioactivity.csv")
     assert set(audit.key_kind) == {"key", "wrong key"} and set(audit.student) == {"raw", audit.protection[0]}
     # no weights or caches in results

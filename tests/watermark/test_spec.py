@@ -20,8 +20,11 @@ def test_canonical_round_trip(spec, canonical):
 
 @pytest.mark.parametrize("spec, message", [
     ("rot13", "unknown protection scheme 'rot13'; valid schemes: gumbel, kgw, none, synthid, unigram"),
-    ("kgw:gamma=1.5", "kgw: gamma=1.5 is out of range (0 < gamma < 1)"),
-    ("kgw:gamma=0", "kgw: gamma=0 is out of range (0 < gamma < 1)"),
+    ("kgw:gamma=1.5", "kgw: gamma=1.5 is out of range (0.001 <= gamma <= 0.999)"),
+    ("kgw:gamma=1e-300", "kgw: gamma=1e-300 is out of range (0.001 <= gamma <= 0.999)"),
+    ("kgw:delta=1e308", "kgw: delta=1e308 is out of range (0 <= delta <= 100)"),
+    ("unigram:delta=1e39", "unigram: delta=1e39 is out of range (0 <= delta <= 100)"),
+    ("kgw:gamma=0", "kgw: gamma=0 is out of range (0.001 <= gamma <= 0.999)"),
     ("kgw:h=-1", "kgw: h=-1 is out of range (1 <= h <= 16)"),
     ("gumbel:h=-2", "gumbel: h=-2 is out of range (0 <= h <= 16)"),
     ("kgw:h=1.5", "kgw: h='1.5' is not a valid int"),
