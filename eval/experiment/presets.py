@@ -38,9 +38,10 @@ DEFAULT = {
     "teacher": {"model": "demo", "demo": {}},  # demo: TeacherConfig overrides (e.g. steps, preset)
     "protections": ["none", "kgw:gamma=0.25,delta=2,h=1,hash=left", "unigram:gamma=0.5,delta=2", "gumbel:h=1"],
     "corpus": {"n_prompts": 1200, "temperature": 1.0, "max_new_tokens": 128, "batch_size": 100},
-    # seeds: every student is trained this many times (training seeds seed, seed + 1, ...) on its corpus
+    # seeds: every student is trained this many times (training seeds seed, seed + 1, ...) on its corpus;
+    # workers: trainings run at once, in separate processes sharing the CPU's threads
     "students": {"preset": "tiny", "mode": "sft", "lora": "", "epochs": 1.0, "max_steps": 1500, "batch_size": 16,
-                 "lr": 0.0, "seeds": 3},
+                 "lr": 0.0, "seeds": 3, "workers": 2},
     "eval": {
         "n_test": 200, "max_new_tokens": 128,  # capability transfer: graded held-out test items
         "quality": True, "detectability": True, "audit": True, "transfer": True,

@@ -201,25 +201,55 @@ class Runner:
         return target
 
     # ------------------------------------------------------------ stage 3: students
-    def student(self, prot, seed: int) -> Path:
-        """One student distilled on prot's corpus with training seed `seed` (its initialisation and
-        data order; every seed learns from the same corpus)."""
-        from antidistill.students.distill import train_student
-
-        s = {k: v for k, v in self.cfg["students"].items() if k != "seeds"}
+    def student_job(self, prot, seed: int) -> tuple[Path, str, dict | None]:
+        """Where the student distilled on prot's corpus with training seed `seed` (its initialisation
+        and data order; every seed learns from the same corpus) lives, its name, and the arguments of
+        `train_student` that build it (None when it is cached)."""
+        s = {k: v for k, v in self.cfg["students"].items() if k not in ("seeds", "workers")}
         corpus = self.corpus(prot, "train")
-        inputs = {"corpus": corpus.name, "students": s, "seed": seed}
-        target = self._dir("students", inputs)
+        target = self._dir("students", {"corpus": corpus.name, "students": s, "seed": seed})
         item = f"{prot.spec} (seed {seed})"
         if (target / "train_manifest.json").is_file() and (target / "model" / "config.json").is_file():
-            self.log.add("students", item, "cached", 0.0)
-            return target
-        t0 = time.perf_counter()
-        train_student(s["preset"], corpus, target, mode=s["mode"], lora=s["lora"] or None, epochs=s["epochs"],
-                      max_steps=s["max_steps"] or None, lr=s["lr"] or None, batch_size=s["batch_size"], seed=seed,
-                      save_steps=10_000, progress=self.verbose, logging_steps=100, cache_dir=self.cache_dir)
-        self.log.add("students", item, "computed", time.perf_counter() - t0)
-        return target
+            return target, item, None
+        return target, item, dict(
+            student=s["preset"], corpus=str(corpus), out=str(target), mode=s["mode"], lora=s["lora"] or None,
+            epochs=s["epochs"], max_steps=s["max_steps"] or None, lr=s["lr"] or None, batch_size=s["batch_size"],
+            seed=seed, save_steps=10_000, progress=self.verbose, logging_steps=100, cache_dir=self.cache_dir)
+
+    def students(self, bar) -> dict[str, dict[int, Path]]:
+        """Every (protection, seed) student; with students.workers > 1 the trainings run in that many
+        processes at once, each with an equal share of the CPU's threads (small models train faster
+        as parallel single-thread jobs than as one job over several threads)."""
+        import os
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+        from multiprocessing import get_context
+
+        out: dict[str, dict[int, Path]] = {}
+        todo = []
+        for p in self.protections:
+            for sd in self.seeds:
+                target, item, job = self.student_job(p, sd)
+                out.setdefault(p.spec, {})[sd] = target
+                if job is None:
+                    self.log.add("students", item, "cached", 0.0)
+                    bar.update(1)
+                else:
+                    todo.append((item, job))
+        workers = min(int(self.cfg["students"]["workers"]), len(todo))
+        if workers <= 1:
+            for item, job in todo:
+                bar.set_postfix_str(item)
+                self.log.add("students", item, "computed", _train(job))
+                bar.update(1)
+            return out
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+            futures = {pool.submit(_train, job, threads): item for item, job in todo}
+            for f in as_completed(futures):
+                self.log.add("students", futures[f], "computed", f.result())
+                bar.set_postfix_str(futures[f])
+                bar.update(1)
+        return out
 
     def _load(self, student_dir: Path | None, seed: int):
         from antidistill.students.models import load_model
@@ -386,12 +416,7 @@ class Runner:
         self._end(bar, "corpora")
 
         bar = self._stage(3, "students", len(self.protections) * len(self.seeds))
-        students: dict[str, dict[int, Path]] = {}
-        for p in self.protections:
-            for sd in self.seeds:
-                bar.set_postfix_str(f"{p.spec} seed {sd}")
-                students.setdefault(p.spec, {})[sd] = self.student(p, sd)
-                bar.update(1)
+        students = self.students(bar)
         self._end(bar, "students")
 
         n_eval = int(e["quality"]) + int(e["detectability"] and bool(detectable)) \
@@ -465,7 +490,22 @@ class Runner:
             "versions": {"antidistill": _version(), "python": platform.python_version(), "torch": torch.__version__,
                          "transformers": transformers.__version__, "numpy": np.__version__, "pandas": pd.__version__},
             "machine": cpu_info(),
+            "student_workers": int(self.cfg["students"]["workers"]),
         }
+
+
+def _train(job: dict, threads: int | None = None) -> float:
+    """Train one student (in this process, or in a worker with `threads` torch threads); seconds."""
+    import torch
+
+    from antidistill.students.distill import train_student
+
+    if threads:
+        torch.set_num_threads(threads)
+    t0 = time.perf_counter()
+    with library_chatter(job["progress"]):
+        train_student(**job)
+    return time.perf_counter() - t0
 
 
 def run_experiment(config: dict, out, cache_dir=None, quiet: bool = False, verbose: bool = False) -> dict:
