@@ -68,7 +68,7 @@ SMOKE = {
                                           "n_test": 24, "max_new_tokens": 64}},
     "protections": ["none", "kgw:gamma=0.25,delta=4,h=1,hash=left"],
     "corpus": {"n_prompts": 96, "max_new_tokens": 64, "batch_size": 48},
-    "students": {"preset": "tiny", "epochs": 1.0, "max_steps": 40, "batch_size": 16, "seeds": 2},
+    "students": {"preset": "tiny", "epochs": 1.0, "max_steps": 40, "batch_size": 16, "seeds": 2, "workers": 1},
     "eval": {"n_test": 24, "max_new_tokens": 64, "audit_texts": 32, "audit_modes": ["reading"], "wrong_keys": 2,
              "attacks": [["substitute", 0.3]], "n_boot": 300},
 }

@@ -112,7 +112,7 @@ def capability_transfer(items: pd.DataFrame, *, base: str | None = "base", raw: 
             row.update(wins_vs_raw=sum(t["a_only"] for t in tests), losses_vs_raw=sum(t["b_only"] for t in tests),
                        acc_seeds=" ".join(f"{v:.3f}" for v in per_seed[j]),
                        de_seeds=" ".join(f"{v:.2f}" for v in _ratio(per_seed[j], per_seed[j_raw])),
-                       p_vs_raw_seeds=" ".join(f"{t['p_value']:.2g}" for t in tests),
+                       p_vs_raw_seeds=" ".join(f"{t['p_value']:.3g}" for t in tests),
                        p_vs_raw_max=max(t["p_value"] for t in tests))
             rows.append(row)
     return pd.DataFrame(rows)
