@@ -114,6 +114,14 @@ def test_teacher_quality_paired_and_perplexity():
     assert df.loc["kgw", "mean_length"] == 3 and df.loc["kgw", "distinct_2"] == pytest.approx(2 / 20)
 
 
+def test_teacher_quality_reasoning_seen_and_extra_forwards():
+    none = [_rec(i, "2 + 3 = 5\nAnswer: 5") for i in range(4)]
+    trace = [dict(_rec(i, "Answer: 5"), reasoning_seen=s) for i, s in enumerate((0.0, 0.5, 0.5, 1.0))]
+    df = teacher_quality({"none": none, "trace:keep=results": trace}).set_index("protection")
+    assert df.loc["none", "reasoning_seen"] == 1.0 and df.loc["trace:keep=results", "reasoning_seen"] == 0.5
+    assert (df["extra_forwards_per_token"] == 0).all()
+
+
 # ---------------------------------------------------------------- detectability
 
 
