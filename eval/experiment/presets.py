@@ -73,7 +73,19 @@ SMOKE = {
              "attacks": [["substitute", 0.3]], "n_boot": 300},
 }
 
-PRESETS = {"default": {}, "smoke": SMOKE}
+# The rest of the countermeasures, each family swept over its parameter; corpora, students and
+# settings are the default's, so `none`, `temperature:t=1.5` and `trace:keep=answer` come from its cache.
+# The unprotected teacher (sampled at temperature 1) is temperature's t = 1 point. Values fixed before
+# any run: temperature from 1 (the unprotected teacher) to 2.2; ADS's lam as the
+# issue names them (lam = 0 is `none`).
+FRONTIER = {
+    "name": "frontier",
+    "protections": ["none", "temperature:t=[1.3,1.5,1.8,2.2]", "ads:lam=[0.02,0.05,0.1,0.2]", "poe:gamma=0.3",
+                    "doge:beta=0.1", "trace:keep=[answer,results]"],
+    "eval": {"detectability": False, "audit": False},
+}
+
+PRESETS = {"default": {}, "smoke": SMOKE, "frontier": FRONTIER}
 
 
 _SWEEP = re.compile(r"(\w+)\s*=\s*\[([^\]]*)\]")

@@ -460,7 +460,7 @@ class Runner:
 
             students_by_spec = res["items"].assign(student=res["items"]["student"].replace({"raw": "none"}))
             res["frontier"] = frontier(res["teacher_items"], students_by_spec, self.sweeps, n_boot=e["n_boot"],
-                                       seed=self.seed)
+                                       none_on_curve=float(self.cfg["corpus"]["temperature"]) == 1.0, seed=self.seed)
         self._end(bar, "evaluations")
 
         if self._teacher is None and self.cfg["teacher"]["model"] == "demo":

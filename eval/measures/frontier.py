@@ -30,8 +30,8 @@ def _matched(tx: np.ndarray, ty: np.ndarray, x: np.ndarray) -> np.ndarray:
     return out
 
 
-def frontier(teacher_items: pd.DataFrame, student_items: pd.DataFrame, sweeps: dict, *, n_boot: int = 2000,
-             conf: float = 0.95, seed: int = 0) -> pd.DataFrame:
+def frontier(teacher_items: pd.DataFrame, student_items: pd.DataFrame, sweeps: dict, *, none_on_curve: bool = False,
+             n_boot: int = 2000, conf: float = 0.95, seed: int = 0) -> pd.DataFrame:
     """One row per protection: family, swept parameter and value, teacher and student accuracy with
     intervals, and (for protections outside the temperature family) student accuracy minus
     temperature's at the same teacher accuracy, with its interval and the share of bootstrap
@@ -39,7 +39,8 @@ def frontier(teacher_items: pd.DataFrame, student_items: pd.DataFrame, sweeps: d
 
     `teacher_items`: protection, id, correct (the teacher's sampled answers, same prompts for every
     protection); `student_items`: student (protection spec, `none` for the raw student), seed, id,
-    skill, correct; `sweeps`: spec -> (family, parameter, value) as `expand_protections` gives.
+    skill, correct; `sweeps`: spec -> (family, parameter, value) as `expand_protections` gives;
+    `none_on_curve`: the unprotected teacher is temperature's t = 1 point (corpora sampled at 1).
     """
     specs = [s for s in sweeps if s in set(teacher_items["protection"]) and s in set(student_items["student"])]
     tw = teacher_items.pivot_table(index="id", columns="protection", values="correct", aggfunc="first")[specs]
@@ -51,7 +52,8 @@ def frontier(teacher_items: pd.DataFrame, student_items: pd.DataFrame, sweeps: d
     tb = boot_counts(rng, n_boot, t.shape[1]) @ t.T / t.shape[1]  # [n_boot, protections]
     sb = boot_means(cube, boot_counts(rng, n_boot, len(seeds)), boot_counts(rng, n_boot, cube.shape[2]))
     tx, sy = t.mean(axis=1), cube.mean(axis=(1, 2))
-    base = [j for j, s in enumerate(specs) if sweeps[s][0] == BASELINE_FAMILY]
+    on_curve = [s for s in specs if sweeps[s][0] == BASELINE_FAMILY or (s == "none" and none_on_curve)]
+    base = [specs.index(s) for s in on_curve]
     a = (1 - conf) / 2
     if len(base) >= 2:
         diff = sy - _matched(tx[base][None], sy[base][None], tx[None])[0]
@@ -59,12 +61,12 @@ def frontier(teacher_items: pd.DataFrame, student_items: pd.DataFrame, sweeps: d
     rows = []
     for j, s in enumerate(specs):
         family, name, value = sweeps[s]
-        row = {"protection": s, "family": family, "parameter": name or "", "value": value or "",
+        row = {"protection": s, "family": BASELINE_FAMILY if s in on_curve else family, "parameter": name or "", "value": value or "",
                "teacher_acc": tx[j], "teacher_lo": np.quantile(tb[:, j], a), "teacher_hi": np.quantile(tb[:, j], 1 - a),
                "student_acc": sy[j], "student_lo": np.quantile(sb[:, j], a), "student_hi": np.quantile(sb[:, j], 1 - a),
                "vs_temperature": np.nan, "vs_temperature_lo": np.nan, "vs_temperature_hi": np.nan,
                "matched_share": np.nan}
-        if len(base) >= 2 and family != BASELINE_FAMILY:
+        if len(base) >= 2 and s not in on_curve:
             ok = np.isfinite(diff_b[:, j])
             row.update(vs_temperature=diff[j], matched_share=ok.mean())
             if ok.any():

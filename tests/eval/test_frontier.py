@@ -35,6 +35,11 @@ def test_matched_difference_interpolates_temperature():
     assert np.isnan(fr.loc["temperature:t=2", "vs_temperature"])  # the baseline itself
     assert fr.loc["ads:lam=0.1", "family"] == "ads" and fr.loc["temperature:t=2", "value"] == "2"
     assert fr.loc["ads:lam=0.1", "student_lo"] < 0.40 < fr.loc["ads:lam=0.1", "student_hi"]
+    # sampled at temperature 1, the unprotected teacher is temperature's t = 1 point
+    del sweeps["temperature:t=1"], teacher["temperature:t=1"], student["temperature:t=1"]
+    fr = frontier(*_items(teacher, student), sweeps, none_on_curve=True, n_boot=100).set_index("protection")
+    assert fr.loc["ads:lam=0.1", "vs_temperature"] == pytest.approx(-0.20, abs=1e-9)
+    assert fr.loc["none", "family"] == "temperature" and np.isnan(fr.loc["none", "vs_temperature"])
 
 
 def test_sweep_syntax():
