@@ -179,6 +179,26 @@ def _every_seed(res: dict, alpha: float) -> tuple[list[str], list[str]]:
     return hold, not_all
 
 
+def _headline(res: dict) -> list[str]:
+    """Per protection: what its student keeps (DE with its interval) and what users lose."""
+    if "transfer" not in res or "quality" not in res:
+        return []
+    t = res["transfer"]
+    t = t[t.skill == "all"].set_index("student")
+    q = res["quality"].set_index("protection")
+    out = []
+    for spec in q.index:
+        s = _student_label(spec)
+        if spec == "none" or s not in t.index:
+            continue
+        r, qr = t.loc[s], q.loc[spec]
+        where = "wholly below 1" if r.de_hi < 1 else "wholly above 1" if r.de_lo > 1 else "includes 1"
+        cost = (f"teacher accuracy {100 * qr.delta_vs_none:+.1f} points vs none (paired exact p = {qr.p_paired:.2g}, "
+                + ("significant" if qr.p_paired < 0.05 else "not significant") + " at 5%)")
+        out.append(f"- **{spec}**: DE {r.de:.2f} [{r.de_lo:.2f}, {r.de_hi:.2f}], interval {where}; {cost}.")
+    return out
+
+
 def _matched_words(fr: pd.DataFrame) -> list[str]:
     out = []
     if "vs_temperature" not in fr or (fr.family == "temperature").sum() < 2:
@@ -232,6 +252,10 @@ def write_report(out: Path, cfg: dict, res: dict, meta: dict) -> Path:
         acc = ", ".join(f"{k} {v:.1%}" for k, v in card["accuracy"].items())
         md += [f"Demo teacher (greedy, held-out test split, n = {card.get('n_test')}): {acc}; trained in "
                f"{card.get('train_seconds')} s with {card.get('torch_threads')} torch thread(s).", ""]
+    head = _headline(res)
+    if head:
+        md += ["## In short", "", "What each protection's students keep of the raw student's accuracy (DE, 95% interval "
+               "over seeds and items) and what it costs a legitimate user:", ""] + head + [""]
     hold, not_all = _every_seed(res, alpha)
     if hold or not_all:
         md += ["## What holds in every seed", "",
