@@ -27,6 +27,15 @@ def prepare(protection, model, tokenizer, teacher_name: str, *, cache_dir=None, 
     out = Prepared(model, teacher_name)
     if protection.acts_on == "text":
         out.transform = TraceRenderer(protection, tokenizer, teacher_name)
+    if "proxy" in protection.resources:
+        from .proxy import load_proxy, proxy_gradient
+
+        proxy, proxy_id = load_proxy(protection.proxy, model, tokenizer, teacher_name, cache_dir=cache_dir,
+                                     progress=progress)
+        out.resources["proxy"] = proxy.to(device)
+        if "grad" in protection.resources:
+            out.resources["grad"] = proxy_gradient(proxy, proxy_id, model, tokenizer, teacher_name,
+                                                   cache_dir=cache_dir, progress=progress)
     return out
 
 
