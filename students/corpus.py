@@ -26,6 +26,7 @@ from antidistill.watermark import check_vocab, load_key, parse_protection
 from antidistill.watermark.errors import UserError, atomic_write, check_text, read_lines
 
 from .cache import ensure_out_dir
+from .countermeasures import check_inputs, prepare
 from .sampling import encode_prompts, generate_batch
 from .tasks import make_split
 from .tokenizer import tokenizer_fingerprint
@@ -194,6 +195,7 @@ def _generate_into(out: Path, teacher, teacher_name, protection, key, prompts, t
     vocab_size = check_vocab(model, tokenizer, allow_padding=True)
     chat = bool(getattr(tokenizer, "chat_template", None))
     records, source = load_prompts(prompts, seed=seed, chat=chat)
+    check_inputs(protection, records, topk_logprobs)
 
     plan = {
         "teacher": teacher_name, "tokenizer_fingerprint": tokenizer_fingerprint(tokenizer),
@@ -211,8 +213,11 @@ def _generate_into(out: Path, teacher, teacher_name, protection, key, prompts, t
         return manifest
     manifest["shards"] = [done[i] for i in sorted(done)]
 
-    processor = protection.processor(key, vocab_size, temperature=temperature, top_k=0, top_p=1.0) \
-        if protection.needs_key else protection.processor(key, vocab_size)
+    prepared = prepare(protection, model, tokenizer, teacher_name, cache_dir=cache_dir, device=device,
+                       progress=progress)
+    model = prepared.model.to(device).eval()
+    processor = protection.processor(key, vocab_size, temperature=temperature, top_k=0, top_p=1.0,
+                                     **prepared.resources)
     todo = [i for i in range(n_shards) if i not in done]
     n_todo = sum(len(records[i * shard_size:(i + 1) * shard_size]) for i in todo)
     bar = tqdm(total=n_todo, desc=f"generate {protection.scheme}", unit="prompt", disable=not progress,
@@ -228,6 +233,7 @@ def _generate_into(out: Path, teacher, teacher_name, protection, key, prompts, t
                                  temperature=temperature, processor=processor, topk=topk_logprobs,
                                  seed=derive_seed("corpus", seed, i, b))
             texts = tokenizer.batch_decode(res.completions, skip_special_tokens=True)
+            recs = []
             for j, r in enumerate(batch):
                 rec = {"id": r["id"], "prompt": r["prompt"], "completion": texts[j],
                        "prompt_ids": prompt_ids[j], "completion_ids": res.completions[j], "stop": res.stops[j]}
@@ -237,7 +243,10 @@ def _generate_into(out: Path, teacher, teacher_name, protection, key, prompts, t
                 if topk_logprobs:
                     rec["topk_ids"] = res.topk_ids[j]
                     rec["topk_logprobs"] = res.topk_logprobs[j]
-                lines.append(json.dumps(rec, ensure_ascii=False, separators=(",", ":")))
+                recs.append(rec)
+            if prepared.transform is not None:
+                prepared.transform(recs)
+            lines += [json.dumps(rec, ensure_ascii=False, separators=(",", ":")) for rec in recs]
             n_tok += res.n_tokens
             bar.update(len(batch))
             bar.set_postfix(tok_s=f"{n_tok / max(time.perf_counter() - t0, 1e-9):.0f}")

@@ -23,7 +23,7 @@ from .sampling import encode_prompts, generate_batch
 from .tasks import TaskConfig, accuracy_by_skill, make_split
 from .tokenizer import project_tokenizer
 
-TEACHER_VERSION = 2
+TEACHER_VERSION = 3
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,11 @@
     unigram:gamma=0.5,delta=2
     gumbel:h=2
     synthid:depth=16,h=4
+    temperature:t=1.5
+    trace:keep=answer
+    poe:gamma=0.3,proxy=distilled
+    ads:lam=0.05,eps=0.01,proxy=distilled
+    doge:beta=0.1,proxy=distilled
 
 `parse_protection` returns a `Protection`; `str(protection)` / `.spec` prints it back canonically
 (every parameter, declared order), so equal protections have equal specs.
@@ -68,6 +73,14 @@ class Protection:
     params: ClassVar[tuple[Param, ...]] = ()
     has_detector: ClassVar[bool] = False
     needs_key: ClassVar[bool] = False
+    # Where it acts, for students/ to wire it: "logits" (its `processor` at sampling time),
+    # "teacher" (a defended teacher, built and cached, then sampled plainly) or "text" (a transform
+    # of the finished traces).
+    acts_on: ClassVar[str] = "logits"
+    # Models `processor` needs beside the teacher (keyword resources), and the forward passes of
+    # them it adds per generated token (the legitimate user's compute cost).
+    resources: ClassVar[tuple[str, ...]] = ()
+    extra_forwards: ClassVar[int] = 0
 
     def __init__(self, **values: Any):
         for p in self.params:
@@ -96,8 +109,12 @@ class Protection:
         """Cross-parameter checks; single parameters are already checked by `Param.check`."""
 
     def processor(self, key, vocab_size: int, **resources):
-        """A `transformers.LogitsProcessor` applying the protection, or None when it changes nothing."""
-        raise NotImplementedError
+        """A `transformers.LogitsProcessor` applying the protection, or None when it changes nothing.
+
+        `resources` holds the sampling settings of `generate` (temperature, top_k, top_p) and the
+        models named in `resources`.
+        """
+        return None
 
     def detector(self, key):
         raise UserError(f"protection {self.scheme!r} has no detector; detectable schemes: "
@@ -170,6 +187,3 @@ class NoProtection(Protection):
     """The raw teacher: outputs untouched (the baseline every protection is compared with)."""
 
     scheme = "none"
-
-    def processor(self, key, vocab_size: int, **resources):
-        return None

@@ -12,10 +12,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                     "PNGs. Every stage is cached under $ANTIDISTILL_CACHE by a hash of its inputs, so a rerun "
                     "recomputes only what changed.")
     p.add_argument("config", nargs="?", help="TOML config (keys override the preset it names)")
-    p.add_argument("--preset", help="built-in config: default or smoke")
+    p.add_argument("--preset", help="built-in config: default, smoke or frontier")
     p.add_argument("--out", help="results folder (default results/NAME)")
     p.add_argument("--cache-dir", help="cache folder (default $ANTIDISTILL_CACHE or ~/.cache/antidistill)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.add_argument("--verbose", action="store_true",
+                   help="also the inner progress bars (generation, training) and library messages")
     p.set_defaults(func=run)
     return p
 
@@ -30,7 +32,26 @@ def run(args) -> int:
         raise UserError("give a CONFIG.toml or --preset, not both (a config may name its preset: preset = \"smoke\")")
     cfg = load_config(args.config, args.preset)
     out = args.out or f"results/{cfg['name']}"
-    result = run_experiment(cfg, out, cache_dir=args.cache_dir, quiet=args.quiet)
+    result = run_experiment(cfg, out, cache_dir=args.cache_dir, quiet=args.quiet, verbose=args.verbose)
+    if not args.quiet:
+        print(summary(result["results"]))
     print(f"{result['out']}/report.md  ({result['meta']['wall_seconds']:.0f} s, "
           f"{len(result['log'].computed())} stages computed)")
     return 0
+
+
+def summary(res: dict) -> str:
+    """The run's results in a few lines: per protection, teacher and student accuracy, DE."""
+    if "transfer" not in res:
+        return ""
+    t = res["transfer"]
+    t = t[t.skill == "all"].set_index("student")
+    q = res["quality"].set_index("protection") if "quality" in res else None
+    lines = [f"{'protection':<42} {'teacher':>8} {'student [95% CI]':>22} {'DE [95% CI]':>18}"]
+    for s in t.index:
+        spec = "none" if s == "raw" else s
+        r = t.loc[s]
+        teacher = f"{q.loc[spec, 'accuracy']:.1%}" if q is not None and spec in q.index else ""
+        de = f"{r.de:.2f} [{r.de_lo:.2f}, {r.de_hi:.2f}]" if s != "base" else ""
+        lines.append(f"{s:<42} {teacher:>8} {f'{r.accuracy:.1%} [{r.acc_lo:.1%}, {r.acc_hi:.1%}]':>22} {de:>18}")
+    return "\n".join(lines)

@@ -67,18 +67,27 @@ def roc_figure(roc: pd.DataFrame, path, title: str = "Detection on teacher outpu
 
 
 def frontier_figure(points: pd.DataFrame, path, title: str = "Frontier: teacher vs student accuracy") -> None:
-    """`points`: protection, teacher_acc, teacher_lo, teacher_hi, student_acc, student_lo, student_hi, note."""
+    """`points`: protection, family, teacher_acc/lo/hi, student_acc/lo/hi, short_note. Families with
+    several points (a sweep) are drawn as one curve in teacher-accuracy order; others as points."""
     fig, ax = plt.subplots(figsize=(8.0, 5.2))
-    for _, r in points.iterrows():
-        ax.errorbar(r["teacher_acc"], r["student_acc"],
-                    xerr=[[r["teacher_acc"] - r["teacher_lo"]], [r["teacher_hi"] - r["teacher_acc"]]],
-                    yerr=[[r["student_acc"] - r["student_lo"]], [r["student_hi"] - r["student_acc"]]],
-                    fmt="o", capsize=3, label=r["protection"])
-        ax.annotate(r.get("short_note", r.get("note", "")), (r["teacher_acc"], r["student_acc"]), fontsize=7,
-                    xytext=(5, -10), textcoords="offset points")
+    if "family" not in points:
+        points = points.assign(family=points["protection"])
+    for family, g in points.groupby("family", sort=False):
+        g = g.sort_values("teacher_acc")
+        xerr = [g["teacher_acc"] - g["teacher_lo"], g["teacher_hi"] - g["teacher_acc"]]
+        yerr = [g["student_acc"] - g["student_lo"], g["student_hi"] - g["student_acc"]]
+        label = family if len(g) > 1 else g["protection"].iloc[0]
+        ax.errorbar(g["teacher_acc"], g["student_acc"], xerr=xerr, yerr=yerr, fmt="o-" if len(g) > 1 else "o",
+                    capsize=3, lw=2 if family == "temperature" else 1.2, label=label)
+        for _, r in g.iterrows():
+            text = r.get("value") if len(g) > 1 and r.get("value") not in (None, "") else ""
+            text = " ".join(str(t) for t in (text, r.get("short_note", "")) if t and t == t)
+            if text:
+                ax.annotate(text, (r["teacher_acc"], r["student_acc"]), fontsize=7, xytext=(5, -10),
+                            textcoords="offset points")
     ax.set_xlabel("teacher accuracy under the protection (legitimate user)")
     ax.set_ylabel("student accuracy after distillation")
     ax.set_title(title)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    ax.margins(x=0.25, y=0.15)
+    ax.margins(x=0.15, y=0.15)
     _save(fig, path)

@@ -39,8 +39,10 @@ DEFAULT = {
     "teacher": {"model": "demo", "demo": {}},  # demo: TeacherConfig overrides (e.g. steps, preset)
     "protections": ["none", "kgw:gamma=0.25,delta=2,h=1,hash=left", "unigram:gamma=0.5,delta=2", "gumbel:h=1"],
     "corpus": {"n_prompts": 1200, "temperature": 1.0, "max_new_tokens": 128, "batch_size": 100},
+    # seeds: every student is trained this many times (training seeds seed, seed + 1, ...) on its corpus;
+    # workers: trainings run at once, in separate processes sharing the CPU's threads
     "students": {"preset": "tiny", "mode": "sft", "lora": "", "epochs": 1.0, "max_steps": 1500, "batch_size": 16,
-                 "lr": 0.0},
+                 "lr": 0.0, "seeds": 3, "workers": 2},
     "eval": {
         "n_test": 200, "max_new_tokens": 128,  # capability transfer: graded held-out test items
         "quality": True, "detectability": True, "audit": True, "transfer": True,
@@ -67,12 +69,58 @@ SMOKE = {
                                           "n_test": 24, "max_new_tokens": 64}},
     "protections": ["none", "kgw:gamma=0.25,delta=4,h=1,hash=left"],
     "corpus": {"n_prompts": 96, "max_new_tokens": 64, "batch_size": 48},
-    "students": {"preset": "tiny", "epochs": 1.0, "max_steps": 40, "batch_size": 16},
+    "students": {"preset": "tiny", "epochs": 1.0, "max_steps": 40, "batch_size": 16, "seeds": 2, "workers": 1},
     "eval": {"n_test": 24, "max_new_tokens": 64, "audit_texts": 32, "audit_modes": ["reading"], "wrong_keys": 2,
              "attacks": [["substitute", 0.3]], "n_boot": 300},
 }
 
-PRESETS = {"default": {}, "smoke": SMOKE}
+# The rest of the countermeasures, each family swept over its parameter; corpora, students and
+# settings are the default's, so `none`, `temperature:t=1.5` and `trace:keep=answer` come from its cache.
+# The unprotected teacher (sampled at temperature 1) is temperature's t = 1 point. Values fixed before
+# any run: temperature from 1 (the unprotected teacher) to 2.2; ADS's lam as the
+# issue names them (lam = 0 is `none`).
+FRONTIER = {
+    "name": "frontier",
+    "protections": ["none", "temperature:t=[1.3,1.5,1.8,2.2]", "ads:lam=[0.02,0.05,0.1,0.2]", "poe:gamma=0.3",
+                    "doge:beta=0.1", "trace:keep=[answer,results]"],
+    "eval": {"detectability": False, "audit": False},
+}
+
+PRESETS = {"default": {}, "smoke": SMOKE, "frontier": FRONTIER}
+
+
+_SWEEP = re.compile(r"(\w+)\s*=\s*\[([^\]]*)\]")
+
+
+def expand_protections(entries: list[str]) -> dict[str, tuple[str, str | None, str | None]]:
+    """Protection specs, a sweep written as one entry: `temperature:t=[0.8,1,1.3]` stands for
+    `temperature:t=0.8`, `temperature:t=1`, `temperature:t=1.3` (one swept parameter per entry).
+
+    Returns canonical spec -> (family, swept parameter, its value as written), in config order.
+    """
+    from antidistill.watermark import parse_protection
+
+    out: dict[str, tuple[str, str | None, str | None]] = {}
+    for entry in entries:
+        if not isinstance(entry, str):
+            raise UserError(f"protections: {entry!r} is not a protection spec string")
+        sweeps = _SWEEP.findall(entry)
+        if len(sweeps) > 1:
+            raise UserError(f"protections: {entry!r} sweeps {len(sweeps)} parameters; sweep one per entry")
+        if not sweeps:
+            p = parse_protection(entry)
+            specs = [(p.spec, None, None)]
+        else:
+            name, body = sweeps[0]
+            values = [v.strip() for v in body.split(",") if v.strip()]
+            if not values:
+                raise UserError(f"protections: {entry!r} sweeps {name} over no values")
+            specs = [(parse_protection(_SWEEP.sub(f"{name}={v}", entry)).spec, name, v) for v in values]
+        for spec, name, value in specs:
+            if spec in out:
+                raise UserError(f"protections listed twice: {spec}")
+            out[spec] = (spec.split(":")[0], name, value)
+    return out
 
 # Ranges and choices of the config's leaves (their types come from DEFAULT): (low, high) inclusive,
 # None for unbounded, or a tuple of strings for the allowed values of a string or of a list's items.

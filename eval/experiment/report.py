@@ -41,16 +41,16 @@ def _student_label(spec: str) -> str:
 
 
 def frontier_points(res: dict, alpha: float) -> pd.DataFrame:
-    if "quality" not in res or "transfer" not in res:
+    """The frontier table (measures/frontier.py) with each student's DE and transfer ratio, and the
+    watermark evidence (detectability, audits) written beside each point."""
+    if "frontier" not in res:
         return pd.DataFrame()
-    q = res["quality"].set_index("protection")
     t = res["transfer"]
     t = t[t.skill == "all"].set_index("student")
     rows = []
-    for spec in q.index:
+    for _, f in res["frontier"].iterrows():
+        spec = f["protection"]
         s = _student_label(spec)
-        if s not in t.index:
-            continue
         note, short = [], []
         if "detectability" in res:
             d = res["detectability"]
@@ -61,37 +61,47 @@ def frontier_points(res: dict, alpha: float) -> pd.DataFrame:
         if "audit" in res:
             a = res["audit"]
             a = a[(a.protection == spec) & (a.student == s) & (a.key_kind == "key")]
-            for _, r in a.iterrows():
-                note.append(f"audit[{r['mode'][:4]}] log10p {r['log10_p']:.1f}")
-                short.append(f"{r['mode'][0]} {r['log10_p']:.1f}")
-        rows.append({"protection": spec, "teacher_acc": q.loc[spec, "accuracy"], "teacher_lo": q.loc[spec, "acc_lo"],
-                     "teacher_hi": q.loc[spec, "acc_hi"], "student_acc": t.loc[s, "accuracy"],
-                     "student_lo": t.loc[s, "acc_lo"], "student_hi": t.loc[s, "acc_hi"],
-                     "de": t.loc[s, "de"], "transfer": t.loc[s, "transfer"] if "transfer" in t else np.nan,
-                     "note": ", ".join(note), "short_note": " ".join(short)})
+            for mode, g in a.groupby("mode", sort=False):
+                n_sig = int((g.log10_p < math.log10(alpha)).sum())
+                note.append(f"audit[{mode[:4]}] {n_sig}/{len(g)} seeds significant, max log10p {g.log10_p.max():.1f}")
+                short.append(f"{mode[0]} {n_sig}/{len(g)}")
+        r = t.loc[s]
+        rows.append({**f.to_dict(), "de": r["de"], "de_lo": r["de_lo"], "de_hi": r["de_hi"],
+                     "transfer": r.get("transfer", np.nan), "note": ", ".join(note), "short_note": " ".join(short)})
     return pd.DataFrame(rows)
 
 
+def _seed_list(ps) -> str:
+    return ", ".join(format_p(v) for v in ps)
+
+
 def _verdicts(res: dict, alpha: float) -> list[str]:
+    """Audit verdicts in words, one line per (protection, mode), with the p-value of every seed."""
     out = []
-    if "audit" in res:
-        a = res["audit"]
-        for (spec, mode), g in a.groupby(["protection", "mode"], sort=False):
-            own = g[(g.student == spec) & (g.key_kind == "key")]
-            raw = g[(g.student == "raw") & (g.key_kind == "key")]
-            wrong = g[g.key_kind == "wrong key"]
-            for _, r in own.iterrows():
-                v = "RADIOACTIVE" if r.log10_p < math.log10(alpha) else "NOT DETECTED"
-                out.append(f"- **{spec}**, {mode} mode: the student distilled on its outputs is **{v}** "
-                           f"(p = {format_p(r.log10_p)}, {int(r.n_scored)} distinct tuples scored).")
-            for _, r in raw.iterrows():
-                v = "RADIOACTIVE (a false positive!)" if r.log10_p < math.log10(alpha) else "NOT DETECTED"
-                out.append(f"  - null control: the raw-distilled student with the same key is {v} "
-                           f"(p = {format_p(r.log10_p)}, {int(r.n_scored)} tuples).")
-            if len(wrong):
-                n_fp = int((wrong.log10_p < math.log10(alpha)).sum())
-                out.append(f"  - null control: wrong keys on the same tuples: {n_fp} of {len(wrong)} significant "
-                           f"(smallest p = {format_p(wrong.log10_p.min())}).")
+    if "audit" not in res:
+        return out
+    a = res["audit"]
+    cut = math.log10(alpha)
+    for (spec, mode), g in a.groupby(["protection", "mode"], sort=False):
+        own = g[(g.student == spec) & (g.key_kind == "key")].sort_values("seed")
+        raw = g[(g.student == "raw") & (g.key_kind == "key")].sort_values("seed")
+        wrong = g[g.key_kind == "wrong key"]
+        if len(own):
+            k = int((own.log10_p < cut).sum())
+            v = "**RADIOACTIVE** in every seed" if k == len(own) else "**NOT DETECTED** in any seed" if k == 0 \
+                else f"RADIOACTIVE in **{k} of {len(own)}** seeds only"
+            out.append(f"- **{spec}**, {mode} mode: the students distilled on its outputs are {v} (p per seed "
+                       f"{', '.join(map(str, own.seed))}: {_seed_list(own.log10_p)}; "
+                       f"{int(own.n_scored.min())}-{int(own.n_scored.max())} distinct tuples scored).")
+        if len(raw):
+            k = int((raw.log10_p < cut).sum())
+            v = "not detected in any seed" if k == 0 else f"RADIOACTIVE in {k} of {len(raw)} seeds (a false positive!)"
+            out.append(f"  - null control: the raw-distilled students with the same key are {v} "
+                       f"(p per seed: {_seed_list(raw.log10_p)}).")
+        if len(wrong):
+            n_fp = int((wrong.log10_p < cut).sum())
+            out.append(f"  - null control: wrong keys on the same tuples: {n_fp} of {len(wrong)} significant "
+                       f"(smallest p = {format_p(wrong.log10_p.min())}).")
     return out
 
 
@@ -106,20 +116,106 @@ def _quality_words(q: pd.DataFrame, alpha: float) -> list[str]:
     return out
 
 
+def _seeds_p(r) -> list[float]:
+    return [float(v) for v in str(r.p_vs_raw_seeds).split()]
+
+
 def _transfer_words(t: pd.DataFrame) -> list[str]:
     out = []
     allk = t[t.skill == "all"].set_index("student")
     if "raw" not in allk.index:
         return out
     raw = allk.loc["raw"]
+    out.append(f"- **raw** (distilled on unprotected outputs): {raw.accuracy:.1%} [{raw.acc_lo:.1%}, {raw.acc_hi:.1%}] "
+               f"over {int(raw.n_seeds)} training seeds (per seed: {raw.acc_seeds}).")
     for s, r in allk.iterrows():
         if s in ("raw", "base"):
             continue
-        sig = "significantly different from" if r.p_vs_raw < 0.05 else "not significantly different from"
+        ps = _seeds_p(r)
+        k = sum(p < 0.05 for p in ps)
         out.append(f"- **{s}**: student accuracy {r.accuracy:.1%} [{r.acc_lo:.1%}, {r.acc_hi:.1%}] vs raw "
-                   f"{raw.accuracy:.1%}; DE = {r.de:.2f} [{r.de_lo:.2f}, {r.de_hi:.2f}], transfer ratio "
-                   f"{r.transfer:.2f} [{r.transfer_lo:.2f}, {r.transfer_hi:.2f}]; {sig} raw (paired exact p = "
-                   f"{r.p_vs_raw:.3g}).")
+                   f"{raw.accuracy:.1%}; DE = {r.de:.2f} [{r.de_lo:.2f}, {r.de_hi:.2f}] (per seed {r.de_seeds}), "
+                   f"transfer ratio {r.transfer:.2f} [{r.transfer_lo:.2f}, {r.transfer_hi:.2f}]; against raw of the same "
+                   f"seed, exact paired p = {', '.join(f'{p:.2g}' for p in ps)} ({k} of {len(ps)} seeds below 0.05).")
+    return out
+
+
+def _every_seed(res: dict, alpha: float) -> tuple[list[str], list[str]]:
+    """Conclusions that hold in every training seed, and those that do not."""
+    hold, not_all = [], []
+    if "transfer" in res:
+        allk = res["transfer"][res["transfer"].skill == "all"].set_index("student")
+        raw_seeds = [float(v) for v in str(allk.loc["raw", "acc_seeds"]).split()]
+        for s, r in allk.iterrows():
+            if s in ("raw", "base"):
+                continue
+            des = [float(v) for v in str(r.de_seeds).split()]
+            ps = _seeds_p(r)
+            below = [d < 1 and p < 0.05 for d, p in zip(des, ps)]
+            above = [d > 1 and p < 0.05 for d, p in zip(des, ps)]
+            for flags, what in ((below, "teaches its student significantly less than raw (DE < 1, paired p < 0.05)"),
+                                (above, "teaches its student significantly more than raw (DE > 1, paired p < 0.05)")):
+                if all(flags):
+                    hold.append(f"**{s}** {what} in every seed.")
+                elif any(flags):
+                    not_all.append(f"**{s}** {what} in {sum(flags)} of {len(flags)} seeds only.")
+        if raw_seeds:
+            lo = min(raw_seeds)
+            (hold if lo >= 0.65 else not_all).append(
+                f"The raw student reaches {lo:.1%} or more in every seed (>= 65%: {'yes' if lo >= 0.65 else 'no'}).")
+    if "audit" in res:
+        a = res["audit"]
+        cut = math.log10(alpha)
+        for (spec, student, mode), g in a[a.key_kind == "key"].groupby(["protection", "student", "mode"], sort=False):
+            k = int((g.log10_p < cut).sum())
+            who = "its own students" if student == spec else "the raw students (null control)"
+            verdict = "convicts" if student == spec else "falsely convicts"
+            if k == len(g):
+                hold.append(f"The {mode}-mode audit with the {spec} key {verdict} {who} in every seed.")
+            elif k:
+                not_all.append(f"The {mode}-mode audit with the {spec} key {verdict} {who} in {k} of {len(g)} seeds.")
+            elif student == spec:
+                hold.append(f"The {mode}-mode audit with the {spec} key convicts none of its own students.")
+    return hold, not_all
+
+
+def _headline(res: dict) -> list[str]:
+    """Per protection: what its student keeps (DE with its interval) and what users lose."""
+    if "transfer" not in res or "quality" not in res:
+        return []
+    t = res["transfer"]
+    t = t[t.skill == "all"].set_index("student")
+    q = res["quality"].set_index("protection")
+    out = []
+    for spec in q.index:
+        s = _student_label(spec)
+        if spec == "none" or s not in t.index:
+            continue
+        r, qr = t.loc[s], q.loc[spec]
+        where = "wholly below 1" if r.de_hi < 1 else "wholly above 1" if r.de_lo > 1 else "includes 1"
+        cost = (f"teacher accuracy {100 * qr.delta_vs_none:+.1f} points vs none (paired exact p = {qr.p_paired:.2g}, "
+                + ("significant" if qr.p_paired < 0.05 else "not significant") + " at 5%)")
+        out.append(f"- **{spec}**: DE {r.de:.2f} [{r.de_lo:.2f}, {r.de_hi:.2f}], interval {where}; {cost}.")
+    return out
+
+
+def _matched_words(fr: pd.DataFrame) -> list[str]:
+    out = []
+    if "vs_temperature" not in fr or (fr.family == "temperature").sum() < 2:
+        return out
+    tr = fr[fr.family == "temperature"]
+    lo, hi = tr.teacher_acc.min(), tr.teacher_acc.max()
+    for _, r in fr[fr.family != "temperature"].iterrows():
+        if not np.isfinite(r.vs_temperature):
+            out.append(f"- **{r.protection}**: teacher accuracy {r.teacher_acc:.1%} lies outside temperature's range "
+                       f"({lo:.1%}-{hi:.1%}); no matched comparison.")
+            continue
+        d, dlo, dhi = 100 * r.vs_temperature, 100 * r.vs_temperature_lo, 100 * r.vs_temperature_hi
+        where = "below" if dhi < 0 else "above" if dlo > 0 else "not distinguishable from"
+        out.append(f"- **{r.protection}**: at the teacher accuracy it keeps ({r.teacher_acc:.1%}) its student reaches "
+                   f"{r.student_acc:.1%}, {d:+.1f} points vs temperature's curve [{dlo:+.1f}, {dhi:+.1f}]: {where} "
+                   f"temperature (matched point inside temperature's range in {r.matched_share:.0%} of the bootstrap "
+                   "replicates).")
     return out
 
 
@@ -140,30 +236,54 @@ def write_report(out: Path, cfg: dict, res: dict, meta: dict) -> Path:
         fh.write("\n")
     md = [f"# antidistill run: {cfg['name']}", ""]
     card = meta.get("teacher_card") or {}
+    st = cfg["students"]
+    seeds = meta.get("training_seeds", [cfg["seed"]])
     md += [f"Teacher `{meta['teacher']}`; protections {', '.join(f'`{p}`' for p in cfg['protections'])}; "
-           f"students `{cfg['students']['preset']}` ({cfg['students']['mode']}"
-           f"{', LoRA ' + cfg['students']['lora'] if cfg['students']['lora'] else ', full fine-tuning'}); "
+           f"students `{st['preset']}` ({st['mode']}"
+           f"{', LoRA ' + st['lora'] if st['lora'] else ', full fine-tuning'}, {st['max_steps']} steps at batch "
+           f"{st['batch_size']}), each trained with {len(seeds)} seeds ({', '.join(map(str, seeds))}); "
            f"{cfg['corpus']['n_prompts']} distillation prompts per corpus, up to {cfg['corpus']['max_new_tokens']} "
            f"new tokens at temperature {cfg['corpus']['temperature']}; key fingerprint `{meta['key_fingerprint']}`; "
-           f"seed {cfg['seed']}; verdicts at alpha = {alpha:g}. Wall time {meta['wall_seconds']:.0f} s "
+           f"verdicts at alpha = {alpha:g}. Wall time {meta['wall_seconds']:.0f} s "
            f"(stages computed this time: {sum(e['status'] == 'computed' for e in meta['stages'])}, "
-           f"cached: {sum(e['status'] == 'cached' for e in meta['stages'])}).", ""]
+           f"cached: {sum(e['status'] == 'cached' for e in meta['stages'])}; per stage: "
+           + ", ".join(f"{k} {v:.0f} s" for k, v in meta.get("stage_seconds", {}).items() if v >= 0) + ").", ""]
     if card.get("accuracy"):
         acc = ", ".join(f"{k} {v:.1%}" for k, v in card["accuracy"].items())
         md += [f"Demo teacher (greedy, held-out test split, n = {card.get('n_test')}): {acc}; trained in "
-               f"{card.get('train_seconds')} s.", ""]
+               f"{card.get('train_seconds')} s with {card.get('torch_threads')} torch thread(s).", ""]
+    head = _headline(res)
+    if head:
+        md += ["## In short", "", "What each protection's students keep of the raw student's accuracy (DE, 95% interval "
+               "over seeds and items) and what it costs a legitimate user:", ""] + head + [""]
+    hold, not_all = _every_seed(res, alpha)
+    if hold or not_all:
+        md += ["## What holds in every seed", "",
+               f"Each student was trained with {len(seeds)} seeds (initialisation and data order) on the same corpus; "
+               "a conclusion is listed as holding only if it holds for each seed separately.", ""]
+        md += [f"- {h}" for h in hold] + [""]
+        if not_all:
+            md += ["Does **not** hold in every seed:", ""] + [f"- {h}" for h in not_all] + [""]
 
     fr = frontier_points(res, alpha)
     if len(fr):
         _csv(out, "frontier.csv", fr)
         plots.frontier_figure(fr, out / "frontier.png")
-        md += ["## Frontier", "", "Teacher accuracy under each protection (what a legitimate user gets) against the "
-               "accuracy of a student distilled on those outputs; 95% intervals (exact for the teacher, bootstrap "
-               "for the student); detectability and audit results written beside each point.", "",
-               "![frontier](frontier.png)", "",
-               "Beside each point: TPR at alpha = 1e-3 of single teacher outputs, and the audit's log10 p of the "
-               "student distilled on them (r: reading mode, g: generation mode).", "",
-               md_table(fr.drop(columns=["teacher_lo", "teacher_hi", "student_lo", "student_hi", "short_note"])), ""]
+        md += ["## Frontier", "", "Teacher accuracy under each protection (what a legitimate user gets: its sampled "
+               "answers to the distillation prompts) against the accuracy of the students distilled on those outputs "
+               "(held-out test items, mean over seeds); one curve per family; 95% intervals from one bootstrap over "
+               "the teacher's prompts, the students' seeds and the test items.", "",
+               "![frontier](frontier.png)", ""]
+        words = _matched_words(fr)
+        if words:
+            md += ["At matched teacher accuracy, each protection's student accuracy minus temperature's (temperature's "
+                   "points joined by straight lines; 95% bootstrap interval; negative = the protection teaches less "
+                   "than temperature at the same cost to users):", ""] + words + [""]
+        md += ["Beside each point: TPR at alpha = 1e-3 of single teacher outputs, and in how many seeds the audit "
+               "convicts the student (r: reading mode, g: generation mode).", "",
+               md_table(fr.drop(columns=["teacher_lo", "teacher_hi", "student_lo", "student_hi", "short_note"]
+                                + ([] if words else ["vs_temperature", "vs_temperature_lo", "vs_temperature_hi",
+                                                     "matched_share"]))), ""]
     if "audit" in res:
         a = res["audit"]
         _csv(out, "radioactivity.csv", a)
@@ -194,12 +314,13 @@ def write_report(out: Path, cfg: dict, res: dict, meta: dict) -> Path:
                            np.where(g.student == "raw", "raw-distilled student (null)", "student distilled on it"))
             lab = [f"{l} ({fp[:6]})" if l == "wrong keys" else l for l, fp in zip(lab, g.key_fingerprint)]
             lab = [f"{l} [{s}]" if l.startswith("wrong") else l for l, s in zip(lab, g.student)]
+            lab = [f"{l}, seed {sd}" for l, sd in zip(lab, g.seed)]
             kind = np.where(g.key_kind != "key", "null", np.where(g.student == "raw", "control", "suspect"))
             plots.radioactivity_curves(g.assign(label=lab, kind=kind, panel=g.protection), out / f"radioactivity_{mode}.png",
                                        alpha, title=f"Radioactivity ({mode} mode)")
             md += [f"![radioactivity {mode}](radioactivity_{mode}.png)", ""]
-        show = a[["protection", "mode", "student", "key_kind", "key_fingerprint", "n_scored", "n_tuples", "statistic",
-                  "z", "log10_p"]]
+        show = a[["protection", "mode", "student", "seed", "key_kind", "key_fingerprint", "n_scored", "n_tuples",
+                  "statistic", "z", "log10_p"]]
         md += [md_table(show), ""]
     if "detectability" in res:
         d = res["detectability"]
@@ -225,15 +346,23 @@ def write_report(out: Path, cfg: dict, res: dict, meta: dict) -> Path:
         _csv(out, "transfer.csv", t)
         _csv(out, "student_items.csv", res["items"])
         md += ["## Capability transfer (researcher)", "",
-               f"Students graded greedily on {cfg['eval']['n_test']} held-out test items. `base` is the student "
-               "before distillation, `raw` the one distilled on unprotected outputs. DE = acc / acc_raw; transfer "
-               "ratio = (acc - acc_base) / (acc_raw - acc_base); paired bootstrap 95% intervals; exact paired test "
-               "against raw.", ""]
+               f"Students graded greedily on {cfg['eval']['n_test']} held-out test items, every training seed. `base` "
+               "is the student before distillation, `raw` the one distilled on unprotected outputs. DE = acc / "
+               "acc_raw; transfer ratio = (acc - acc_base) / (acc_raw - acc_base); 95% intervals from a bootstrap "
+               "over seeds and items (paired across students); exact paired test against raw for each seed.", ""]
         md += _transfer_words(t) + ["", md_table(t[t.skill == "all"]), "", "<details><summary>per skill</summary>", "",
                                     md_table(t[t.skill != "all"]), "", "</details>", ""]
-    md += ["## Reproduce", "", "```", f"antidistill run --preset {cfg['name']}" if cfg["name"] in ("default", "smoke")
-           else "antidistill run CONFIG.toml", "```", "",
-           "The exact config is in `config.json`; versions, seeds, timings and every stage's status in `run.json`.", ""]
+    mach = meta.get("machine", {})
+    md += ["## Reproduce", "", "```", f"antidistill run --preset {cfg['name']}"
+           if cfg["name"] in ("default", "smoke", "frontier") else "antidistill run CONFIG.toml", "```", "",
+           "The exact config is in `config.json`; versions, seeds, timings, every stage's status and the CPU (model, "
+           "instruction-set flags, torch threads) in `run.json`.", "",
+           f"What is bit-reproducible: on the same machine (here {mach.get('cpu_model', 'unknown CPU')}, torch kernels "
+           f"at {mach.get('torch_cpu_capability')}, {mach.get('torch_threads')} torch thread(s)) and the same versions, "
+           "a rerun gives the same numbers, since every stage is seeded (sampling, initialisation, data order). On "
+           "another CPU model or thread count torch's CPU kernels may round differently, training amplifies those "
+           "last bits, and exact numbers can differ; what carries over are the conclusions above that hold in every "
+           "seed, which is why every student is trained with several seeds and every interval covers them.", ""]
     with atomic_write(out / "report.md") as fh:
         fh.write("\n".join(md))
     return out / "report.md"

@@ -9,6 +9,7 @@ that looks finished. results/NAME/ receives only tables, figures, the report and
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import platform
@@ -23,7 +24,7 @@ import pandas as pd
 from antidistill.watermark import Key, load_key, parse_protection
 from antidistill.watermark.errors import UserError
 
-RUNNER_VERSION = 1
+RUNNER_VERSION = 2
 
 
 @dataclass
@@ -45,23 +46,64 @@ def _hash(obj) -> str:
     return config_hash(obj)
 
 
-def _say(msg: str, quiet: bool) -> None:
-    if not quiet:
-        print(msg, file=sys.stderr, flush=True)
+def cpu_info() -> dict:
+    """CPU model and instruction-set flags (torch's CPU kernels, hence the last bits of every number,
+    depend on them), torch's threads and the kernel level it dispatches to."""
+    import torch
+
+    model, flags = platform.processor() or "unknown", []
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            name, _, value = line.partition(":")
+            if name.strip() == "model name":
+                model = value.strip()
+            elif name.strip() == "flags" and not flags:
+                flags = value.split()
+    capability = torch.backends.cpu.get_cpu_capability() if hasattr(torch.backends, "cpu") else None
+    return {"cpu_model": model, "cpu_flags": " ".join(flags), "torch_cpu_capability": capability,
+            "torch_threads": torch.get_num_threads(), "cpus": __import__("os").cpu_count(),
+            "platform": platform.platform()}
+
+
+@contextlib.contextmanager
+def library_chatter(verbose: bool):
+    """Without --verbose: no transformers progress bars ("Loading weights"), warnings or info lines."""
+    if verbose:
+        yield
+        return
+    from transformers.utils import logging as tlog
+
+    level, bars = tlog.get_verbosity(), tlog.is_progress_bar_enabled()
+    tlog.set_verbosity_error()
+    tlog.disable_progress_bar()
+    try:
+        yield
+    finally:
+        tlog.set_verbosity(level)
+        if bars:
+            tlog.enable_progress_bar()
 
 
 class Runner:
-    def __init__(self, config: dict, out: Path, cache_dir=None, quiet: bool = False):
+    def __init__(self, config: dict, out: Path, cache_dir=None, quiet: bool = False, verbose: bool = False):
         from antidistill.students.cache import cache_root
+
+        from .presets import expand_protections
 
         self.cfg = config
         self.out = Path(out)
         self.cache_dir = cache_dir
         self.root = cache_root(cache_dir) / "runs"
         self.quiet = quiet
+        self.verbose = verbose and not quiet  # inner progress bars and library output
         self.log = StageLog()
         self._teacher = None
+        self._bar = None
         self.seed = int(config["seed"])
+        n_seeds = config["students"]["seeds"]
+        if not isinstance(n_seeds, int) or n_seeds < 1:
+            raise UserError(f"students.seeds must be a positive integer (training seeds per student), got {n_seeds!r}")
+        self.seeds = [self.seed + k for k in range(n_seeds)]
         self.alpha = float(config["alpha"])
         if not 0 < self.alpha < 1:
             raise UserError(f"alpha must lie in (0, 1), got {self.alpha}")
@@ -70,12 +112,11 @@ class Runner:
             raise UserError(f"eval.audit_selection must be 'top1' or 'contrast', got {e['audit_selection']!r}")
         if float(e["audit_temperature"]) < 0:
             raise UserError(f"eval.audit_temperature must be >= 0 (0: greedy), got {e['audit_temperature']}")
-        self.protections = [parse_protection(s) for s in config["protections"]]
+        self.sweeps = expand_protections(config["protections"])  # spec -> (family, swept parameter, value)
+        self.protections = [parse_protection(s) for s in self.sweeps]
         specs = [p.spec for p in self.protections]
         if "none" not in specs:
             raise UserError("protections must include 'none' (the raw teacher every protection is compared with)")
-        if len(set(specs)) != len(specs):
-            raise UserError(f"protections listed twice: {specs}")
         kcfg = config["key"]
         self.key = load_key(kcfg["file"]) if kcfg.get("file") else Key.from_text(kcfg["text"]) if kcfg.get("text") \
             else load_key(None)
@@ -94,9 +135,7 @@ class Runner:
             return target
         t0 = time.perf_counter()
         build_once(target, build)
-        dt = time.perf_counter() - t0
-        self.log.add(stage, item, "computed", dt)
-        _say(f"  {stage}: {item} ({dt:.1f}s)", self.quiet)
+        self.log.add(stage, item, "computed", time.perf_counter() - t0)
         return target
 
     # ------------------------------------------------------------ stage 1: teacher
@@ -121,7 +160,7 @@ class Runner:
 
                 tc = TeacherConfig(**t.get("demo", {}))
                 fresh = not teacher_dir(tc, self.cache_dir).is_dir()
-                self._teacher = demo_teacher(self.cache_dir, config=tc, progress=not self.quiet)
+                self._teacher = demo_teacher(self.cache_dir, config=tc, progress=not self.quiet)  # the stage's bar
                 self.teacher_card = json.loads((teacher_dir(tc, self.cache_dir) / "teacher_card.json").read_text())
                 self.log.add("teacher", self.teacher_id(), "computed" if fresh else "cached", time.perf_counter() - t0)
             else:
@@ -156,63 +195,90 @@ class Runner:
         t0 = time.perf_counter()
         generate_corpus(teacher, target, protection=prot, key=self.key, prompts=n,
                         temperature=c["temperature"], max_new_tokens=c["max_new_tokens"], seed=seed,
-                        batch_size=c["batch_size"], shard_size=max(c["batch_size"], 256), progress=not self.quiet,
+                        batch_size=c["batch_size"], shard_size=max(c["batch_size"], 256), progress=self.verbose,
                         teacher_name=self.teacher_id(), cache_dir=self.cache_dir)
-        dt = time.perf_counter() - t0
-        self.log.add("corpora", item, "computed", dt)
-        _say(f"  corpora: {item} ({dt:.1f}s)", self.quiet)
+        self.log.add("corpora", item, "computed", time.perf_counter() - t0)
         return target
 
     # ------------------------------------------------------------ stage 3: students
-    def student(self, prot) -> Path:
-        from antidistill.students.distill import train_student
-
-        s = self.cfg["students"]
+    def student_job(self, prot, seed: int) -> tuple[Path, str, dict | None]:
+        """Where the student distilled on prot's corpus with training seed `seed` (its initialisation
+        and data order; every seed learns from the same corpus) lives, its name, and the arguments of
+        `train_student` that build it (None when it is cached)."""
+        s = {k: v for k, v in self.cfg["students"].items() if k not in ("seeds", "workers")}
         corpus = self.corpus(prot, "train")
-        inputs = {"corpus": corpus.name, "students": s, "seed": self.seed}
-        target = self._dir("students", inputs)
-        item = prot.spec
+        target = self._dir("students", {"corpus": corpus.name, "students": s, "seed": seed})
+        item = f"{prot.spec} (seed {seed})"
         if (target / "train_manifest.json").is_file() and (target / "model" / "config.json").is_file():
-            self.log.add("students", item, "cached", 0.0)
-            return target
-        t0 = time.perf_counter()
-        train_student(s["preset"], corpus, target, mode=s["mode"], lora=s["lora"] or None, epochs=s["epochs"],
-                      max_steps=s["max_steps"] or None, lr=s["lr"] or None, batch_size=s["batch_size"], seed=self.seed,
-                      save_steps=10_000, progress=not self.quiet, logging_steps=100,
-                      cache_dir=self.cache_dir)
-        dt = time.perf_counter() - t0
-        self.log.add("students", item, "computed", dt)
-        _say(f"  students: {item} ({dt:.1f}s)", self.quiet)
-        return target
+            return target, item, None
+        return target, item, dict(
+            student=s["preset"], corpus=str(corpus), out=str(target), mode=s["mode"], lora=s["lora"] or None,
+            epochs=s["epochs"], max_steps=s["max_steps"] or None, lr=s["lr"] or None, batch_size=s["batch_size"],
+            seed=seed, save_steps=10_000, progress=self.verbose, logging_steps=100, cache_dir=self.cache_dir)
 
-    def _load(self, student_dir: Path | None):
+    def students(self, bar) -> dict[str, dict[int, Path]]:
+        """Every (protection, seed) student; with students.workers > 1 the trainings run in that many
+        processes at once, each with an equal share of the CPU's threads (small models train faster
+        as parallel single-thread jobs than as one job over several threads)."""
+        import os
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+        from multiprocessing import get_context
+
+        out: dict[str, dict[int, Path]] = {}
+        todo = []
+        for p in self.protections:
+            for sd in self.seeds:
+                target, item, job = self.student_job(p, sd)
+                out.setdefault(p.spec, {})[sd] = target
+                if job is None:
+                    self.log.add("students", item, "cached", 0.0)
+                    bar.update(1)
+                else:
+                    todo.append((item, job))
+        workers = min(int(self.cfg["students"]["workers"]), len(todo))
+        if workers <= 1:
+            for item, job in todo:
+                bar.set_postfix_str(item)
+                self.log.add("students", item, "computed", _train(job))
+                bar.update(1)
+            return out
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+            futures = {pool.submit(_train, job, threads): item for item, job in todo}
+            for f in as_completed(futures):
+                self.log.add("students", futures[f], "computed", f.result())
+                bar.set_postfix_str(futures[f])
+                bar.update(1)
+        return out
+
+    def _load(self, student_dir: Path | None, seed: int):
         from antidistill.students.models import load_model
 
         if student_dir is None:  # the base student: the preset before any distillation
-            return load_model(self.cfg["students"]["preset"], seed=self.seed, cache_dir=self.cache_dir)
+            return load_model(self.cfg["students"]["preset"], seed=seed, cache_dir=self.cache_dir)
         return load_model(str(student_dir / "model"), cache_dir=self.cache_dir)
 
     # ------------------------------------------------------------ stage 4: evaluations
-    def grades(self, label: str, student_dir: Path | None) -> pd.DataFrame:
+    def grades(self, label: str, student_dir: Path | None, seed: int) -> pd.DataFrame:
         from antidistill.students.tasks import make_split
 
         from ..measures.transfer import grade_items
 
         e = self.cfg["eval"]
         ident = student_dir.name if student_dir is not None else \
-            {"base": self.cfg["students"]["preset"], "seed": self.seed}
+            {"base": self.cfg["students"]["preset"], "seed": seed}
         inputs = {"student": ident, "n_test": e["n_test"], "max_new_tokens": e["max_new_tokens"], "seed": self.seed}
 
         def build(tmp: Path):
-            model, tok = self._load(student_dir)
+            model, tok = self._load(student_dir, seed)
             items = grade_items(model, tok, make_split("test", e["n_test"], seed=self.seed),
                                 max_new_tokens=e["max_new_tokens"])
             items.to_csv(tmp / "items.csv", index=False)
 
-        d = self._artifact("evaluations", f"grade {label}", "grades", inputs, build)
-        return pd.read_csv(d / "items.csv").assign(student=label)
+        d = self._artifact("evaluations", f"grade {label} (seed {seed})", "grades", inputs, build)
+        return pd.read_csv(d / "items.csv").assign(student=label, seed=seed)
 
-    def audit(self, prot, label: str, student_dir: Path, mode: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    def audit(self, prot, label: str, student_dir: Path, mode: str, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
         """Audit one student with prot's key and with wrong keys on the same tuples."""
         from antidistill.students.corpus import read_corpus
 
@@ -229,7 +295,7 @@ class Runner:
                   "reference": self.teacher_id() if e["choice_filter"] or e["audit_selection"] == "contrast" else None}
 
         def build(tmp: Path):
-            model, tok = self._load(student_dir)
+            model, tok = self._load(student_dir, seed)
             corpus = read_corpus(texts)
             det = prot.detector(self.key)
             if mode == "reading":
@@ -252,14 +318,16 @@ class Runner:
             pd.DataFrame(rows).to_csv(tmp / "detections.csv", index=False)
             pd.concat(curves, ignore_index=True).to_csv(tmp / "curves.csv", index=False)
 
-        d = self._artifact("evaluations", f"audit {label} with {prot.scheme} key ({mode})", "audits", inputs, build)
-        tag = dict(protection=prot.spec, student=label, mode=mode)
+        d = self._artifact("evaluations", f"audit {label} (seed {seed}) with {prot.scheme} key ({mode})", "audits",
+                           inputs, build)
+        tag = dict(protection=prot.spec, student=label, mode=mode, seed=seed)
         return pd.read_csv(d / "detections.csv").assign(**tag), pd.read_csv(d / "curves.csv").assign(**tag)
 
-    def quality(self, corpora: dict) -> pd.DataFrame:
+    def quality(self, corpora: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """The teacher-quality table and the per-prompt correctness of each corpus (for the frontier)."""
         from antidistill.students.corpus import read_corpus
 
-        from ..measures.quality import teacher_quality
+        from ..measures.quality import correctness, teacher_quality
 
         inputs = {"corpora": {s: p.name for s, p in corpora.items()}, "reference": self.teacher_id()}
 
@@ -267,8 +335,11 @@ class Runner:
             model, tok = self.teacher()
             recs = {s: read_corpus(p).records for s, p in corpora.items()}
             teacher_quality(recs, reference=model, eos_id=tok.eos_token_id).to_csv(tmp / "quality.csv", index=False)
+            items = [correctness(r).assign(protection=s) for s, r in recs.items()]
+            pd.concat(items, ignore_index=True).to_csv(tmp / "items.csv", index=False)
 
-        return pd.read_csv(self._artifact("evaluations", "teacher quality", "quality", inputs, build) / "quality.csv")
+        d = self._artifact("evaluations", "teacher quality", "quality", inputs, build)
+        return pd.read_csv(d / "quality.csv"), pd.read_csv(d / "items.csv")
 
     def detectability(self, corpora: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
         from antidistill.students.corpus import read_corpus
@@ -296,52 +367,113 @@ class Runner:
         return pd.read_csv(d / "detectability.csv"), pd.read_csv(d / "roc.csv")
 
     # ------------------------------------------------------------ the whole run
+    def _stage(self, k: int, name: str, total: int):
+        """One progress bar per stage (none with --quiet); its wall time goes to run.json."""
+        from tqdm.auto import tqdm
+
+        self.stage_seconds[name] = -time.perf_counter()
+        return tqdm(total=total, desc=f"[{k}/5] {name}", unit="item", disable=self.quiet, file=sys.stderr,
+                    leave=True, dynamic_ncols=True)
+
+    def _end(self, bar, name: str) -> None:
+        self.stage_seconds[name] = round(self.stage_seconds[name] + time.perf_counter(), 1)
+        bar.close()
+
     def run(self) -> dict:
+        with library_chatter(self.verbose):
+            return self._run()
+
+    def _run(self) -> dict:
         from ..measures.transfer import capability_transfer
 
         t_start = time.perf_counter()
+        self.stage_seconds: dict[str, float] = {}
         e = self.cfg["eval"]
-        n_stages = 5
-        _say(f"[1/{n_stages}] teacher: {self.teacher_id()}", self.quiet)
-        _say(f"[2/{n_stages}] corpora: {len(self.protections)} protections x train"
-             + (" + audit texts" if e["audit"] else ""), self.quiet)
-        corpora = {p.spec: self.corpus(p, "train") for p in self.protections}
         detectable = [p for p in self.protections if p.has_detector]
-        if e["audit"]:
-            for p in detectable:
-                self.corpus(p, "audit")
-        _say(f"[3/{n_stages}] students: {self.cfg['students']['preset']} x {len(self.protections)}", self.quiet)
-        students = {p.spec: self.student(p) for p in self.protections}
-        _say(f"[4/{n_stages}] evaluations: " + ", ".join(k for k in ("quality", "detectability", "audit", "transfer")
-                                                          if e[k]), self.quiet)
+
+        t0 = time.perf_counter()
+        if self.cfg["teacher"]["model"] == "demo":
+            from antidistill.students.teacher import TeacherConfig, teacher_dir
+
+            if not teacher_dir(TeacherConfig(**self.cfg["teacher"].get("demo", {})), self.cache_dir).is_dir() \
+                    and not self.quiet:  # its training bar is this stage's bar
+                print(f"[1/5] teacher: training {self.teacher_id()} (first use, then cached)", file=sys.stderr)
+            self.teacher()
+        bar = self._stage(1, "teacher", 1)
+        bar.update(1)
+        self._end(bar, "teacher")
+        self.stage_seconds["teacher"] = round(time.perf_counter() - t0, 1)  # training included
+
+        jobs = [(p, "train") for p in self.protections] + ([(p, "audit") for p in detectable] if e["audit"] else [])
+        bar = self._stage(2, "corpora", len(jobs))
+        corpora = {}
+        for p, role in jobs:
+            bar.set_postfix_str(f"{p.spec} ({role})")
+            path = self.corpus(p, role)
+            if role == "train":
+                corpora[p.spec] = path
+            bar.update(1)
+        self._end(bar, "corpora")
+
+        bar = self._stage(3, "students", len(self.protections) * len(self.seeds))
+        students = self.students(bar)
+        self._end(bar, "students")
+
+        n_eval = int(e["quality"]) + int(e["detectability"] and bool(detectable)) \
+            + (len(detectable) * len(e["audit_modes"]) * 2 * len(self.seeds) if e["audit"] else 0) \
+            + ((len(self.protections) + 1) * len(self.seeds) if e["transfer"] else 0)
+        bar = self._stage(4, "evaluations", n_eval)
         res: dict = {}
         if e["quality"]:
-            res["quality"] = self.quality(corpora)
+            bar.set_postfix_str("teacher quality")
+            res["quality"], res["teacher_items"] = self.quality(corpora)
+            bar.update(1)
         if e["detectability"] and detectable:
+            bar.set_postfix_str("detectability")
             res["detectability"], res["roc"] = self.detectability(corpora)
+            bar.update(1)
         if e["audit"] and detectable:
             dets, curves = [], []
             for p in detectable:
                 for mode in e["audit_modes"]:
-                    for label, sdir in ((p.spec, students[p.spec]), ("none", students["none"])):
-                        d, c = self.audit(p, "raw" if label == "none" else label, sdir, mode)
-                        dets.append(d)
-                        curves.append(c)
+                    for label, spec in ((p.spec, p.spec), ("raw", "none")):
+                        for sd in self.seeds:
+                            bar.set_postfix_str(f"audit {label} seed {sd} ({mode})")
+                            d, c = self.audit(p, label, students[spec][sd], mode, sd)
+                            dets.append(d)
+                            curves.append(c)
+                            bar.update(1)
             res["audit"] = pd.concat(dets, ignore_index=True)
             res["audit_curves"] = pd.concat(curves, ignore_index=True)
         if e["transfer"]:
-            items = [self.grades("base", None)]
-            items += [self.grades("raw" if s == "none" else s, d) for s, d in students.items()]
+            items = []
+            for label, spec in [("base", None)] + [("raw" if s == "none" else s, s) for s in students]:
+                for sd in self.seeds:
+                    bar.set_postfix_str(f"grade {label} seed {sd}")
+                    items.append(self.grades(label, students[spec][sd] if spec else None, sd))
+                    bar.update(1)
             res["items"] = pd.concat(items, ignore_index=True)
             res["transfer"] = capability_transfer(res["items"], base="base", raw="raw", n_boot=e["n_boot"],
                                                   seed=self.seed)
-        _say(f"[5/{n_stages}] report: {self.out}", self.quiet)
+        if e["quality"] and e["transfer"]:
+            from ..measures.frontier import frontier
+
+            students_by_spec = res["items"].assign(student=res["items"]["student"].replace({"raw": "none"}))
+            res["frontier"] = frontier(res["teacher_items"], students_by_spec, self.sweeps, n_boot=e["n_boot"],
+                                       none_on_curve=float(self.cfg["corpus"]["temperature"]) == 1.0, seed=self.seed)
+        self._end(bar, "evaluations")
+
         if self._teacher is None and self.cfg["teacher"]["model"] == "demo":
             self.teacher()  # cached: only to read its card for the report
         from .report import write_report
 
-        meta = self.meta(time.perf_counter() - t_start)
+        res["sweeps"] = self.sweeps
+        meta = self.meta(time.perf_counter() - t_start)  # up to the report, which takes seconds
+        bar = self._stage(5, "report", 1)
         write_report(self.out, public_config(self.cfg, self.key), res, meta)
+        bar.update(1)
+        self._end(bar, "report")
+        meta["stage_seconds"] = self.stage_seconds
         return {"results": res, "log": self.log, "meta": meta, "out": self.out}
 
     def meta(self, seconds: float) -> dict:
@@ -351,13 +483,14 @@ class Runner:
         from antidistill.students.corpus import _version
 
         return {
-            "wall_seconds": round(seconds, 1), "key_fingerprint": self.key.fingerprint, "seed": self.seed,
+            "wall_seconds": round(seconds, 1), "stage_seconds": dict(self.stage_seconds),
+            "key_fingerprint": self.key.fingerprint, "seed": self.seed, "training_seeds": self.seeds,
             "teacher": self.teacher_id(), "teacher_card": getattr(self, "teacher_card", {}),
             "stages": self.log.events,
             "versions": {"antidistill": _version(), "python": platform.python_version(), "torch": torch.__version__,
                          "transformers": transformers.__version__, "numpy": np.__version__, "pandas": pd.__version__},
-            "machine": {"platform": platform.platform(), "cpus": __import__("os").cpu_count(),
-                        "torch_threads": torch.get_num_threads()},
+            "machine": cpu_info(),
+            "student_workers": int(self.cfg["students"]["workers"]),
         }
 
 
@@ -371,8 +504,22 @@ def public_config(cfg: dict, key: Key) -> dict:
     return {**cfg, "key": {"fingerprint": key.fingerprint, "source": source, "file": k.get("file", "")}}
 
 
-def run_experiment(config: dict, out, cache_dir=None, quiet: bool = False) -> dict:
-    return Runner(config, Path(out), cache_dir=cache_dir, quiet=quiet).run()
+def _train(job: dict, threads: int | None = None) -> float:
+    """Train one student (in this process, or in a worker with `threads` torch threads); seconds."""
+    import torch
+
+    from antidistill.students.distill import train_student
+
+    if threads:
+        torch.set_num_threads(threads)
+    t0 = time.perf_counter()
+    with library_chatter(job["progress"]):
+        train_student(**job)
+    return time.perf_counter() - t0
+
+
+def run_experiment(config: dict, out, cache_dir=None, quiet: bool = False, verbose: bool = False) -> dict:
+    return Runner(config, Path(out), cache_dir=cache_dir, quiet=quiet, verbose=verbose).run()
 
 
 def finite(x) -> bool:

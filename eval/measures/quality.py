@@ -3,6 +3,8 @@
 Per protection, on the same prompts as the unprotected teacher: task accuracy (exact match), the
 perplexity of the outputs under a reference model, distinct-n diversity, mean length, and an exact
 paired test of per-item correctness against `none`, so "no measurable cost" is a tested statement.
+For capability-denying countermeasures also the share of the reasoning a user still sees (`trace`
+withholds or thins it) and the forward passes of extra models each generated token costs.
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import pandas as pd
 import torch
 
 from antidistill.students.tasks import parse_answer
+from antidistill.watermark import parse_protection
 
 from .stats import clopper_pearson, distinct_n, paired_exact_test
 
@@ -60,7 +63,9 @@ def perplexity(model, prompts, completions, *, batch_size: int = 32, eos_id: int
 def teacher_quality(corpora: dict[str, list[dict]], *, baseline: str = "none", reference=None,
                     eos_id: int | None = None, ngram: tuple[int, ...] = (2, 3)) -> pd.DataFrame:
     """One row per protection: accuracy (+ exact 95% CI), paired exact test vs `baseline` on the
-    prompts both answered, perplexity under `reference` (a model, optional), distinct-n, mean length.
+    prompts both answered, perplexity under `reference` (a model, optional; the runner gives the
+    unprotected teacher), distinct-n, mean length (tokens), mean share of the reasoning shown
+    (1 unless a `trace` countermeasure withheld some) and extra forward passes per token.
 
     `corpora` maps a protection spec to its corpus records (same prompt ids across corpora).
     """
@@ -79,6 +84,9 @@ def teacher_quality(corpora: dict[str, list[dict]], *, baseline: str = "none", r
                "delta_vs_none": (k / n if n else float("nan")) - float(joined["base"].mean()) if len(joined) else float("nan"),
                "wins_vs_none": test["a_only"], "losses_vs_none": test["b_only"], "p_paired": test["p_value"],
                "mean_length": float(np.mean([len(c) for c in comps])) if comps else float("nan")}
+        seen = [r.get("reasoning_seen", 1.0) for r in records]
+        row["reasoning_seen"] = float(np.mean(seen)) if seen else float("nan")
+        row["extra_forwards_per_token"] = parse_protection(spec).extra_forwards
         for m in ngram:
             row[f"distinct_{m}"] = distinct_n(comps, m)
         if reference is not None:

@@ -1,11 +1,12 @@
 """Capability transfer (researchers): how much does a protection cut what a student learns?
 
 Students are graded on the held-out test split (greedy, exact match). Per student and skill:
-accuracy with a bootstrap 95% CI; DE = acc / acc_raw (distillation effectiveness); transfer ratio
+accuracy with a 95% CI; DE = acc / acc_raw (distillation effectiveness); transfer ratio
 = (acc - acc_base) / (acc_raw - acc_base), where `base` is the student before distillation and
-`raw` the one distilled on unprotected outputs; an exact paired test against raw. The bootstrap
-resamples test items jointly for all students (they answer the same items), so ratios get paired
-intervals.
+`raw` the one distilled on unprotected outputs; an exact paired test against raw for each training
+seed. Every student is trained with several seeds; the bootstrap resamples seeds and test items
+(two levels) jointly for all students (they share seeds and items), so ratios get paired
+intervals that cover both the training-seed and the item variance.
 """
 from __future__ import annotations
 
@@ -35,48 +36,83 @@ def _ratio(num, den):
         return np.where(den != 0, num / np.where(den != 0, den, 1), np.nan)
 
 
+def _cube(items: pd.DataFrame, students: list[str]) -> tuple[np.ndarray, list, list]:
+    """correct[student, seed, item] from a long table (every student graded with every seed on the
+    same items); seeds and items in sorted order."""
+    if "seed" not in items:
+        items = items.assign(seed=0)
+    seeds = sorted(items["seed"].unique())
+    keys = sorted(set(zip(items["skill"], items["id"])))
+    wide = items.pivot_table(index=["skill", "id"], columns=["student", "seed"], values="correct", aggfunc="first")
+    cols = pd.MultiIndex.from_product([students, seeds])
+    missing = [c for c in cols if c not in wide.columns]
+    if missing or wide.isna().any().any():
+        raise ValueError(f"every student must be graded with every seed on the same items (missing {missing[:3]})")
+    m = wide.loc[keys, cols].to_numpy(dtype=float).T.reshape(len(students), len(seeds), len(keys))
+    return m, seeds, keys
+
+
+def boot_counts(rng, n_boot: int, n: int) -> np.ndarray:
+    """Multiplicities of a bootstrap resample of n units, [n_boot, n] (each row sums to n)."""
+    idx = rng.integers(0, n, size=(n_boot, n))
+    return np.stack([np.bincount(r, minlength=n) for r in idx]).astype(float)
+
+
+def boot_means(m: np.ndarray, seed_w: np.ndarray, item_w: np.ndarray) -> np.ndarray:
+    """Bootstrap accuracy [n_boot, n_students] of m[student, seed, item] under resampling weights of
+    seeds ([n_boot, S]) and items ([n_boot, n]) -- one two-level resample shared by all students, so
+    students that share seeds (same initialisation) and items stay paired."""
+    s, n = seed_w.shape[1], item_w.shape[1]
+    per_item = np.einsum("bs,jsi->bji", seed_w, m)  # [n_boot, students, items]
+    return np.einsum("bji,bi->bj", per_item, item_w) / (s * n)
+
+
 def capability_transfer(items: pd.DataFrame, *, base: str | None = "base", raw: str = "raw",
                         n_boot: int = 2000, conf: float = 0.95, seed: int = 0) -> pd.DataFrame:
-    """`items`: long table with columns student, id, skill, correct (every student on the same ids).
+    """`items`: long table with columns student, seed, id, skill, correct (every student graded with
+    every training seed on the same ids; `seed` may be absent for one seed).
 
-    One row per (student, skill) incl. skill `all`: accuracy, CI, de, de CI, transfer ratio, its CI,
-    paired exact test vs raw (wins/losses = items only this student / only raw got right).
+    One row per (student, skill) incl. skill `all`: accuracy (mean over seeds and items), 95% CI,
+    DE = acc / acc_raw and transfer ratio = (acc - acc_base) / (acc_raw - acc_base), each with an
+    interval from a bootstrap over seeds and items; per seed (seed k of a student against seed k of
+    raw): accuracy, DE and the exact paired test on the items.
     """
-    wide = items.pivot_table(index=["skill", "id"], columns="student", values="correct", aggfunc="first")
-    if wide.isna().any().any():
-        raise ValueError("every student must be graded on the same items")
-    wide = wide.astype(bool)
     students = list(dict.fromkeys(items["student"]))
     if raw not in students:
         raise ValueError(f"raw student {raw!r} missing from {students}")
+    cube, seeds, keys = _cube(items, students)
+    skills_of = np.array([k[0] for k in keys])
     a = (1 - conf) / 2
     rng = np.random.default_rng(seed)
+    j_raw = students.index(raw)
+    j_base = students.index(base) if base in students else None
     rows = []
-    for skill in [*sorted(wide.index.get_level_values(0).unique()), "all"]:
-        sub = wide if skill == "all" else wide.xs(skill, level=0)
-        m = sub[students].to_numpy(dtype=float)  # [n_items, n_students]
-        n = m.shape[0]
-        idx = rng.integers(0, n, size=(n_boot, n))
-        boot = m[idx].mean(axis=1)  # [n_boot, n_students]
-        acc = m.mean(axis=0)
-        j_raw = students.index(raw)
-        j_base = students.index(base) if base in students else None
+
+    def q(x, lo):
+        x = x[np.isfinite(x)]
+        return float(np.quantile(x, lo)) if x.size else np.nan
+
+    for skill in [*sorted(set(skills_of)), "all"]:
+        m = cube if skill == "all" else cube[:, :, skills_of == skill]  # [students, seeds, items]
+        n = m.shape[2]
+        boot = boot_means(m, boot_counts(rng, n_boot, len(seeds)), boot_counts(rng, n_boot, n))
+        acc = m.mean(axis=(1, 2))
+        per_seed = m.mean(axis=2)  # [students, seeds]
         de_b = _ratio(boot, boot[:, [j_raw]])
         if j_base is not None:
             tr = _ratio(acc - acc[j_base], acc[j_raw] - acc[j_base])
             tr_b = _ratio(boot - boot[:, [j_base]], boot[:, [j_raw]] - boot[:, [j_base]])
         for j, s in enumerate(students):
-            test = paired_exact_test(m[:, j].astype(bool), m[:, j_raw].astype(bool))
-            row = {"student": s, "skill": skill, "n": n, "accuracy": acc[j],
-                   "acc_lo": np.quantile(boot[:, j], a), "acc_hi": np.quantile(boot[:, j], 1 - a),
-                   "de": float(_ratio(acc[j], acc[j_raw])),
-                   "de_lo": np.nanquantile(de_b[:, j], a) if np.isfinite(de_b[:, j]).any() else np.nan,
-                   "de_hi": np.nanquantile(de_b[:, j], 1 - a) if np.isfinite(de_b[:, j]).any() else np.nan}
+            tests = [paired_exact_test(m[j, k].astype(bool), m[j_raw, k].astype(bool)) for k in range(len(seeds))]
+            row = {"student": s, "skill": skill, "n": n, "n_seeds": len(seeds), "accuracy": acc[j],
+                   "acc_lo": q(boot[:, j], a), "acc_hi": q(boot[:, j], 1 - a),
+                   "de": float(_ratio(acc[j], acc[j_raw])), "de_lo": q(de_b[:, j], a), "de_hi": q(de_b[:, j], 1 - a)}
             if j_base is not None:
-                ok = np.isfinite(tr_b[:, j])
-                row.update(transfer=float(tr[j]),
-                           transfer_lo=np.quantile(tr_b[ok, j], a) if ok.any() else np.nan,
-                           transfer_hi=np.quantile(tr_b[ok, j], 1 - a) if ok.any() else np.nan)
-            row.update(wins_vs_raw=test["a_only"], losses_vs_raw=test["b_only"], p_vs_raw=test["p_value"])
+                row.update(transfer=float(tr[j]), transfer_lo=q(tr_b[:, j], a), transfer_hi=q(tr_b[:, j], 1 - a))
+            row.update(wins_vs_raw=sum(t["a_only"] for t in tests), losses_vs_raw=sum(t["b_only"] for t in tests),
+                       acc_seeds=" ".join(f"{v:.3f}" for v in per_seed[j]),
+                       de_seeds=" ".join(f"{v:.2f}" for v in _ratio(per_seed[j], per_seed[j_raw])),
+                       p_vs_raw_seeds=" ".join(f"{t['p_value']:.3g}" for t in tests),
+                       p_vs_raw_max=max(t["p_value"] for t in tests))
             rows.append(row)
     return pd.DataFrame(rows)

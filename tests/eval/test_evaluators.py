@@ -114,6 +114,14 @@ def test_teacher_quality_paired_and_perplexity():
     assert df.loc["kgw", "mean_length"] == 3 and df.loc["kgw", "distinct_2"] == pytest.approx(2 / 20)
 
 
+def test_teacher_quality_reasoning_seen_and_extra_forwards():
+    none = [_rec(i, "2 + 3 = 5\nAnswer: 5") for i in range(4)]
+    trace = [dict(_rec(i, "Answer: 5"), reasoning_seen=s) for i, s in enumerate((0.0, 0.5, 0.5, 1.0))]
+    df = teacher_quality({"none": none, "trace:keep=results": trace}).set_index("protection")
+    assert df.loc["none", "reasoning_seen"] == 1.0 and df.loc["trace:keep=results", "reasoning_seen"] == 0.5
+    assert (df["extra_forwards_per_token"] == 0).all()
+
+
 # ---------------------------------------------------------------- detectability
 
 
@@ -252,9 +260,30 @@ def test_capability_transfer_known_ratio():
     assert allk["accuracy"] == 0.4 and allk["de"] == pytest.approx(0.5) and allk["transfer"] == pytest.approx(0.5)
     assert allk["transfer_lo"] <= 0.5 <= allk["transfer_hi"]
     assert (allk["wins_vs_raw"], allk["losses_vs_raw"]) == (0, 4)
-    assert allk["p_vs_raw"] == pytest.approx(2 / 16)
+    assert float(allk["p_vs_raw_seeds"]) == pytest.approx(2 / 16, rel=0.01)
     assert df.loc[("raw", "all"), "transfer"] == 1.0 and df.loc[("base", "all"), "transfer"] == 0.0
     assert df.loc[("kgw", "add"), "accuracy"] == 0.8 and df.loc[("kgw", "mul"), "accuracy"] == 0.0
+
+
+def test_capability_transfer_over_seeds():
+    """Seeds are pooled for the estimate, resampled for the interval, and tested one by one."""
+    rows = []
+    for sd in range(3):
+        for i in range(40):
+            rows += [{"student": "base", "seed": sd, "id": i, "skill": "add", "correct": False},
+                     {"student": "raw", "seed": sd, "id": i, "skill": "add", "correct": i < 30},
+                     # seed 2 learns as much as raw; seeds 0 and 1 half as much
+                     {"student": "p", "seed": sd, "id": i, "skill": "add", "correct": i < (30 if sd == 2 else 15)}]
+    df = capability_transfer(pd.DataFrame(rows), n_boot=400).set_index(["student", "skill"])
+    r = df.loc[("p", "all")]
+    assert r["accuracy"] == pytest.approx(60 / 120) and r["de"] == pytest.approx(2 / 3) and r["n_seeds"] == 3
+    assert r["de_seeds"] == "0.50 0.50 1.00"
+    ps = [float(v) for v in r["p_vs_raw_seeds"].split()]
+    assert ps[0] < 1e-3 and ps[1] < 1e-3 and ps[2] == 1.0
+    # the seed spread widens the interval past what the items alone give
+    assert r["de_lo"] < 0.55 and r["de_hi"] >= 0.99
+    with pytest.raises(ValueError, match="every seed"):
+        capability_transfer(pd.DataFrame(rows[:-1]), n_boot=10)
 
 
 def test_reading_mode_scores_only_fresh_windows():

@@ -37,11 +37,17 @@ def test_smoke_end_to_end(first_run):
     assert "RADIOACTIVE" in report or "NOT DETECTED" in report
     meta = json.loads((out / "run.json").read_text())
     assert meta["versions"]["torch"] and meta["seed"] == 0 and len(meta["key_fingerprint"]) == 16
+    assert meta["training_seeds"] == [0, 1] and meta["machine"]["cpu_model"] and meta["machine"]["torch_threads"] >= 1
+    assert set(meta["stage_seconds"]) >= {"teacher", "corpora", "students", "evaluations"}
+    assert "## What holds in every seed" in report and "p per seed 0, 1:" in report
     written = json.loads((out / "config.json").read_text())
     assert written["key"] == {"fingerprint": meta["key_fingerprint"], "source": "demo", "file": ""}
     assert {**written, "key": preset_config("smoke")["key"]} == preset_config("smoke")
     audit = pd.read_csv(out / "radioactivity.csv")
     assert set(audit.key_kind) == {"key", "wrong key"} and set(audit.student) == {"raw", audit.protection[0]}
+    assert set(audit.seed) == {0, 1}
+    transfer = pd.read_csv(out / "transfer.csv")
+    assert set(transfer.n_seeds) == {2} and transfer.p_vs_raw_seeds.astype(str).str.split().str.len().eq(2).all()
     # no weights or caches in results
     assert not list(out.rglob("*.safetensors")) and not list(out.rglob("*.bin"))
 
@@ -61,12 +67,22 @@ def test_rerun_does_no_work_and_changed_protection_reruns_only_its_branch(first_
     log = changed["log"]
     assert log.computed("teacher") == []
     assert sorted(log.computed("corpora")) == sorted([f"{new} (train)", f"{new} (audit)"])
-    assert log.computed("students") == [new]
+    assert sorted(log.computed("students")) == [f"{new} (seed 0)", f"{new} (seed 1)"]
     evals = log.computed("evaluations")
-    assert "grade base" not in evals and "grade raw" not in evals and f"grade {new}" in evals
+    assert not any(e.startswith(("grade base", "grade raw")) for e in evals) and f"grade {new} (seed 1)" in evals
     assert all(old not in e for e in evals)
-    # the raw corpus and raw student were reused
-    assert "none (train)" not in log.computed() and "none" not in log.computed("students")
+    # the raw corpus and raw students were reused
+    assert "none (train)" not in log.computed() and not any(e.startswith("none") for e in log.computed("students"))
+
+
+def test_quiet_output_has_no_library_chatter(first_run, cache, tmp_path, capfd):
+    """A rerun prints one bar per stage and the results table: no "Loading weights", no log dicts."""
+    assert main(["run", "--preset", "smoke", "--out", str(tmp_path / "o"), "--cache-dir", str(cache)]) == 0
+    out, err = capfd.readouterr()
+    assert "Loading weights" not in err + out and "{'loss'" not in err + out
+    for k, stage in enumerate(("teacher", "corpora", "students", "evaluations", "report"), start=1):
+        assert f"[{k}/5] {stage}" in err
+    assert "raw" in out and "report.md" in out
 
 
 def test_config_errors(tmp_path):
@@ -91,3 +107,9 @@ def test_config_errors(tmp_path):
     cold = tmp_path / "cold.toml"
     cold.write_text('preset = "smoke"\n[eval]\naudit_temperature = -1\n')
     assert main(["run", str(cold), "--cache-dir", str(tmp_path / "c")]) == 2
+    sweep2 = tmp_path / "sweep2.toml"
+    sweep2.write_text('preset = "smoke"\nprotections = ["none", "kgw:gamma=[0.25,0.5],delta=[1,2]"]\n')
+    assert main(["run", str(sweep2), "--cache-dir", str(tmp_path / "c")]) == 2
+    noseeds = tmp_path / "noseeds.toml"
+    noseeds.write_text('preset = "smoke"\n[students]\nseeds = 0\n')
+    assert main(["run", str(noseeds), "--cache-dir", str(tmp_path / "c")]) == 2

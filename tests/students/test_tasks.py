@@ -63,13 +63,19 @@ def test_wording_varies_but_answer_does_not():
 
 
 def test_unique_false_allows_more_than_the_space():
-    cfg = TaskConfig(mul_digits=(1, 1))  # 9 x 8 problems, ~58 in train
+    cfg = TaskConfig(mul_digits=(1, 1))  # 9 x 8 problems, ~43 in train
     with pytest.raises(UserError, match="cannot draw more unique"):
         make_split("train", 100, skills=["mul"], config=cfg)
     exs = make_split("train", 100, skills=["mul"], config=cfg, unique=False)
     assert len(exs) == 100 and all(grade(e, e.completion) for e in exs)
     test_problems = {e.problem for e in make_split("test", 3, skills=["mul"], config=cfg)}
     assert not test_problems & {e.problem for e in exs}
+
+
+def test_mul_supplies_20000_distillation_problems():
+    # mul has the smallest problem space of the four skills (the others hold far more)
+    exs = make_split("distill", 20_000, skills=["mul"])
+    assert len({e.problem for e in exs}) == 20_000
 
 
 @pytest.mark.parametrize("completion,expected", [

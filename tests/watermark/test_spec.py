@@ -11,6 +11,10 @@ from antidistill.watermark import Key, UserError, check_vocab, known_schemes, pa
     ("unigram:gamma=0.5,delta=2", "unigram:gamma=0.5,delta=2"),
     ("gumbel:h=2", "gumbel:h=2"),
     ("synthid:depth=16,h=4", "synthid:depth=16,h=4"),
+    ("temperature", "temperature:t=1"),
+    ("temperature:t=1.50", "temperature:t=1.5"),
+    ("trace", "trace:keep=answer"),
+    ("trace:keep=results", "trace:keep=results"),
 ])
 def test_canonical_round_trip(spec, canonical):
     p = parse_protection(spec)
@@ -19,7 +23,7 @@ def test_canonical_round_trip(spec, canonical):
 
 
 @pytest.mark.parametrize("spec, message", [
-    ("rot13", "unknown protection scheme 'rot13'; valid schemes: gumbel, kgw, none, synthid, unigram"),
+    ("rot13", "unknown protection scheme 'rot13'; valid schemes: " + ", ".join(known_schemes())),
     ("kgw:gamma=1.5", "kgw: gamma=1.5 is out of range (0.001 <= gamma <= 0.999)"),
     ("kgw:gamma=1e-300", "kgw: gamma=1e-300 is out of range (0.001 <= gamma <= 0.999)"),
     ("kgw:delta=1e308", "kgw: delta=1e308 is out of range (0 <= delta <= 100)"),
@@ -35,7 +39,9 @@ def test_canonical_round_trip(spec, canonical):
     ("kgw:h=1,h=2", "kgw: parameter 'h' given twice"),
     ("synthid:depth=40", "synthid: depth=40 is out of range (1 <= depth <= 32)"),
     ("kgw:delta=nan", "kgw: delta must be finite"),
-    ("", "empty protection spec; valid schemes: gumbel, kgw, none, synthid, unigram"),
+    ("temperature:t=0", "temperature: t=0 is out of range (0 < t <= 100)"),
+    ("trace:keep=all", "trace: keep='all' is not one of answer, results"),
+    ("", "empty protection spec; valid schemes: " + ", ".join(known_schemes())),
 ])
 def test_bad_specs_name_the_valid_choices(spec, message):
     with pytest.raises(UserError) as err:

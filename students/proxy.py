@@ -1,0 +1,157 @@
+"""Proxy students for capability-denying countermeasures (ads, poe, doge), and ADS's gradient.
+
+A protection's `proxy=` names the defender's stand-in for a distilling student:
+  - `distilled`   a `tiny` student briefly SFT-distilled on the teacher's own raw traces (task-suite
+                  train-split prompts, so never a distillation or test problem), built once per
+                  teacher and cached: the demo's choice, since an untrained proxy's gradient says
+                  nothing about what a student learns from the teacher
+  - a preset      a freshly initialised preset model (`tiny`, ...), seed 0
+  - a folder      a saved model
+It must share the teacher's tokenizer. `proxy_gradient` is the gradient of the proxy's mean SFT
+loss on held-out teacher traces (other train-split prompts), computed once per (teacher, proxy,
+data) and cached as safetensors.
+"""
+from __future__ import annotations
+
+import hashlib
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from antidistill.watermark.errors import UserError
+
+from .cache import build_once, cache_root, config_hash
+from .models import PRESETS, load_model, resolve_model_dir
+from .tasks import make_split
+from .tokenizer import tokenizer_fingerprint
+
+DISTILLED = "distilled"
+PROXY_VERSION = 1
+# Prompt draws of the train split that neither the demo teacher (seed 0) nor each other use.
+PROXY_PROMPT_SEED, HELD_OUT_SEED = 1_000_003, 2_000_003
+
+
+@dataclass(frozen=True)
+class ProxyConfig:
+    """The `distilled` proxy: how much teacher output it sees and how long it trains."""
+
+    preset: str = "tiny"
+    n_prompts: int = 1024
+    steps: int = 300
+    batch_size: int = 32
+    max_new_tokens: int = 128
+    seed: int = 0
+    n_grad: int = 256  # held-out teacher traces for the ADS gradient
+
+
+DEFAULT_PROXY = ProxyConfig()
+
+
+def _teacher_key(teacher_name: str, tokenizer) -> dict:
+    return {"teacher": teacher_name, "tokenizer": tokenizer_fingerprint(tokenizer)}
+
+
+def _train_prompts(n: int, seed: int) -> list[str]:
+    return [e.prompt for e in make_split("train", n, seed=seed)]
+
+
+def _teacher_traces(teacher, tokenizer, out: Path, prompts: list[str], cfg: ProxyConfig, seed: int,
+                    progress: bool) -> Path:
+    from .corpus import generate_corpus
+
+    generate_corpus((teacher, tokenizer), out, prompts=prompts, max_new_tokens=cfg.max_new_tokens, seed=seed,
+                    batch_size=64, shard_size=1024, progress=progress, teacher_name="proxy-data")
+    return out
+
+
+def distilled_proxy_dir(teacher_name: str, tokenizer, cfg: ProxyConfig | None = None, cache_dir=None) -> Path:
+    cfg = cfg or DEFAULT_PROXY
+    key = {**_teacher_key(teacher_name, tokenizer), "proxy": asdict(cfg), "version": PROXY_VERSION}
+    return cache_root(cache_dir) / "proxies" / f"distilled-{config_hash(key)}"
+
+
+def load_proxy(name: str, teacher, tokenizer, teacher_name: str, *, cache_dir=None, progress: bool = True,
+               cfg: ProxyConfig | None = None):
+    """(proxy model in eval mode, a stable id of it for cache keys)."""
+    cfg = cfg or DEFAULT_PROXY
+    if name == DISTILLED:
+        from .distill import train_student
+
+        from .models import build_model
+
+        if tokenizer_fingerprint(build_model(cfg.preset, cache_dir=cache_dir)[1]) != tokenizer_fingerprint(tokenizer):
+            raise UserError(f"proxy={DISTILLED} distils a {cfg.preset!r} student with the project tokenizer, which this "
+                            "teacher does not use; give a proxy model folder with the teacher's tokenizer")
+        target = distilled_proxy_dir(teacher_name, tokenizer, cfg, cache_dir)
+
+        def build(tmp: Path):
+            corpus = _teacher_traces(teacher, tokenizer, tmp / "corpus",
+                                     _train_prompts(cfg.n_prompts, PROXY_PROMPT_SEED + cfg.seed), cfg, cfg.seed, progress)
+            train_student(cfg.preset, corpus, tmp / "student", max_steps=cfg.steps, batch_size=cfg.batch_size,
+                          seed=cfg.seed, save_steps=10_000, logging_steps=100, progress=progress,
+                          cache_dir=cache_dir)
+
+        if not target.is_dir() and progress:
+            print(f"antidistill: distilling the proxy student (first use; cached in {target})", file=sys.stderr)
+        build_once(target, build)
+        model, tok = load_model(str(target / "student"), cache_dir=cache_dir)
+        proxy_id = target.name
+    elif name in PRESETS:
+        model, tok = load_model(name, seed=0, cache_dir=cache_dir)
+        proxy_id = f"preset-{name}-seed0"
+    else:
+        path = resolve_model_dir(name)
+        if not path.is_dir():
+            raise UserError(f"proxy {name!r} is neither '{DISTILLED}', a preset ({', '.join(PRESETS)}) nor a model "
+                            "folder")
+        model, tok = load_model(str(path), cache_dir=cache_dir)
+        weights = sorted(path.glob("*.safetensors")) or sorted(path.glob("*.bin"))
+        digest = hashlib.sha256()
+        for w in weights:
+            digest.update(w.read_bytes())
+        proxy_id = f"folder-{digest.hexdigest()[:16]}"
+    if tokenizer_fingerprint(tok) != tokenizer_fingerprint(tokenizer):
+        raise UserError(f"proxy {name!r} uses another tokenizer than the teacher; a proxy must share the teacher's "
+                        "tokenizer (e.g. a preset when the teacher is 'demo', or a student distilled from it)")
+    return model.eval(), proxy_id
+
+
+def proxy_gradient(proxy, proxy_id: str, teacher, tokenizer, teacher_name: str, *, cache_dir=None,
+                   progress: bool = True, cfg: ProxyConfig | None = None) -> dict[str, torch.Tensor]:
+    """Gradient of the proxy's mean per-token SFT loss on held-out teacher traces, by parameter name."""
+    cfg = cfg or DEFAULT_PROXY
+    from safetensors.torch import load_file, save_file
+
+    key = {**_teacher_key(teacher_name, tokenizer), "proxy": proxy_id, "n": cfg.n_grad, "seed": cfg.seed,
+           "max_new_tokens": cfg.max_new_tokens, "version": PROXY_VERSION}
+    target = cache_root(cache_dir) / "proxies" / f"grad-{config_hash(key)}"
+
+    def build(tmp: Path):
+        corpus = _teacher_traces(teacher, tokenizer, tmp / "held-out",
+                                 _train_prompts(cfg.n_grad, HELD_OUT_SEED + cfg.seed), cfg, cfg.seed + 1, progress)
+        save_file(sft_gradient(proxy, corpus, tokenizer), str(tmp / "grad.safetensors"))
+
+    build_once(target, build)
+    return load_file(str(target / "grad.safetensors"))
+
+
+def sft_gradient(model, corpus, tokenizer, batch_size: int = 32) -> dict[str, torch.Tensor]:
+    """d/dθ of the mean next-token loss over every completion token (and EOS) of `corpus`."""
+    from .corpus import read_corpus
+    from .distill import Collator, _features
+
+    feats = _features(read_corpus(corpus).records, tokenizer, "sft", False, model.config.max_position_embeddings)
+    collate = Collator(tokenizer.pad_token_id, kd=False)
+    batches = [collate(feats[i:i + batch_size]) for i in range(0, len(feats), batch_size)]
+    total = sum(int((b["labels"][:, 1:] != -100).sum()) for b in batches)
+    device = next(model.parameters()).device
+    model.zero_grad(set_to_none=True)
+    for b in batches:
+        n = int((b["labels"][:, 1:] != -100).sum())
+        loss = model(**{k: v.to(device) for k, v in b.items()}).loss * (n / total)
+        loss.backward()
+    grad = {name: p.grad.detach().cpu().clone().contiguous() for name, p in model.named_parameters()}
+    model.zero_grad(set_to_none=True)
+    return grad
