@@ -175,6 +175,8 @@ def _generate_into(out: Path, teacher, teacher_name, protection, key, prompts, t
     from .models import load_model, resolve_device
 
     manifest_path = out / MANIFEST
+    for stale in [*out.glob(f".{MANIFEST}.*.tmp"), *out.glob(".shard-*.jsonl.*.tmp")]:
+        stale.unlink(missing_ok=True)  # left by a kill inside atomic_write: never part of the corpus
     if not manifest_path.exists() and any(p.name != MANIFEST and not p.name.startswith(".") for p in out.iterdir()):
         raise UserError(f"output folder {out} is not empty and holds no corpus manifest; choose an empty "
                         "or new folder")
