@@ -33,9 +33,13 @@ def world(tmp_path_factory):
         os.environ["ANTIDISTILL_CACHE"] = old
 
 
+def cli(argv) -> int:
+    return main([str(a) for a in argv])
+
+
 def refused(capsys, argv, match: str = "") -> str:
     """Run the CLI; assert exit 2, one stderr line (containing `match`), no traceback."""
-    code = main([str(a) for a in argv])
+    code = cli(argv)
     err = capsys.readouterr().err
     assert code == 2, err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
@@ -219,7 +223,7 @@ def test_truncated_weights_are_refused_and_the_audit_leaves_no_folder(world, cap
                      "--texts", world / "corpus", "--out", tmp_path / "a"], "cannot load model")
     assert not (tmp_path / "a").exists()
     # the corrected command (the intact model) then writes its evidence there
-    assert main(["audit", "--suspect", world / "student", "--protection", KGW, "--key-file", world / "key",
+    assert cli(["audit", "--suspect", world / "student", "--protection", KGW, "--key-file", world / "key",
                  "--texts", world / "corpus", "--out", tmp_path / "a"]) == 0
     assert (tmp_path / "a" / "audit.json").is_file()
 
@@ -234,9 +238,9 @@ def test_truncated_weights_are_refused_and_the_audit_leaves_no_folder(world, cap
 def test_detect_and_audit_warn_when_settings_differ_from_the_manifest(world, capsys, tmp_path, monkeypatch,
                                                                       protection, key, warns):
     monkeypatch.setenv("ANTIDISTILL_KEY", key)
-    assert main(["detect", world / "corpus", "--protection", protection, "--out", tmp_path / "v.jsonl"]) == 0
+    assert cli(["detect", world / "corpus", "--protection", protection, "--out", tmp_path / "v.jsonl"]) == 0
     err = capsys.readouterr().err
-    assert main(["audit", "--suspect", world / "student", "--protection", protection, "--texts",
+    assert cli(["audit", "--suspect", world / "student", "--protection", protection, "--texts",
                  world / "corpus", "--out", tmp_path / "a"]) == 0
     err_audit = capsys.readouterr().err
     for e in (err, err_audit):
@@ -285,7 +289,7 @@ wrong_keys = 1
 attacks = []
 n_boot = 20
 """)
-    assert main(["run", cfg, "--out", res, "--cache-dir", cache, "--quiet"]) == 0
+    assert cli(["run", cfg, "--out", res, "--cache-dir", cache, "--quiet"]) == 0
     (tmp_path / "key").write_text(file_key)
     work = tmp_path / "work"
     work.mkdir()
@@ -295,11 +299,11 @@ n_boot = 20
         if how == "env":
             monkeypatch.setenv("ANTIDISTILL_KEY", env_key)
         c, s = work / f"corpus-{how}", work / f"student-{how}"
-        assert main(["generate", "--teacher", "tiny", "--protection", KGW, *key_args, "--prompts", "4",
+        assert cli(["generate", "--teacher", "tiny", "--protection", KGW, *key_args, "--prompts", "4",
                      "--max-new-tokens", "8", "--out", c, "--quiet"]) == 0
-        assert main(["train", "--student", "tiny", "--corpus", c, "--out", s, "--max-steps", "1", "--quiet"]) == 0
-        assert main(["detect", c, "--protection", KGW, *key_args, "--out", work / f"det-{how}.jsonl"]) == 0
-        assert main(["audit", "--suspect", s, "--protection", KGW, *key_args, "--texts", c, "--out",
+        assert cli(["train", "--student", "tiny", "--corpus", c, "--out", s, "--max-steps", "1", "--quiet"]) == 0
+        assert cli(["detect", c, "--protection", KGW, *key_args, "--out", work / f"det-{how}.jsonl"]) == 0
+        assert cli(["audit", "--suspect", s, "--protection", KGW, *key_args, "--texts", c, "--out",
                      work / f"audit-{how}"]) == 0
     out, err = capsys.readouterr()
     for secret in (text_key, file_key, env_key):
