@@ -68,6 +68,8 @@ def _subst(argv, w: Path):
     (["generate", "--teacher", "tiny", "--prompts", "2", "--out", "{w}/g", "--temperature", "0"], "--temperature"),
     (["generate", "--teacher", "tiny", "--prompts", "2", "--out", "{w}/g", "--max-new-tokens", "0"],
      "--max-new-tokens"),
+    (["generate", "--teacher", "tiny", "--prompts", "2", "--out", "{w}/g", "--topk-logprobs", "100000"],
+     "exceeds the teacher's vocabulary"),
     (["audit", "--suspect", "{w}/student", "--protection", KGW, "--mode", "generation", "--prompts", "2",
       "--temperature", "nan", "--out", "{w}/a"], "--temperature"),
 ])
