@@ -313,3 +313,13 @@ n_boot = 20
         for root in (cache, res, work):
             assert _files_holding(root, secret.encode()) == []
     assert json.loads((res / "config.json").read_text())["key"]["source"] == "text"
+
+
+def test_detect_warns_when_the_tokenizer_differs_from_the_manifest(world, capsys, tmp_path):
+    c = _edited_corpus(world, tmp_path, lambda m: m.update(tokenizer_fingerprint="0123456789abcdef"))
+    base = ["detect", c, "--protection", KGW, "--key-file", world / "key", "--out", tmp_path / "v.jsonl"]
+    assert cli(base) == 0
+    assert "warning" not in capsys.readouterr().err  # no --tokenizer: nothing to compare
+    assert cli(base + ["--tokenizer", world / "student"]) == 0
+    warns = [x for x in capsys.readouterr().err.splitlines() if "warning" in x]
+    assert len(warns) == 1 and "tokenizer 0123456789abcdef (not " in warns[0]
