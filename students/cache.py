@@ -56,6 +56,18 @@ def build_once(target: Path, build) -> Path:
     return target
 
 
+def check_out_dir(out: Path) -> None:
+    """Refuse an output folder that could not be created, without creating it yet (a refused
+    command then leaves no empty folder behind)."""
+    parent = out
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise UserError(f"cannot create output folder {out} ({parent} is not a folder); choose another --out")
+    if not os.access(parent, os.W_OK):
+        raise UserError(f"output folder {parent} is not writable; choose another --out")
+
+
 def ensure_out_dir(out: Path) -> None:
     """Create the output folder of a long stage, or stop with one clear line if it cannot be written."""
     try:

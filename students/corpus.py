@@ -79,7 +79,7 @@ def load_prompts(prompts, *, seed: int = 0, chat: bool = False) -> tuple[list[di
         texts = list(prompts)
         return ([{"id": f"p{i:06d}", "prompt": _line_prompt(t, chat)} for i, t in enumerate(texts)], "list")
     path = Path(prompts)
-    if not path.is_file():
+    if not path.exists():
         raise UserError(f"prompt file {path} does not exist; pass --prompts N (task-suite prompts) or a "
                         ".jsonl/.txt file")
     records = []
@@ -176,6 +176,8 @@ def _generate_into(out: Path, teacher, teacher_name, protection, key, prompts, t
     from .models import load_model, resolve_device
 
     manifest_path = out / MANIFEST
+    for stale in [*out.glob(f".{MANIFEST}.*.tmp"), *out.glob(".shard-*.jsonl.*.tmp")]:
+        stale.unlink(missing_ok=True)  # left by a kill inside atomic_write: never part of the corpus
     if not manifest_path.exists() and any(p.name != MANIFEST and not p.name.startswith(".") for p in out.iterdir()):
         raise UserError(f"output folder {out} is not empty and holds no corpus manifest; choose an empty "
                         "or new folder")
@@ -193,6 +195,8 @@ def _generate_into(out: Path, teacher, teacher_name, protection, key, prompts, t
     device = resolve_device(device)
     model = model.to(device).eval()
     vocab_size = check_vocab(model, tokenizer, allow_padding=True)
+    if topk_logprobs > vocab_size:
+        raise UserError(f"--topk-logprobs {topk_logprobs} exceeds the teacher's vocabulary ({vocab_size} tokens)")
     chat = bool(getattr(tokenizer, "chat_template", None))
     records, source = load_prompts(prompts, seed=seed, chat=chat)
     check_inputs(protection, records, topk_logprobs)

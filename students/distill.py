@@ -28,7 +28,7 @@ from transformers.trainer_callback import PrinterCallback, ProgressCallback
 from antidistill.watermark.errors import UserError, atomic_write
 from antidistill.watermark.vocab import output_vocab_size
 
-from .cache import ensure_out_dir
+from .cache import check_out_dir, ensure_out_dir
 from .corpus import read_corpus
 from .models import PRESETS, count_parameters, load_model, resolve_device
 from .sampling import encode_prompts
@@ -298,6 +298,7 @@ def train_student(student: str, corpus, out, *, mix_corpus=None, mix: float | No
         raise UserError(f"--lr must be a finite number with 0 < lr <= 1, got {lr}")
     resolve_device(device)
     out = Path(out)
+    check_out_dir(out)
     main = read_corpus(corpus)
     other = read_corpus(mix_corpus) if mix_corpus is not None else None
     records = mix_records(main.records, other.records if other else None, mix, seed)
@@ -351,6 +352,7 @@ def train_student(student: str, corpus, out, *, mix_corpus=None, mix: float | No
                                                  task_type="CAUSAL_LM"))
     n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     use_cpu = resolve_device(device).type == "cpu"
+    ensure_out_dir(out)
     args = TrainingArguments(
         output_dir=str(out / "checkpoints"), per_device_train_batch_size=batch_size, num_train_epochs=epochs,
         max_steps=max_steps if max_steps else -1, learning_rate=lr, lr_scheduler_type="cosine",
@@ -367,7 +369,6 @@ def train_student(student: str, corpus, out, *, mix_corpus=None, mix: float | No
     if not progress:  # keep stdout for the one-line result
         trainer.remove_callback(PrinterCallback)
         trainer.remove_callback(ProgressCallback)
-    ensure_out_dir(out)
     with atomic_write(plan_path) as fh:
         json.dump(plan, fh, indent=2)
     t0 = time.perf_counter()

@@ -52,7 +52,7 @@ def load_key(key_file: str | os.PathLike | None = None) -> Key:
         if not secret:
             raise UserError(f"key file {path} is empty; put the secret key bytes in it")
         return Key(secret)
-    env = os.environ.get(KEY_ENV)
-    if env:
-        return Key(env.encode("utf-8"))
+    env = os.environb.get(KEY_ENV.encode()) if os.supports_bytes_environ else os.environ.get(KEY_ENV, "").encode()
+    if env:  # the raw bytes: a key that is not valid UTF-8 is still a key
+        return Key(env)
     raise UserError(f"no watermark key: pass --key-file PATH or set the {KEY_ENV} environment variable")

@@ -38,7 +38,10 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
 def main(argv: list[str] | None = None) -> int:
     warnings.showwarning = _one_line_warning
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as done:  # --help, or a refused argument (its one line is already printed)
+        return int(done.code or 0)
     try:
         return int(args.func(args) or 0)
     except UserError as err:

@@ -45,9 +45,12 @@ def _load_tokenizer(name: str | None):
 
     from antidistill.students.models import resolve_model_dir
     try:
-        return AutoTokenizer.from_pretrained(str(resolve_model_dir(name)))
+        tok = AutoTokenizer.from_pretrained(str(resolve_model_dir(name)))
     except Exception as err:  # any loading failure is the user's path/id
         raise UserError(f"cannot load tokenizer {name!r}: {str(err).splitlines()[0]}") from None
+    if tok.pad_token is None:  # as load_model does, so tokenizer fingerprints compare with manifests'
+        tok.pad_token = tok.eos_token
+    return tok
 
 
 def _ids(value, where: str, field: str) -> list[int]:

@@ -170,7 +170,7 @@ def test_prompt_files(tmp_path):
     recs, _ = load_prompts(str(tmp_path / "p.txt"))
     assert [r["prompt"] for r in recs] == ["Add 1 and 2.\n", "Sort 3 1 2.\n"]
     (tmp_path / "p.jsonl").write_text('{"id": "a", "prompt": "Add 1 and 2.\\n"}\n{"prompt": 3}\n')
-    with pytest.raises(UserError, match="p.jsonl:2"):
+    with pytest.raises(UserError, match="p.jsonl line 2"):
         load_prompts(str(tmp_path / "p.jsonl"))
     with pytest.raises(UserError, match="does not exist"):
         load_prompts(str(tmp_path / "none.txt"))

@@ -87,7 +87,7 @@ def test_bad_lines_name_their_line(tmp_path, capsys, content, message):
     (["--protection", "rot13"], "unknown protection scheme 'rot13'; valid schemes:"),
     (["--protection", "kgw:gamma=2"], "gamma=2 is out of range"),
     (["--protection", "none"], "has no detector"),
-    (["--protection", SPEC, "--alpha", "2"], "--alpha must lie in (0, 1)"),
+    (["--protection", SPEC, "--alpha", "2"], "argument --alpha: must be a finite number with 0 < x < 1, got '2'"),
     (["--protection", SPEC, "--key-file", "/nonexistent/key"], "key file /nonexistent/key does not exist"),
     (["--protection", SPEC, "--out", "/nonexistent/dir/out.jsonl"], "output folder /nonexistent/dir does not exist"),
 ])
