@@ -8,7 +8,7 @@ from antidistill.eval.bench import countermeasures as bench
 
 
 def test_quick_run_writes_ratios_and_floors(tmp_path):
-    assert bench.main(["--quick", "--threads", "1", "--out", str(tmp_path)]) == 0
+    assert bench.main(["--quick", "--out", str(tmp_path)]) == 0  # (--threads would leak into other tests)
     df = pd.read_csv(tmp_path / "countermeasures.csv").set_index("variant")
     assert set(df.index) == {"plain", "ads", "poe"}
     assert df.loc["plain", "ratio"] == 1.0 and (df.ratio > 0).all() and (df.median_cpu_s > 0).all()
