@@ -79,7 +79,8 @@ def train_doge(teacher, proxy, tokenizer, beta: float, cfg: DogeConfig, progress
     from .teacher import _collate, _tokenize_examples
 
     model = untied_head_copy(teacher).train()
-    proxy = proxy.eval()
+    device = next(model.parameters()).device
+    proxy = proxy.to(device).eval()
     data = _tokenize_examples(tokenizer, make_split("train", cfg.n_train, seed=DOGE_DATA_SEED + cfg.seed))
     gen = torch.Generator().manual_seed(cfg.seed)
     opt = torch.optim.AdamW([model.get_output_embeddings().weight], lr=cfg.lr, weight_decay=0.0)
@@ -90,7 +91,7 @@ def train_doge(teacher, proxy, tokenizer, beta: float, cfg: DogeConfig, progress
             order += torch.randperm(len(data), generator=gen).tolist()
         batch, order = order[:cfg.batch_size], order[cfg.batch_size:]
         ids, mask, labels = _collate([data[i] for i in batch], tokenizer.pad_token_id)
-        loss, sft, kl = doge_loss(model, proxy, ids, mask, labels, beta)
+        loss, sft, kl = doge_loss(model, proxy, ids.to(device), mask.to(device), labels.to(device), beta)
         sft, kl = sft.detach(), kl.detach()
         loss.backward()
         opt.step()
