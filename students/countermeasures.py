@@ -17,14 +17,13 @@ from .traces import TraceRenderer
 @dataclass
 class Prepared:
     model: object  # the model to sample (the teacher, or a defended teacher)
-    teacher_name: str
     resources: dict = field(default_factory=dict)  # keyword resources for `protection.processor`
     transform: Callable | None = None  # rewrites a batch of finished records in place
 
 
 def prepare(protection, model, tokenizer, teacher_name: str, *, cache_dir=None, device=None,
             progress: bool = True) -> Prepared:
-    out = Prepared(model, teacher_name)
+    out = Prepared(model)
     if protection.acts_on == "text":
         out.transform = TraceRenderer(protection, tokenizer, teacher_name)
     if "proxy" in protection.resources or protection.acts_on == "teacher":
