@@ -9,7 +9,8 @@ exactly 64 new tokens, do_sample, temperature 1, top_k=0. Variants are interleav
 (order rotated); a ratio is the median over repeats of (variant time / plain time in that repeat),
 in wall time and in process CPU time. Beside them, in the same run, the cost of one KV-cached
 decoding forward pass (one token per row, batch 16) of each model, which gives the floors the
-issue sets: ADS <= 1 + 2 * (proxy forward / teacher forward) + 0.1, PoE <= 1 + proxy/teacher + 0.1.
+issue sets: ADS <= 1 + 2 * (proxy forward / teacher forward) + 0.1, PoE <= 1 + proxy/teacher + 0.1;
+the forward passes are timed in every repeat, beside the generate runs.
 ADS's gradient here is the proxy's loss gradient on random text: timing does not depend on it.
 
 Results: OUT/countermeasures.csv and OUT/countermeasures.md (tables + machine).
@@ -55,7 +56,7 @@ class Plan:
     batch: int = 16
     new_tokens: int = 64
     prompt_len: int = 8
-    forward_steps: int = 48
+    forward_steps: int = 16  # per repeat
     seed: int = 0
 
 
@@ -83,26 +84,34 @@ def random_text_gradient(model, vocab: int, seed: int) -> dict:
     return grad
 
 
-@torch.no_grad()
-def forward_step_seconds(model, plan: Plan, vocab: int) -> tuple[float, float]:
-    """Median (wall, CPU) seconds of one KV-cached decoding forward pass at batch `plan.batch`."""
-    from transformers import DynamicCache
+class ForwardTimer:
+    """Times KV-cached decoding forward passes of one model, as generate and the proxies step them:
+    one new token per row, the grown attention mask, its position."""
 
-    ids = torch.randint(3, vocab, (plan.batch, plan.prompt_len), generator=torch.Generator().manual_seed(1))
-    cache, mask = DynamicCache(), torch.ones_like(ids)
-    out = model(input_ids=ids, attention_mask=mask, cache=cache, use_cache=True, logits_to_keep=1)
-    wall, cpu = [], []
-    for step in range(plan.forward_steps):
-        # as generate and the proxies step: the new token, the grown mask, its position
-        nxt = out.logits[:, -1].argmax(-1, keepdim=True)
-        w0, c0 = time.perf_counter(), time.process_time()
-        mask = torch.cat([mask, mask.new_ones(plan.batch, 1)], dim=1)
-        pos = torch.full((plan.batch, 1), plan.prompt_len + step)
-        out = model(input_ids=nxt, attention_mask=mask, position_ids=pos, cache=cache, use_cache=True,
-                    logits_to_keep=1)
-        wall.append(time.perf_counter() - w0)
-        cpu.append(time.process_time() - c0)
-    return float(np.median(wall)), float(np.median(cpu))
+    def __init__(self, model, plan: Plan, vocab: int):
+        from transformers import DynamicCache
+
+        self.model, self.plan = model, plan
+        ids = torch.randint(3, vocab, (plan.batch, plan.prompt_len), generator=torch.Generator().manual_seed(1))
+        self.cache, self.mask = DynamicCache(), torch.ones_like(ids)
+        with torch.no_grad():
+            self.out = model(input_ids=ids, attention_mask=self.mask, cache=self.cache, use_cache=True,
+                             logits_to_keep=1)
+
+    @torch.no_grad()
+    def median_step(self, steps: int) -> tuple[float, float]:
+        """Median (wall, CPU) seconds of the next `steps` forward passes."""
+        wall, cpu = [], []
+        for _ in range(steps):
+            nxt = self.out.logits[:, -1].argmax(-1, keepdim=True)
+            w0, c0 = time.perf_counter(), time.process_time()
+            self.mask = torch.cat([self.mask, self.mask.new_ones(self.plan.batch, 1)], dim=1)
+            pos = torch.full((self.plan.batch, 1), self.mask.shape[1] - 1)
+            self.out = self.model(input_ids=nxt, attention_mask=self.mask, position_ids=pos, cache=self.cache,
+                                  use_cache=True, logits_to_keep=1)
+            wall.append(time.perf_counter() - w0)
+            cpu.append(time.process_time() - c0)
+        return float(np.median(wall)), float(np.median(cpu))
 
 
 def run_pair(plan: Plan, name: str, t_shape: str, p_shape: str, vocab: int) -> list[dict]:
@@ -126,16 +135,23 @@ def run_pair(plan: Plan, name: str, t_shape: str, p_shape: str, vocab: int) -> l
 
     for proc in procs.values():  # warm-up: first calls allocate
         generate(proc)
+    timers = {"teacher": ForwardTimer(teacher, plan, vocab), "proxy": ForwardTimer(proxy, plan, vocab)}
     runs = {k: [] for k in procs}
+    fwd = {k: [] for k in timers}
     for r in range(plan.repeats):
         order = list(procs)[r % len(procs):] + list(procs)[:r % len(procs)]
         for k in order:
             w0, c0 = time.perf_counter(), time.process_time()
             generate(procs[k])
             runs[k].append((time.perf_counter() - w0, time.process_time() - c0))
+        # forward passes timed in every repeat too, so that load from other processes hits both alike
+        for k in (("teacher", "proxy") if r % 2 == 0 else ("proxy", "teacher")):
+            fwd[k].append(timers[k].median_step(plan.forward_steps))
         log(f"{name}: repeat {r + 1}/{plan.repeats} (load {os.getloadavg()[0]:.2f})")
-    t_fwd, p_fwd = forward_step_seconds(teacher, plan, vocab), forward_step_seconds(proxy, plan, vocab)
-    fwd_ratio, fwd_ratio_cpu = p_fwd[0] / t_fwd[0], p_fwd[1] / t_fwd[1]
+    t_fwd = [float(np.median([f[i] for f in fwd["teacher"]])) for i in (0, 1)]
+    p_fwd = [float(np.median([f[i] for f in fwd["proxy"]])) for i in (0, 1)]
+    fwd_ratio, fwd_ratio_cpu = [float(np.median([p[i] / t[i] for p, t in zip(fwd["proxy"], fwd["teacher"])]))
+                                for i in (0, 1)]
     rows = []
     for k, extra in (("plain", 0), ("ads", 2), ("poe", 1)):
         wall = np.array([w for w, _ in runs[k]])
@@ -175,9 +191,9 @@ def write_markdown(df: pd.DataFrame, info: dict, plan: Plan, path: Path, note: s
         f"{plan.prompt_len}-token random prompt, `do_sample=True`, temperature 1, `top_k=0`, same seed for every "
         f"variant; {plan.repeats} repeats with the variants interleaved (order rotated). `ratio` = the variant's "
         "wall time ÷ plain's in the same repeat (median, min–max); `cpu ratio` the same in process CPU time, "
-        "steadier on a shared machine. `proxy ÷ teacher forward` = the median time of one KV-cached decoding "
-        f"forward pass (one token per row, batch {plan.batch}, {plan.forward_steps} steps) of the proxy ÷ that "
-        "of the teacher, measured in the same run; `floor` = 1 + (extra forwards) × that ratio, the cost of "
+        "steadier on a shared machine. `proxy ÷ teacher forward` = the median over repeats of (median time of "
+        f"one KV-cached decoding forward pass of the proxy ÷ that of the teacher; one token per row, batch "
+        f"{plan.batch}, {plan.forward_steps} passes each, timed in every repeat after the generate runs); `floor` = 1 + (extra forwards) × that ratio, the cost of "
         "the extra proxy passes alone; the target is floor + 0.1. Randomly initialised Llama models built "
         "from configs, float32 on CPU, tied embeddings.", "",
         "| teacher / proxy (vocab) | variant | median s | ratio (min–max) | cpu ratio | proxy ÷ teacher forward "
