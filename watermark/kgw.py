@@ -11,6 +11,9 @@ hash=self: anchored min-hash (Kirchenbauer et al.'s SelfHash): the seed for cand
 """
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import torch
 
 from .detection import TokenHashDetector
@@ -98,6 +101,10 @@ class KGWDetector(TokenHashDetector):
 
     def log_sf(self, statistic, n):
         return binom_log_sf(int(round(statistic)), n, self.protection.gamma_eff)
+
+    def log_mgf(self, theta):
+        g = self.protection.gamma_eff
+        return np.logaddexp(math.log1p(-g), math.log(g) + theta)
 
 
 KGW.processor_class, KGW.detector_class = KGWLogitsProcessor, KGWDetector
