@@ -314,6 +314,10 @@ def train_student(student: str, corpus, out, *, mix_corpus=None, mix: float | No
     result = trainer.train(resume_from_checkpoint=str(ckpts[-1]) if ckpts else None)
     seconds = time.perf_counter() - t0
 
+    # Data-parallel (`accelerate launch ... train`): every process trained the same weights; one writes them.
+    if not trainer.is_world_process_zero():
+        trainer.accelerator.wait_for_everyone()
+        return json.loads((out / MANIFEST_FILE).read_text())
     final = model.merge_and_unload() if lora_cfg else model
     tmp = Path(tempfile.mkdtemp(prefix=".model.", dir=out))
     try:
@@ -333,6 +337,8 @@ def train_student(student: str, corpus, out, *, mix_corpus=None, mix: float | No
         "tokens_per_second": round(collator.n_tokens / seconds, 1) if seconds > 0 else None,
         "tokenizer_fingerprint": fp, "torch": torch.__version__,
     }
+    manifest["world_size"] = trainer.args.world_size
     with atomic_write(out / MANIFEST_FILE) as fh:
         json.dump(manifest, fh, indent=2)
+    trainer.accelerator.wait_for_everyone()
     return manifest

@@ -102,3 +102,19 @@ def test_bad_masks_and_thresholds_are_refused():
         det.detect([[1, 2, 3]], weights=-np.ones(2))
     with pytest.raises(UserError, match="top-1"):
         ChoiceRule(max_top1=1.5)
+
+
+def test_sweet_kgw_biases_only_uncertain_steps(tiny_lm):
+    """kgw:...,entropy=H leaves rows whose entropy is below H untouched and biases the rest like
+    plain KGW; the spec prints back with the option, plain KGW's spec is unchanged."""
+    sweet = parse_protection(KGW + ",entropy=2")
+    assert sweet.spec == KGW + ",entropy=2" and parse_protection(KGW).spec == KGW
+    ids = torch.randint(3, VOCAB, (64, 5), generator=torch.Generator().manual_seed(4))
+    scores = tiny_lm(ids).logits[:, -1].detach()
+    logp = torch.log_softmax(scores, -1)
+    entropy = -(logp.exp() * logp).sum(-1)
+    assert (entropy < 2).any() and (entropy >= 2).any()
+    out = sweet.processor(Key(b"k"), VOCAB)(ids, scores.clone())
+    plain = parse_protection(KGW).processor(Key(b"k"), VOCAB)(ids, scores.clone())
+    assert torch.equal(out[entropy < 2], scores[entropy < 2])
+    assert torch.equal(out[entropy >= 2], plain[entropy >= 2])
