@@ -30,7 +30,7 @@ from .errors import UserError
 @dataclass(frozen=True)
 class ChoiceRule:
     """Keep a position when the reference's top-1 probability < `max_top1` or its entropy (nats)
-    > `min_entropy` (either criterion alone when the other is None); `weighted`: weight each kept
+    >= `min_entropy` (either criterion alone when the other is None); `weighted`: weight each kept
     position by the reference entropy (EWD)."""
 
     max_top1: float | None = None
@@ -52,7 +52,7 @@ class ChoiceRule:
         if self.max_top1 is not None:
             parts.append(f"top1<{self.max_top1:g}")
         if self.min_entropy is not None:
-            parts.append(f"entropy>{self.min_entropy:g}")
+            parts.append(f"entropy>={self.min_entropy:g}")
         text = " or ".join(parts) or "all positions"
         return text + (", entropy-weighted" if self.weighted else "")
 
@@ -65,7 +65,7 @@ class ChoiceRule:
             if self.max_top1 is not None:
                 keep |= top1 < self.max_top1
             if self.min_entropy is not None:
-                keep |= entropy > self.min_entropy
+                keep |= entropy >= self.min_entropy
             keep |= unknown
         else:
             keep = np.ones(len(top1), dtype=bool)

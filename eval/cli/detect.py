@@ -36,7 +36,7 @@ def add_parser(subparsers) -> None:
                    help="with --reference: keep positions whose reference top-1 probability is below P "
                         "(default 0.9 unless --min-reference-entropy is given)")
     p.add_argument("--min-reference-entropy", type=float, metavar="H",
-                   help="with --reference: keep positions whose reference entropy exceeds H nats "
+                   help="with --reference: keep positions whose reference entropy is at least H nats "
                         "(with --max-reference-prob: either suffices)")
     p.add_argument("--entropy-weight", action="store_true",
                    help="with --reference: weight each kept position by the reference entropy (EWD); "

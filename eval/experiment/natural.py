@@ -47,17 +47,24 @@ from .report import md_table
 PROTECTIONS = ("kgw:gamma=0.25,delta=2,h=1,hash=left", "unigram:gamma=0.5,delta=2", "gumbel:h=2",
                "synthid:depth=16,h=4", "kgw:gamma=0.25,delta=2,h=1,hash=left,entropy=1.5")
 PRESETS = {
+    # temperature 0.7, full vocabulary (no top-k/top-p, which the audit's reading rules exclude): the
+    # multinomial setting of Kirchenbauer et al.; at 1.0 a 135M model's answers drift off topic.
     "natural": dict(name="natural", teacher="smollm2", n_instructions=48, n_gsm=16, max_new_tokens=400,
+                    temperature=0.7,
                     batch_size=32, protections=list(PROTECTIONS), lengths=[50, 100, 200, 400], alpha=1e-3,
                     rule=dict(max_top1=0.9, min_entropy=None), radio_protection=PROTECTIONS[0],
                     rhos=[0.0, 0.05, 0.25, 1.0], lora="r=16,alpha=32", train_epochs=2, train_batch_size=8,
                     audit_prompts=32, audit_max_new_tokens=128, null_keys=5, seed=0),
     "natural-smoke": dict(name="natural-smoke", teacher="smollm2", n_instructions=6, n_gsm=2, max_new_tokens=48,
-                          batch_size=8, protections=[PROTECTIONS[0], PROTECTIONS[2]], lengths=[25, 50],
+                          temperature=0.7,
+                          batch_size=8, protections=[PROTECTIONS[0], PROTECTIONS[4]], lengths=[25, 50],
                           alpha=1e-3, rule=dict(max_top1=0.9, min_entropy=None), radio_protection=PROTECTIONS[0],
                           rhos=[0.0, 1.0], lora="r=8,alpha=16", train_epochs=1, train_batch_size=4,
                           audit_prompts=4, audit_max_new_tokens=32, null_keys=2, seed=0),
 }
+# What a cached corpus / student depends on: a preset differing elsewhere reuses them.
+GENERATION_KEYS = ("teacher", "n_instructions", "n_gsm", "max_new_tokens", "temperature", "batch_size", "seed")
+TRAINING_KEYS = ("radio_protection", "lora", "train_epochs", "train_batch_size")
 KEY_TEXT = "antidistill natural preset key"  # a fixed, public demo key: only its fingerprint is reported
 
 
@@ -91,7 +98,7 @@ def run_natural(preset: str = "natural", out=None, *, device: str | None = None,
         raise UserError("--device cuda: no CUDA device is available")
     out = Path(out or f"results/{cfg['name']}")
     out.mkdir(parents=True, exist_ok=True)
-    work = cache_root(cache_dir) / "natural" / config_hash({k: v for k, v in cfg.items() if k != "name"})
+    work = cache_root(cache_dir) / "natural"
     stages = Stages(out)
     t_start = time.perf_counter()
     key = Key.from_text(KEY_TEXT)
@@ -104,9 +111,10 @@ def run_natural(preset: str = "natural", out=None, *, device: str | None = None,
     def gen_all():
         corpora = {}
         for spec in ["none", *cfg["protections"]]:
-            folder = work / "corpora" / config_hash({"spec": spec})
+            folder = work / "corpora" / config_hash({"spec": spec, **{k: cfg[k] for k in GENERATION_KEYS}})
             generate_corpus((teacher, tok), folder, protection=spec, key=key, prompts=texts,
-                            max_new_tokens=cfg["max_new_tokens"], batch_size=cfg["batch_size"],
+                            max_new_tokens=cfg["max_new_tokens"], temperature=cfg["temperature"],
+                            batch_size=cfg["batch_size"],
                             shard_size=cfg["batch_size"], seed=cfg["seed"], device=device, progress=False,
                             teacher_name=cfg["teacher"], cache_dir=cache_dir)
             corpora[spec] = folder
@@ -141,29 +149,37 @@ def _per_text(values: np.ndarray, lengths: list[int]) -> list[np.ndarray]:
 def detect_table(teacher, records: dict, key, cfg: dict) -> pd.DataFrame:
     """TPR at alpha of single texts cut to their first n completion tokens (texts at least n long),
     with and without the reference rule; the `none` corpus's flag rate is the empirical FPR."""
-    rule = ChoiceRule(**cfg["rule"])
     alpha = cfg["alpha"]
+    # The reference reads each corpus once: prompts are longer than any window, so every completion
+    # position is scored whatever h, and one reading serves every detector.
+    uncertainty = {}
+    for spec, recs in records.items():
+        seqs = [r["completion_ids"] for r in recs]
+        top1, ent = reference_uncertainty(teacher, seqs, [r["prompt_ids"] for r in recs], 0, batch_size=8)
+        uncertainty[spec] = (top1, ent, [len(s) for s in seqs])
     rows = []
     for spec, recs in records.items():
         if spec == "none":
             continue
         protection = parse_protection(spec)
         det = protection.detector(key)
-        h = protection.context_width
-        sides = {}
-        for side, rs in (("pos", recs), ("neg", records["none"])):
-            seqs = [r["completion_ids"] for r in rs]
-            prm = [r["prompt_ids"] for r in rs]
-            top1, ent = reference_uncertainty(teacher, seqs, prm, h, batch_size=8)
-            keep, _ = rule.apply(top1, ent)
-            sides[side] = (seqs, prm, _per_text(keep, [len(s) for s in seqs]))
+        # SWEET text (kgw entropy=H) is scored where it was biased: reference entropy >= H
+        sweet = getattr(protection, "entropy", 0.0)
+        rule = ChoiceRule(min_entropy=sweet) if sweet else ChoiceRule(**cfg["rule"])
+
+        def masks(name):
+            top1, ent, lengths = uncertainty[name]
+            return _per_text(rule.apply(top1, ent)[0], lengths)
+
+        sides = {side: ([r["completion_ids"] for r in rs], [r["prompt_ids"] for r in rs], masks(name))
+                 for side, rs, name in (("pos", recs, spec), ("neg", records["none"], "none"))}
         for n in cfg["lengths"]:
             for filtered in (False, True):
                 lp = {}
-                for side, (seqs, prm, keeps) in sides.items():
+                for side, (seqs, prm, masks) in sides.items():
                     idx = [i for i, s in enumerate(seqs) if len(s) >= n]
                     cut = [seqs[i][:n] for i in idx]
-                    kw = {"keep": np.concatenate([keeps[i][:n] for i in idx])} if filtered and idx else {}
+                    kw = {"keep": np.concatenate([masks[i][:n] for i in idx])} if filtered and idx else {}
                     lp[side] = np.array([d.log10_p for d in det.detect_each(cut, [prm[i] for i in idx], **kw)])
                 r = tpr_at_alpha(lp["pos"], lp["neg"], alpha)
                 rows.append({"protection": spec, "tokens": n, "rule": rule.describe() if filtered else "all",
@@ -209,7 +225,7 @@ def radioactivity(corpora: dict, records: dict, key, cfg: dict, work: Path, tok,
     audit_prompt_ids = encode_prompts(tok, [p["prompt"] for p in held_out])
     rows = []
     for rho in cfg["rhos"]:
-        folder = work / "students" / f"rho-{rho:g}"
+        folder = work / "students" / config_hash({"rho": rho, **{k: cfg[k] for k in GENERATION_KEYS + TRAINING_KEYS}})
         manifest = train_student(cfg["teacher"], corpora["none"], folder, mix_corpus=corpora[spec], mix=rho,
                                  lora=cfg["lora"], epochs=cfg["train_epochs"], batch_size=cfg["train_batch_size"],
                                  seed=cfg["seed"], progress=False, cache_dir=cache_dir,
@@ -223,6 +239,7 @@ def radioactivity(corpora: dict, records: dict, key, cfg: dict, work: Path, tok,
             else:
                 tuples, _ = generation_tuples(suspect, tok, audit_prompt_ids, h,
                                               max_new_tokens=cfg["audit_max_new_tokens"], seed=cfg["seed"],
+                                              temperature=cfg["temperature"],
                                               batch_size=cfg["batch_size"])
             res = score(det, tuples, mode=mode)
             null_p = [score(d, tuples, mode=mode).detection.log10_p for d in nulls]

@@ -118,3 +118,30 @@ def test_sweet_kgw_biases_only_uncertain_steps(tiny_lm):
     plain = parse_protection(KGW).processor(Key(b"k"), VOCAB)(ids, scores.clone())
     assert torch.equal(out[entropy < 2], scores[entropy < 2])
     assert torch.equal(out[entropy >= 2], plain[entropy >= 2])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("spec", [KGW, "gumbel:h=2"])
+def test_reference_rule_on_random_text_keeps_fpr(tiny_lm, spec):
+    """Null calibration with a real reference model: random text, the model's choice points, a fresh
+    key per 10 texts: exact p-values stay uniform, entropy-weighted ones stay at or below alpha."""
+    rng = np.random.default_rng(5)
+    prompts = rng.integers(3, VOCAB, size=(2000, 4))
+    texts = rng.integers(3, VOCAB, size=(2000, 30))
+    top1, ent = reference_uncertainty(tiny_lm, texts, prompts, 2, batch_size=500)
+    keep, _ = ChoiceRule(max_top1=float(np.median(top1))).apply(top1, ent)
+    _, weights = ChoiceRule(weighted=True).apply(top1, ent)
+    assert 0.3 < keep.mean() < 0.7
+    protection = parse_protection(spec)
+    rand, actual, weighted = [], [], []
+    for i in range(0, len(texts), 10):
+        det = protection.detector(Key(f"reference null {i}".encode()))
+        sl = slice(i * 30, (i + 10) * 30)
+        d = det.detect_each(texts[i:i + 10], prompts[i:i + 10], keep=keep[sl])
+        rand.append(randomized_p(det, d, rng))
+        actual += [x.p_value for x in d]
+        weighted += [x.p_value for x in det.detect_each(texts[i:i + 10], prompts[i:i + 10], weights=weights[sl])]
+    assert_uniform(np.concatenate(rand), np.array(actual))
+    weighted = np.array(weighted)
+    for alpha in (1e-2, 1e-3):
+        assert (weighted <= alpha).sum() <= stats.binom.ppf(0.99, len(weighted), alpha)
