@@ -57,7 +57,7 @@ PRESETS = {
                     audit_prompts=32, audit_max_new_tokens=128, null_keys=5, seed=0),
     "natural-smoke": dict(name="natural-smoke", teacher="smollm2", n_instructions=6, n_gsm=2, max_new_tokens=48,
                           temperature=0.7,
-                          batch_size=8, protections=[PROTECTIONS[0], PROTECTIONS[4]], lengths=[25, 50],
+                          batch_size=8, protections=[PROTECTIONS[0], PROTECTIONS[4]], lengths=[24, 48],
                           alpha=1e-3, rule=dict(max_top1=0.9, min_entropy=None), radio_protection=PROTECTIONS[0],
                           rhos=[0.0, 1.0], lora="r=8,alpha=16", train_epochs=1, train_batch_size=4,
                           audit_prompts=4, audit_max_new_tokens=32, null_keys=2, seed=0),
@@ -66,6 +66,7 @@ PRESETS = {
 GENERATION_KEYS = ("teacher", "n_instructions", "n_gsm", "max_new_tokens", "temperature", "batch_size", "seed")
 TRAINING_KEYS = ("radio_protection", "lora", "train_epochs", "train_batch_size")
 KEY_TEXT = "antidistill natural preset key"  # a fixed, public demo key: only its fingerprint is reported
+RESAMPLE = "none (another sample)"
 
 
 class Stages:
@@ -110,14 +111,16 @@ def run_natural(preset: str = "natural", out=None, *, device: str | None = None,
 
     def gen_all():
         corpora = {}
-        for spec in ["none", *cfg["protections"]]:
-            folder = work / "corpora" / config_hash({"spec": spec, **{k: cfg[k] for k in GENERATION_KEYS}})
+        # RESAMPLE: the unprotected teacher again with another seed, the yardstick of the quality
+        # table (two raw samples of one prompt differ too)
+        for name in ["none", RESAMPLE, *cfg["protections"]]:
+            spec, seed = ("none", cfg["seed"] + 1) if name == RESAMPLE else (name, cfg["seed"])
+            folder = work / "corpora" / config_hash({"spec": name, **{k: cfg[k] for k in GENERATION_KEYS}})
             generate_corpus((teacher, tok), folder, protection=spec, key=key, prompts=texts,
                             max_new_tokens=cfg["max_new_tokens"], temperature=cfg["temperature"],
-                            batch_size=cfg["batch_size"],
-                            shard_size=cfg["batch_size"], seed=cfg["seed"], device=device, progress=False,
-                            teacher_name=cfg["teacher"], cache_dir=cache_dir)
-            corpora[spec] = folder
+                            batch_size=cfg["batch_size"], shard_size=cfg["batch_size"], seed=seed, device=device,
+                            progress=False, teacher_name=cfg["teacher"], cache_dir=cache_dir)
+            corpora[name] = folder
         return corpora
 
     corpora = stages("generate", gen_all)
@@ -154,12 +157,14 @@ def detect_table(teacher, records: dict, key, cfg: dict) -> pd.DataFrame:
     # position is scored whatever h, and one reading serves every detector.
     uncertainty = {}
     for spec, recs in records.items():
+        if spec == RESAMPLE:
+            continue
         seqs = [r["completion_ids"] for r in recs]
         top1, ent = reference_uncertainty(teacher, seqs, [r["prompt_ids"] for r in recs], 0, batch_size=8)
         uncertainty[spec] = (top1, ent, [len(s) for s in seqs])
     rows = []
     for spec, recs in records.items():
-        if spec == "none":
+        if spec in ("none", RESAMPLE):
             continue
         protection = parse_protection(spec)
         det = protection.detector(key)
@@ -275,7 +280,9 @@ prefix only) is unsure. fpr is the flag rate on the unprotected corpus under the
 ## Legitimate-user cost
 
 Perplexity under the unprotected teacher, MiniLM cosine similarity to the unprotected answer to the
-same prompt, distinct-2 over all outputs, mean length, gsm_symbolic accuracy (last number).
+same prompt, distinct-2 over all outputs, mean length, gsm_symbolic accuracy (last number). The
+row `{RESAMPLE}` is the unprotected teacher sampled again with another seed: the
+similarity and spread a protection must be compared with.
 
 {md_table(quality_df)}
 
