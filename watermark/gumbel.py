@@ -57,5 +57,10 @@ class GumbelDetector(TokenHashDetector):
     def log_sf(self, statistic, n):
         return gamma_log_sf(statistic, n) if math.isfinite(statistic) else 0.0
 
+    def log_mgf(self, theta):
+        return -np.log1p(-theta)  # Exp(1), finite for theta < 1
+
+    log_mgf.theta_max = 1.0
+
 
 Gumbel.processor_class, Gumbel.detector_class = GumbelLogitsProcessor, GumbelDetector

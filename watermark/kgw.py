@@ -5,12 +5,19 @@ exactly `gamma_eff` (gamma rounded to a multiple of 2**-32) under H0, independen
 the green count of n distinct tuples is Binomial(n, gamma_eff) and its upper tail is exact.
 
 hash=left: the window is the h previous tokens (all h are folded into the state).
+entropy=H (SWEET, Lee et al. 2023): bias only steps where the teacher's own next-token entropy
+  (nats, of the scores the processor sees) is at least H; forced tokens are left untouched. The
+  detector is unchanged; `detect --reference TEACHER --min-reference-entropy H` scores the same steps.
+
 hash=self: anchored min-hash (Kirchenbauer et al.'s SelfHash): the seed for candidate v is
   min_i PRF([c_i], v) over the h previous tokens c_i, so the green list depends on the candidate
   itself and on every context token, yet a single edited context token rarely changes it.
 """
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import torch
 
 from .detection import TokenHashDetector
@@ -34,6 +41,7 @@ class KGW(KeyedProtection):
         Param("delta", float, 2.0, lambda v: 0.0 <= v <= 100.0, "0 <= delta <= 100"),
         Param("h", int, 1, lambda v: 1 <= v <= 16, "1 <= h <= 16"),
         Param("hash", str, "left", choices=("left", "self")),
+        Param("entropy", float, 0.0, lambda v: v >= 0.0, "entropy >= 0", optional=True),
     )
 
     @property
@@ -66,6 +74,7 @@ class KGWLogitsProcessor(KeyedLogitsProcessor):
         super().__init__(protection, key, vocab_size)
         self.threshold = green_threshold(protection.gamma)
         self.delta = protection.delta
+        self.entropy_min = getattr(protection, "entropy", 0.0)
 
     def green(self, input_ids: torch.Tensor) -> torch.Tensor:
         if self.protection.hash == "left":
@@ -78,7 +87,12 @@ class KGWLogitsProcessor(KeyedLogitsProcessor):
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         if not self.check(input_ids, scores):
             return scores
-        return scores.add(self.green(input_ids), alpha=self.delta)
+        green = self.green(input_ids)
+        if self.entropy_min > 0:
+            logp = torch.log_softmax(scores.float(), dim=-1)
+            entropy = -(logp.exp() * logp).nansum(-1, keepdim=True)
+            green = green & (entropy >= self.entropy_min)
+        return scores.add(green, alpha=self.delta)
 
 
 class KGWDetector(TokenHashDetector):
@@ -100,6 +114,10 @@ class KGWDetector(TokenHashDetector):
 
     def log_sf(self, statistic, n):
         return binom_log_sf(int(round(statistic)), n, self.protection.gamma_eff)
+
+    def log_mgf(self, theta):
+        g = self.protection.gamma_eff
+        return np.logaddexp(math.log1p(-g), math.log(g) + theta)
 
 
 KGW.processor_class, KGW.detector_class = KGWLogitsProcessor, KGWDetector

@@ -33,6 +33,7 @@ class Param:
     check: Callable[[Any], bool] = lambda v: True
     rule: str = ""  # what `check` demands, for the error message
     choices: tuple[str, ...] = ()
+    optional: bool = False  # left out of the canonical spec at its default (added after specs were in use)
 
     def parse(self, scheme: str, raw: str) -> Any:
         if self.choices:
@@ -90,7 +91,8 @@ class Protection:
     def spec(self) -> str:
         if not self.params:
             return self.scheme
-        body = ",".join(f"{p.name}={p.format(getattr(self, p.name))}" for p in self.params)
+        body = ",".join(f"{p.name}={p.format(getattr(self, p.name))}" for p in self.params
+                        if not (p.optional and getattr(self, p.name) == p.default))
         return f"{self.scheme}:{body}"
 
     def __str__(self) -> str:

@@ -122,5 +122,8 @@ class SynthIDDetector(TokenHashDetector):
     def log_sf(self, statistic, n):
         return binom_log_sf(int(round(statistic)), n * self.protection.depth, 0.5)
 
+    def log_mgf(self, theta):
+        return self.protection.depth * (np.logaddexp(0.0, theta) - np.log(2.0))
+
 
 SynthID.processor_class, SynthID.detector_class = SynthIDLogitsProcessor, SynthIDDetector

