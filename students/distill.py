@@ -118,7 +118,20 @@ def mix_records(main: list[dict], other: list[dict] | None, mix: float | None, s
     return out
 
 
-def _features(records: list[dict], tokenizer, mode: str, retokenize: bool, max_len: int) -> list[dict]:
+def _topk_ok(r: dict, vocab: int) -> bool:
+    """Stored top-k ids and log-probs of one record: same [n, k] shape, ids in the vocabulary, no NaN."""
+    try:
+        ids, lp = torch.tensor(r["topk_ids"]), torch.tensor(r["topk_logprobs"], dtype=torch.float32)
+    except (TypeError, ValueError, RuntimeError):
+        return False
+    if ids.numel() == 0:
+        return lp.numel() == 0
+    return (ids.dtype == torch.int64 and ids.dim() == 2 and ids.shape == lp.shape and int(ids.min()) >= 0
+            and int(ids.max()) < vocab and not bool(lp.isnan().any()))
+
+
+def _features(records: list[dict], tokenizer, mode: str, retokenize: bool, max_len: int,
+              vocab: int | None = None) -> list[dict]:
     eos = tokenizer.eos_token_id
     if retokenize:
         prompts = encode_prompts(tokenizer, [r["prompt"] for r in records])
@@ -134,6 +147,9 @@ def _features(records: list[dict], tokenizer, mode: str, retokenize: bool, max_l
         if mode == "logit-kd":
             if "topk_ids" not in r:
                 raise UserError("--mode logit-kd needs a corpus generated with --topk-logprobs K")
+            if vocab is not None and not _topk_ok(r, vocab):
+                raise UserError(f"record {r.get('id')!r}: `topk_ids` / `topk_logprobs` must be matching [n, k] lists "
+                                f"of token ids below {vocab} and log-probabilities")
             n_kd = max(0, min(len(r["topk_ids"]), len(ids) - len(p) + 1))
             f["topk_ids"] = r["topk_ids"][:n_kd]
             f["topk_logprobs"] = r["topk_logprobs"][:n_kd]
@@ -339,7 +355,7 @@ def train_student(student: str, corpus, out, *, mix_corpus=None, mix: float | No
         return _read_json(out / MANIFEST_FILE)
 
     max_len = getattr(model.config, "max_position_embeddings", 2048) or 2048
-    feats = _features(records, tokenizer, mode, retokenize, max_len)
+    feats = _features(records, tokenizer, mode, retokenize, max_len, vocab=output_vocab_size(model))
     if lora_cfg:
         from peft import LoraConfig, get_peft_model
 

@@ -25,7 +25,7 @@ import re
 import tomllib
 from pathlib import Path
 
-from antidistill.watermark.errors import UserError
+from antidistill.watermark.errors import UserError, read_bytes
 
 # The demo key is public on purpose (anyone can rerun the reference results); use --key-file or
 # [key] file = ... for anything real. Reports show only its fingerprint.
@@ -240,11 +240,11 @@ def load_config(path: str | Path | None = None, preset: str | None = None) -> di
     if path is None:
         return preset_config(preset or "default")
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise UserError(f"config file {path} does not exist; pass a TOML file or --preset "
                         f"({', '.join(PRESETS)})")
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        data = tomllib.loads(read_bytes(path, "config file").decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
         raise UserError(f"{path}: not valid TOML ({err})") from None
     base = data.pop("preset", preset or "default")

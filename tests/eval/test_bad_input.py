@@ -323,3 +323,25 @@ def test_detect_warns_when_the_tokenizer_differs_from_the_manifest(world, capsys
     assert cli(base + ["--tokenizer", world / "student"]) == 0
     warns = [x for x in capsys.readouterr().err.splitlines() if "warning" in x]
     assert len(warns) == 1 and "tokenizer 0123456789abcdef (not " in warns[0]
+
+
+@pytest.mark.parametrize("bad", [lambda r: r["topk_ids"][0].__setitem__(0, 100000),
+                                 lambda r: r["topk_ids"][0].__setitem__(0, "3"),
+                                 lambda r: r["topk_logprobs"].pop()])
+def test_logit_kd_refuses_malformed_stored_top_k(world, capsys, tmp_path, bad):
+    c = tmp_path / "kd"
+    assert cli(["generate", "--teacher", "tiny", "--prompts", "2", "--max-new-tokens", "4", "--topk-logprobs", "2",
+                "--out", c, "--quiet"]) == 0
+    capsys.readouterr()
+    shard = c / "shard-00000.jsonl"
+    lines = shard.read_text().splitlines()
+    rec = json.loads(lines[0])
+    bad(rec)
+    lines[0] = json.dumps(rec)
+    shard.write_text("\n".join(lines) + "\n")
+    m = json.loads((c / "manifest.json").read_text())
+    m["shards"][0]["sha256"] = hashlib.sha256(shard.read_bytes()).hexdigest()
+    (c / "manifest.json").write_text(json.dumps(m))
+    refused(capsys, ["train", "--student", "tiny", "--corpus", c, "--out", tmp_path / "s", "--mode", "logit-kd",
+                     "--max-steps", "1"], "`topk_ids` / `topk_logprobs` must be matching")
+    assert not (tmp_path / "s").exists()
