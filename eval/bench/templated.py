@@ -48,8 +48,9 @@ def null_keys(n: int) -> list[Key]:
 
 
 def corpus(teacher: str, protection: str, n: int, seed: int, cache_dir, max_new_tokens: int,
-           progress: bool) -> tuple[list, list]:
-    """Sample (or reuse from the cache) a corpus; return (completions, prompts) as token ids."""
+           progress: bool) -> tuple[list, list, str]:
+    """Sample (or reuse from the cache) a corpus; return (completions, prompts) as token ids and the
+    exact teacher it came from (the manifest's name: the demo teacher's recipe hash)."""
     from antidistill.students.cache import cache_root, config_hash
     from antidistill.students.corpus import generate_corpus, read_corpus
 
@@ -61,7 +62,7 @@ def corpus(teacher: str, protection: str, n: int, seed: int, cache_dir, max_new_
     generate_corpus(teacher, out, protection=spec, key=BENCH_KEY, prompts=n, seed=seed,
                     max_new_tokens=max_new_tokens, batch_size=100, progress=progress, cache_dir=cache_dir)
     c = read_corpus(out)
-    return c.sequences, c.prompts
+    return c.sequences, c.prompts, c.manifest["teacher"]
 
 
 def per_text(detector, seqs, prompts, rule: str):
@@ -108,7 +109,7 @@ def power(teacher: str, n: int, cache_dir, max_new_tokens: int, progress: bool) 
     """Per-text TPR of protected texts under both rules, and the pooled verdict."""
     rows = []
     for spec in SCHEMES:
-        seqs, prompts = corpus(teacher, spec, n, 1, cache_dir, max_new_tokens, progress)
+        seqs, prompts, _ = corpus(teacher, spec, n, 1, cache_dir, max_new_tokens, progress)
         det = parse_protection(spec).detector(BENCH_KEY)
         pooled = det.detect(seqs, prompts)
         for rule in RULES:
@@ -127,6 +128,28 @@ def _pct(x: float) -> str:
     return f"{100 * x:.2f}%"
 
 
+def _reading(fp: pd.DataFrame, pw: pd.DataFrame, a0: float) -> str:
+    """The measured findings in words (computed from the tables, so they never go stale)."""
+    at = fp[fp.alpha == a0].set_index(["scheme", "rule"])
+    worst = {r: at.xs(r, level="rule").worst_key_fpr for r in RULES}
+    over = [f"{s} {_pct(v)}" for s, v in worst["keep"].items() if v > 0.01]
+    tpr = pw.set_index(["scheme", "rule"])[f"tpr@{a0:g}"]
+    return (
+        f"Reading: with every tuple of a text scored (`keep`), the worst of the fixed keys flags "
+        f"{_pct(worst['keep'].min())} to {_pct(worst['keep'].max())} of the raw texts at alpha = {a0:g}"
+        + (f"; above 1% for {', '.join(over)}" if over else "")
+        + f". With the default rule the worst key stays at or below {_pct(worst['drop'].max())}. "
+        f"The price is per-text power on these templated traces: the median text keeps "
+        f"{pw[pw.rule == 'drop'].median_n_scored.min():g} to {pw[pw.rule == 'drop'].median_n_scored.max():g} "
+        f"tuples of its own, and per-text TPR at {a0:g} is {tpr.xs('drop', level='rule').min():.3f} to "
+        f"{tpr.xs('drop', level='rule').max():.3f} (`keep`: {tpr.xs('keep', level='rule').min():.3f} to "
+        f"{tpr.xs('keep', level='rule').max():.3f}, evidence that under one key is largely the template's). "
+        "On such text the per-text question has little to go on either way; the pooled verdict, one test "
+        "over all texts, is what an auditor should ask, and the rule leaves it unchanged. Unigram's "
+        "tuples are single tokens, nearly all of which recur: with one fixed green list, per-text unigram "
+        "evidence on templated text cannot be told apart from the template's.")
+
+
 def write_markdown(path: Path, fp: pd.DataFrame, pw: pd.DataFrame, meta: dict) -> None:
     from ..experiment.report import md_table
 
@@ -143,7 +166,7 @@ def write_markdown(path: Path, fp: pd.DataFrame, pw: pd.DataFrame, meta: dict) -
          "pooled_log10_p", "pooled_n_scored"]]
     lines = [
         "# One key, many templated texts: per-key false positives of per-text verdicts", "",
-        f"`{meta['command']}`: {meta['texts']} raw answers of teacher `{meta['teacher']}` to task-suite "
+        f"`{meta['command']}`: {meta['texts']} raw answers of teacher `{meta['teacher_id']}` to task-suite "
         f"distillation prompts (T = 1, "
         f"{meta['max_new_tokens']} new tokens) tested text by text with {meta['keys']} fixed keys per scheme; "
         f"{meta['power_texts']} protected traces per scheme for power. {meta['wall_seconds']:.0f} s on "
@@ -158,25 +181,22 @@ def write_markdown(path: Path, fp: pd.DataFrame, pw: pd.DataFrame, meta: dict) -
         md_table(fp_view), "",
         "## What the rule costs: per-text power on protected traces (bench key)", "",
         md_table(pw_view), "",
-        "Reading: on these templated traces most tuples recur across texts, so a per-text verdict under `drop` "
-        "has few tuples left; per-text detection of single demo traces was weak before (issue 10 works on "
-        "entropy-aware scoring), and the pooled verdict, one test over all texts, is unchanged. Unigram's "
-        "tuples are single tokens, which nearly all recur: per-text unigram verdicts on a batch of templated "
-        "text have almost nothing left to score, and that is the honest answer, since with one fixed green "
-        "list the evidence of such texts cannot be told apart from the template's.",
+        _reading(fp, pw, a0),
     ]
     with atomic_write(path) as fh:
         fh.write("\n".join(lines) + "\n")
 
 
 def run(out: Path, *, n_keys: int, n_texts: int, n_power: int, teacher: str, max_new_tokens: int,
-        cache_dir=None, progress: bool = True, note: str = "", argv=()) -> dict:
+        cache_dir=None, progress: bool = True, note: str = "") -> dict:
     t0 = time.perf_counter()
-    seqs, prompts = corpus(teacher, "none", n_texts, 0, cache_dir, max_new_tokens, progress)
+    seqs, prompts, teacher_id = corpus(teacher, "none", n_texts, 0, cache_dir, max_new_tokens, progress)
     per_key, fp = false_positives(seqs, prompts, n_keys)
     pw = power(teacher, n_power, cache_dir, max_new_tokens, progress)
-    meta = {"command": " ".join(["python -m antidistill.eval.bench.templated", *argv]), "keys": n_keys,
-            "texts": len(seqs), "power_texts": n_power, "teacher": teacher, "max_new_tokens": max_new_tokens,
+    command = (f"python -m antidistill.eval.bench.templated --keys {n_keys} --prompts {n_texts} "
+               f"--power-prompts {n_power} --teacher {teacher} --max-new-tokens {max_new_tokens}")
+    meta = {"command": command, "keys": n_keys, "texts": len(seqs), "power_texts": n_power,
+            "teacher": teacher, "teacher_id": teacher_id, "max_new_tokens": max_new_tokens,
             "wall_seconds": round(time.perf_counter() - t0, 1), "machine": f"{platform.machine()} "
             f"{platform.system()}, {__import__('os').cpu_count()} CPUs", "note": note or "no note"}
     out.mkdir(parents=True, exist_ok=True)
@@ -209,10 +229,13 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, name) < 1:
             print(f"bench.templated: error: --{name.replace('_', '-')} must be a positive integer", file=sys.stderr)
             return 2
+    from ..experiment.runner import library_chatter
+
     try:
-        res = run(Path(args.out), n_keys=args.keys, n_texts=args.prompts, n_power=args.power_prompts,
-                  teacher=args.teacher, max_new_tokens=args.max_new_tokens, cache_dir=args.cache_dir,
-                  progress=not args.quiet, note=args.note, argv=argv)
+        with library_chatter(verbose=False):
+            res = run(Path(args.out), n_keys=args.keys, n_texts=args.prompts, n_power=args.power_prompts,
+                      teacher=args.teacher, max_new_tokens=args.max_new_tokens, cache_dir=args.cache_dir,
+                      progress=not args.quiet, note=args.note)
     except UserError as err:
         print(f"bench.templated: error: {err}", file=sys.stderr)
         return 2
