@@ -37,7 +37,7 @@ import torch
 
 from .errors import UserError
 from .hashing import KeyedHash
-from .stats import LN10, weighted_log_sf_bound
+from .stats import LN10, lattice_log_sf, weighted_log_sf_bound
 
 SHARED_KEEP_WARNING = ("shared='keep': tuples that several texts contain are scored in each of them, so "
                        "under one key the per-text verdicts of templated texts are correlated and false "
@@ -60,7 +60,7 @@ class Detection:
     n_tuples: int = 0  # windows seen before dedup and prompt exclusion
     dedup: bool = True
     n_shared: int = 0  # per-text verdicts: distinct tuples left out because other texts share them
-    tail: str = "exact"  # "exact", or "chernoff-bound" for entropy-weighted scores (p never understated)
+    tail: str = "exact"  # "exact", or "chernoff-bound" for some weighted scores (p never understated)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -187,6 +187,10 @@ class TokenHashDetector:
     def null_mean_var(self) -> tuple[float, float]:
         raise NotImplementedError
 
+    def score_binomial(self) -> tuple[int, float] | None:
+        """(trials, q) when a tuple's score is Binomial(trials, q) under H0 (exact weighted tails)."""
+        return None
+
     def log_mgf(self, theta: np.ndarray) -> np.ndarray:
         """ln E[exp(theta * score)] of one tuple under H0 (for weighted tails); attribute
         `theta_max` where it is finite only below a bound."""
@@ -198,9 +202,10 @@ class TokenHashDetector:
 
     def _selected(self, sequences, prompts=None, *, dedup: bool = True, exclude_prompt_windows: bool = False,
                   per_sequence: bool = False, keep: np.ndarray | None = None, shared: str = "keep",
-                  reference=None) -> tuple[np.ndarray, np.ndarray, np.ndarray, Windows]:
+                  reference=None, count_repeats: bool = False):
         """PRF inputs of all completion windows, the indices (text order) that are scored, the
-        indices left out because another text shares them, and the windows.
+        indices left out because another text shares them, the windows, and (with `count_repeats`)
+        how many kept windows share each scored PRF input.
 
         `keep` (bool per completion window, e.g. `entropy.choice_points`) must be key-free and read
         only the prefix; dedup then runs among the kept windows. `shared="drop"` (per-sequence
@@ -223,17 +228,23 @@ class TokenHashDetector:
                 raise UserError(f"keep mask has {keep.size} entries for {mask.size} completion windows")
             mask &= keep
         sel = np.flatnonzero(mask)
+        counts = None
         if dedup:
-            sel = sel[first_occurrence(ident[sel])]
+            kept = ident[sel]
+            sel = sel[first_occurrence(kept)]
+            if count_repeats:
+                counts = pd.Series(kept, copy=False).value_counts().reindex(ident[sel]).to_numpy(dtype=float)
         else:
             warnings.warn(DEDUP_OFF_WARNING, stacklevel=3)
         dropped = np.zeros(0, dtype=np.int64)
         if per_sequence and shared == "drop":
             is_shared = np.isin(inputs[sel], self._shared_inputs(ident[sel], reference))
             dropped, sel = sel[is_shared], sel[~is_shared]
+            if counts is not None:
+                counts = counts[~is_shared]
         elif per_sequence:
             warnings.warn(SHARED_KEEP_WARNING, stacklevel=3)
-        return inputs, sel, dropped, completion
+        return inputs, sel, dropped, completion, counts
 
     def _shared_inputs(self, ident: np.ndarray, reference) -> np.ndarray:
         """PRF inputs that two or more texts score, or that any reference text contains.
@@ -260,9 +271,9 @@ class TokenHashDetector:
         `shared="drop"` a text also skips tuples that another text of the batch, or any text of
         `reference` (token-id sequences of unprotected text), contains (see the module docstring).
         """
-        inputs, sel, _, completion = self._selected(sequences, prompts, dedup=dedup, per_sequence=per_sequence,
-                                                    exclude_prompt_windows=exclude_prompt_windows, keep=keep,
-                                                    shared=shared, reference=reference)
+        inputs, sel, _, completion, _ = self._selected(sequences, prompts, dedup=dedup, per_sequence=per_sequence,
+                                                       exclude_prompt_windows=exclude_prompt_windows, keep=keep,
+                                                       shared=shared, reference=reference)
         return self.tuple_scores(inputs[sel]), completion.seq_index[sel], completion
 
     def score_windows(self, contexts, tokens, *, dedup: bool = True) -> Detection:
@@ -293,22 +304,28 @@ class TokenHashDetector:
                          n_shared=int(n_shared))
 
     def detect(self, sequences, prompts=None, *, dedup: bool = True, exclude_prompt_windows: bool = False,
-               keep: np.ndarray | None = None, weights: np.ndarray | None = None) -> Detection:
+               keep: np.ndarray | None = None, weights: np.ndarray | None = None,
+               count_repeats: bool = False) -> Detection:
         """One pooled verdict over all sequences; dedup runs across all of them.
 
         `keep` / `weights` (one per completion window, key-free, prefix-only: see `entropy.py`)
-        select and weight the windows; a weighted verdict's p is a Chernoff bound."""
-        inputs, sel, _, windows = self._selected(sequences, prompts, dedup=dedup, keep=keep,
-                                                 exclude_prompt_windows=exclude_prompt_windows)
+        select and weight the windows. `count_repeats`: each distinct tuple is still one draw, but
+        weighted by how many kept windows use it (a function of the text alone, so the weighted
+        null law holds: Var = gamma(1-gamma) * sum of squared counts, not the binomial of repeats).
+        Weighted verdicts: `weighted_verdict`."""
+        inputs, sel, _, windows, counts = self._selected(sequences, prompts, dedup=dedup, keep=keep,
+                                                      exclude_prompt_windows=exclude_prompt_windows,
+                                                      count_repeats=count_repeats)
         scores = self.tuple_scores(inputs[sel])
-        if weights is not None:
-            return self.weighted_verdict(scores, _take(weights, sel, len(inputs)), n_tuples=len(windows.tokens),
-                                         dedup=dedup)
+        if weights is not None or counts is not None:
+            w = _take(weights, sel, len(inputs)) if weights is not None else np.ones(len(sel))
+            w = w * counts if counts is not None else w
+            return self.weighted_verdict(scores, w, n_tuples=len(windows.tokens), dedup=dedup)
         return self.verdict(float(scores.sum()), len(scores), n_tuples=len(windows.tokens), dedup=dedup)
 
     def detect_each(self, sequences, prompts=None, *, dedup: bool = True, exclude_prompt_windows: bool = False,
-                    keep: np.ndarray | None = None, weights: np.ndarray | None = None, shared: str = "drop",
-                    reference=None) -> list[Detection]:
+                    keep: np.ndarray | None = None, weights: np.ndarray | None = None,
+                    count_repeats: bool = False, shared: str = "drop", reference=None) -> list[Detection]:
         """One verdict per sequence (each deduplicated on its own), vectorised across sequences.
 
         `shared="drop"` (default) scores only tuples no other text of the batch or of `reference`
@@ -316,14 +333,16 @@ class TokenHashDetector:
         every distinct tuple of each text (warns).
         """
         n_seq = len(as_sequences(sequences))
-        inputs, sel, dropped, windows = self._selected(sequences, prompts, dedup=dedup, per_sequence=True,
-                                                       keep=keep, exclude_prompt_windows=exclude_prompt_windows,
-                                                       shared=shared, reference=reference)
+        inputs, sel, dropped, windows, counts = self._selected(
+            sequences, prompts, dedup=dedup, per_sequence=True, keep=keep,
+            exclude_prompt_windows=exclude_prompt_windows, shared=shared, reference=reference,
+            count_repeats=count_repeats)
         scores, owner = self.tuple_scores(inputs[sel]), windows.seq_index[sel]
         seen = np.bincount(windows.seq_index, minlength=n_seq)
         n_shared = np.bincount(windows.seq_index[dropped], minlength=n_seq)
-        if weights is not None:
-            w = _take(weights, sel, len(inputs))
+        if weights is not None or counts is not None:
+            w = _take(weights, sel, len(inputs)) if weights is not None else np.ones(len(sel))
+            w = w * counts if counts is not None else w
             bounds = np.searchsorted(owner, np.arange(n_seq + 1))
             return [self.weighted_verdict(scores[a:b], w[a:b], n_tuples=int(seen[i]), dedup=dedup,
                                           n_shared=int(n_shared[i]))
@@ -336,8 +355,10 @@ class TokenHashDetector:
 
     def weighted_verdict(self, scores: np.ndarray, weights: np.ndarray, *, n_tuples: int = 0,
                          dedup: bool = True, n_shared: int = 0) -> Detection:
-        """Verdict on sum_i w_i * score_i (w_i >= 0, fixed by the prefix): Chernoff bound on the tail
-        (`stats.weighted_log_sf_bound`, conservative), z from the null mean and variance."""
+        """Verdict on sum_i w_i * score_i (w_i >= 0, fixed by the text, never by the key): the exact
+        tail for integer weights on binomial scores (kgw, unigram, synthid: `stats.lattice_log_sf`),
+        else a Chernoff bound (`stats.weighted_log_sf_bound`, conservative); z from the null mean
+        and variance."""
         w = np.asarray(weights, dtype=float)
         if len(w) and not (np.all(np.isfinite(w)) and w.min() >= 0):
             raise UserError("weights must be finite and non-negative")
@@ -345,11 +366,18 @@ class TokenHashDetector:
         mean, var = self.null_mean_var()
         spread = math.sqrt(var * float(np.dot(w, w)))
         z = (statistic - mean * w.sum()) / spread if spread > 0 else 0.0
-        ln_p = weighted_log_sf_bound(statistic, w, self.log_mgf) if spread > 0 else 0.0
+        lattice = self.score_binomial() if spread > 0 else None
+        exact = lattice_log_sf(statistic, w, *lattice) if lattice else None
+        if spread == 0:
+            ln_p, tail = 0.0, "exact"
+        elif exact is not None:
+            ln_p, tail = exact, "exact"
+        else:
+            ln_p, tail = weighted_log_sf_bound(statistic, w, self.log_mgf), "chernoff-bound"
         log10_p = ln_p / LN10
         return Detection(n_scored=int(np.count_nonzero(w)), statistic=statistic, z=float(z), log10_p=float(log10_p),
                          p_value=float(10.0**log10_p), scheme=self.scheme, key_fingerprint=self.key_fingerprint,
-                         n_tuples=int(n_tuples), dedup=dedup, n_shared=int(n_shared), tail="chernoff-bound")
+                         n_tuples=int(n_tuples), dedup=dedup, n_shared=int(n_shared), tail=tail)
 
     def curve(self, sequences, prompts=None, *, dedup: bool = True, exclude_prompt_windows: bool = False,
               points: int = 50) -> pd.DataFrame:

@@ -115,6 +115,9 @@ class KGWDetector(TokenHashDetector):
     def log_sf(self, statistic, n):
         return binom_log_sf(int(round(statistic)), n, self.protection.gamma_eff)
 
+    def score_binomial(self):
+        return 1, self.protection.gamma_eff
+
     def log_mgf(self, theta):
         g = self.protection.gamma_eff
         return np.logaddexp(math.log1p(-g), math.log(g) + theta)

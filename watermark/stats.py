@@ -82,3 +82,29 @@ def weighted_log_sf_bound(x: float, weights: np.ndarray, log_mgf) -> float:
     lo = hi - 40.0
     res = minimize_scalar(objective, bounds=(lo, hi), method="bounded", options={"xatol": 1e-6})
     return min(0.0, float(res.fun), objective(hi))
+
+
+def lattice_log_sf(x: float, weights: np.ndarray, trials: int, q: float) -> float | None:
+    """Exact ln P(sum_i w_i S_i >= x) for independent S_i ~ Binomial(trials, q) (a green bit:
+    trials = 1; SynthID's g-values: trials = depth, q = 1/2) and non-negative integer weights w_i.
+    The tuples of weight c together give c * Binomial(n_c * trials, q); their pmfs are convolved.
+    None when the weights are not integers, the support is too large, or the tail underflows (the
+    caller then falls back to `weighted_log_sf_bound`)."""
+    w = np.asarray(weights, dtype=float)
+    if len(w) == 0 or not np.all(w == np.round(w)):
+        return None
+    w = w[w > 0].astype(np.int64)
+    if int(w.sum()) * trials > 1_000_000:
+        return None
+    pmf = np.ones(1)
+    values, counts = np.unique(w, return_counts=True)
+    for c, n in zip(values.tolist(), counts.tolist()):
+        m = n * trials
+        spread = np.zeros(m * c + 1)
+        spread[::c] = stats.binom.pmf(np.arange(m + 1), m, q)
+        pmf = np.convolve(pmf, spread)
+    start = max(0, int(math.ceil(x - 1e-9)))
+    tail = float(pmf[start:].sum()) if start < len(pmf) else 0.0
+    if tail <= 1e-300:
+        return None
+    return min(0.0, math.log(tail))

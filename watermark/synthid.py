@@ -122,6 +122,9 @@ class SynthIDDetector(TokenHashDetector):
     def log_sf(self, statistic, n):
         return binom_log_sf(int(round(statistic)), n * self.protection.depth, 0.5)
 
+    def score_binomial(self):
+        return self.protection.depth, 0.5
+
     def log_mgf(self, theta):
         return self.protection.depth * (np.logaddexp(0.0, theta) - np.log(2.0))
 

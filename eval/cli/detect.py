@@ -50,6 +50,10 @@ def add_parser(subparsers) -> None:
     p.add_argument("--entropy-weight", action="store_true",
                    help="with --reference: weight each kept position by the reference entropy (EWD); "
                         "the p-value is then a Chernoff bound (never understated), not exact")
+    p.add_argument("--count-repeats", action="store_true",
+                   help="score each distinct tuple once (dedup) but weight it by how many scored positions use "
+                        "it: templated texts repeat their choices, and the weighted test (exact for kgw, unigram, "
+                        "synthid; a Chernoff bound for gumbel) stays valid because the counts depend on the text only")
     p.add_argument("--batch-size", type=POSITIVE, default=16, help="reference forward batch size (default 16)")
     p.set_defaults(func=run)
 
@@ -168,6 +172,9 @@ def run(args) -> int:
     if args.reference_texts:
         reference = [r["token_ids"] for r in read_input(Path(args.reference_texts), tokenizer)]
     filt, rule = reference_filter(args, seqs, prompts, protection.context_width)
+    if args.count_repeats and not dedup:
+        raise UserError("--count-repeats weights each distinct tuple by its repeats; it needs dedup (drop --no-dedup)")
+    filt["count_repeats"] = args.count_repeats
     verdicts = detector.detect_each(seqs, prompts, dedup=dedup, exclude_prompt_windows=args.exclude_prompt_windows,
                                     shared="keep" if args.keep_shared_tuples else "drop", reference=reference,
                                     **filt)

@@ -145,3 +145,36 @@ def test_reference_rule_on_random_text_keeps_fpr(tiny_lm, spec):
     weighted = np.array(weighted)
     for alpha in (1e-2, 1e-3):
         assert (weighted <= alpha).sum() <= stats.binom.ppf(0.99, len(weighted), alpha)
+
+
+def test_lattice_tail_is_exact_for_integer_weights():
+    from itertools import product
+
+    from antidistill.watermark.stats import lattice_log_sf
+
+    w, g = np.array([1, 3, 3, 2, 5]), 0.25
+    for x in range(0, 15):
+        brute = sum(np.prod([g if b else 1 - g for b in bits]) for bits in product([0, 1], repeat=5)
+                    if np.dot(bits, w) >= x)
+        got = lattice_log_sf(x, w, 1, g)
+        assert (brute == 0 and got is None) or math.isclose(math.exp(got), brute, rel_tol=1e-9)
+    assert lattice_log_sf(2.0, np.array([0.5, 1.0]), 1, g) is None  # not integers: the caller bounds it
+
+
+@pytest.mark.parametrize("spec", [KGW, "synthid:depth=4,h=1", "gumbel:h=1"])
+def test_count_repeats_keeps_repetitive_text_calibrated(spec):
+    """Text from a 30-token vocabulary repeats its tuples many times; weighting each distinct tuple by
+    its count keeps the pooled test valid (a fresh key per text)."""
+    rng = np.random.default_rng(3)
+    protection = parse_protection(spec)
+    p = []
+    for i in range(1500):
+        det = protection.detector(Key(f"repeat null {i}".encode()))
+        d = det.detect(rng.integers(0, 30, size=(3, 60)), count_repeats=True)
+        assert d.tail == ("chernoff-bound" if spec.startswith("gumbel") else "exact")
+        p.append(d.p_value)
+    p = np.array(p)
+    for alpha in (0.05, 0.01):
+        assert (p <= alpha).sum() <= stats.binom.ppf(0.99, len(p), alpha)
+    if not spec.startswith("gumbel"):  # exact (discrete, so at most uniform): not far below alpha either
+        assert (p <= 0.05).mean() > 0.02

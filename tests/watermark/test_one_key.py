@@ -78,7 +78,7 @@ def test_one_key_false_positives_do_not_cluster(spec, texts):
 @pytest.mark.parametrize("spec", SPECS)
 def test_no_draw_is_scored_in_two_texts(spec, texts):
     det = parse_protection(spec).detector(Key(b"one key"))
-    inputs, sel, dropped, windows = det._selected(texts, per_sequence=True, shared="drop")
+    inputs, sel, dropped, windows, _ = det._selected(texts, per_sequence=True, shared="drop")
     assert len(np.unique(inputs[sel])) == len(sel)  # every scored draw belongs to one text only
     assert len(dropped) > 0  # the templates do share tuples
 
