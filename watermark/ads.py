@@ -30,7 +30,9 @@ from .stepwise import StepwiseModel
 class ADS(Protection):
     scheme = "ads"
     params = (
-        Param("lam", float, 0.05, lambda v: v >= 0.0, "lam >= 0"),
+        # Delta's scale is set by the proxy's gradient: with the demo's distilled proxy its spread under
+        # the teacher's distribution is about 0.2, so lam ~ 1 is where the teacher starts to lose accuracy.
+        Param("lam", float, 1.0, lambda v: v >= 0.0, "lam >= 0"),
         Param("eps", float, 0.01, lambda v: v > 0.0, "eps > 0"),
         PROXY,
     )

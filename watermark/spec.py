@@ -8,8 +8,8 @@
     temperature:t=1.5
     trace:keep=answer
     poe:gamma=0.3,proxy=distilled
-    ads:lam=0.05,eps=0.01,proxy=distilled
-    doge:beta=0.1,proxy=distilled
+    ads:lam=1,eps=0.01,proxy=distilled
+    doge:beta=3,proxy=distilled
 
 `parse_protection` returns a `Protection`; `str(protection)` / `.spec` prints it back canonically
 (every parameter, declared order), so equal protections have equal specs.

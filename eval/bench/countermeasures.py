@@ -8,9 +8,9 @@ download): `generate` plain, with `ads:lam=0.05,eps=0.01` and with `poe:gamma=0.
 exactly 64 new tokens, do_sample, temperature 1, top_k=0. Variants are interleaved in each repeat
 (order rotated); a ratio is the median over repeats of (variant time / plain time in that repeat),
 in wall time and in process CPU time. Beside them, in the same run, the cost of one KV-cached
-decoding forward pass (one token per row, batch 16) of each model, which gives the floors the
-issue sets: ADS <= 1 + 2 * (proxy forward / teacher forward) + 0.1, PoE <= 1 + proxy/teacher + 0.1;
-the forward passes are timed in every repeat, beside the generate runs.
+forward pass of each model where it runs (hooks around the teacher's forward calls in plain generate
+and the proxies' in the ADS and PoE processors), which gives the floors the issue sets:
+ADS <= 1 + 2 * (proxy forward / teacher forward) + 0.1, PoE <= 1 + proxy/teacher + 0.1.
 ADS's gradient here is the proxy's loss gradient on random text: timing does not depend on it.
 
 Results: OUT/countermeasures.csv and OUT/countermeasures.md (tables + machine).
@@ -45,6 +45,7 @@ PAIRS = (
     ("small teacher, tiny proxy", "small", "tiny", 512),
     ("smollm2-135m-shape teacher, tiny proxy", "smollm2-135m-shape", "tiny", 49152),
 )
+SHAPES_LIGHT = ("tiny", "small")
 SPECS = {"ads": "ads:lam=0.05,eps=0.01,proxy=bench", "poe": "poe:gamma=0.3,proxy=bench"}
 
 
@@ -56,13 +57,13 @@ class Plan:
     batch: int = 16
     new_tokens: int = 64
     prompt_len: int = 8
-    forward_steps: int = 16  # per repeat
+    heavy_repeats: int = 3  # for the large teacher (minutes per repeat on 2 shared cores)
     seed: int = 0
 
 
 def make_plan(quick: bool) -> Plan:
     if quick:
-        return Plan(quick=True, pairs=PAIRS[:1], repeats=1, batch=2, new_tokens=8, forward_steps=4)
+        return Plan(quick=True, pairs=PAIRS[:1], repeats=1, batch=2, new_tokens=8)
     return Plan(quick=False)
 
 
@@ -84,34 +85,25 @@ def random_text_gradient(model, vocab: int, seed: int) -> dict:
     return grad
 
 
-class ForwardTimer:
-    """Times KV-cached decoding forward passes of one model, as generate and the proxies step them:
-    one new token per row, the grown attention mask, its position."""
+class ForwardClock:
+    """Wall and CPU seconds spent inside a module's forward calls (hooks around each call)."""
 
-    def __init__(self, model, plan: Plan, vocab: int):
-        from transformers import DynamicCache
+    def __init__(self, *modules):
+        self.calls, self.wall, self.cpu = 0, 0.0, 0.0
+        for m in modules:
+            m.register_forward_pre_hook(self._start)
+            m.register_forward_hook(self._stop)
 
-        self.model, self.plan = model, plan
-        ids = torch.randint(3, vocab, (plan.batch, plan.prompt_len), generator=torch.Generator().manual_seed(1))
-        self.cache, self.mask = DynamicCache(), torch.ones_like(ids)
-        with torch.no_grad():
-            self.out = model(input_ids=ids, attention_mask=self.mask, cache=self.cache, use_cache=True,
-                             logits_to_keep=1)
+    def _start(self, module, args):
+        self._w, self._c = time.perf_counter(), time.process_time()
 
-    @torch.no_grad()
-    def median_step(self, steps: int) -> tuple[float, float]:
-        """Median (wall, CPU) seconds of the next `steps` forward passes."""
-        wall, cpu = [], []
-        for _ in range(steps):
-            nxt = self.out.logits[:, -1].argmax(-1, keepdim=True)
-            w0, c0 = time.perf_counter(), time.process_time()
-            self.mask = torch.cat([self.mask, self.mask.new_ones(self.plan.batch, 1)], dim=1)
-            pos = torch.full((self.plan.batch, 1), self.mask.shape[1] - 1)
-            self.out = self.model(input_ids=nxt, attention_mask=self.mask, position_ids=pos, cache=self.cache,
-                                  use_cache=True, logits_to_keep=1)
-            wall.append(time.perf_counter() - w0)
-            cpu.append(time.process_time() - c0)
-        return float(np.median(wall)), float(np.median(cpu))
+    def _stop(self, module, args, out):
+        self.calls += 1
+        self.wall += time.perf_counter() - self._w
+        self.cpu += time.process_time() - self._c
+
+    def reset(self):
+        self.calls, self.wall, self.cpu = 0, 0.0, 0.0
 
 
 def run_pair(plan: Plan, name: str, t_shape: str, p_shape: str, vocab: int) -> list[dict]:
@@ -135,33 +127,38 @@ def run_pair(plan: Plan, name: str, t_shape: str, p_shape: str, vocab: int) -> l
 
     for proc in procs.values():  # warm-up: first calls allocate
         generate(proc)
-    timers = {"teacher": ForwardTimer(teacher, plan, vocab), "proxy": ForwardTimer(proxy, plan, vocab)}
+    # Forward passes timed where they run: the teacher's inside plain generate, the proxies' inside
+    # the ADS and PoE processors (same batch, same steps, caches as warm or cold as in real use).
+    clocks = {"plain": ForwardClock(teacher), "ads": ForwardClock(procs["ads"].plus.model, procs["ads"].minus.model),
+              "poe": ForwardClock(procs["poe"].proxy.model)}
     runs = {k: [] for k in procs}
-    fwd = {k: [] for k in timers}
-    for r in range(plan.repeats):
+    per_call = {k: [] for k in procs}  # (wall, cpu) seconds per forward call, per repeat
+    for r in range(plan.repeats if t_shape in SHAPES_LIGHT else plan.heavy_repeats):
         order = list(procs)[r % len(procs):] + list(procs)[:r % len(procs)]
         for k in order:
+            clocks[k].reset()
             w0, c0 = time.perf_counter(), time.process_time()
             generate(procs[k])
             runs[k].append((time.perf_counter() - w0, time.process_time() - c0))
-        # forward passes timed in every repeat too, so that load from other processes hits both alike
-        for k in (("teacher", "proxy") if r % 2 == 0 else ("proxy", "teacher")):
-            fwd[k].append(timers[k].median_step(plan.forward_steps))
-        log(f"{name}: repeat {r + 1}/{plan.repeats} (load {os.getloadavg()[0]:.2f})")
-    t_fwd = [float(np.median([f[i] for f in fwd["teacher"]])) for i in (0, 1)]
-    p_fwd = [float(np.median([f[i] for f in fwd["proxy"]])) for i in (0, 1)]
-    fwd_ratio, fwd_ratio_cpu = [float(np.median([p[i] / t[i] for p, t in zip(fwd["proxy"], fwd["teacher"])]))
-                                for i in (0, 1)]
+            per_call[k].append((clocks[k].wall / clocks[k].calls, clocks[k].cpu / clocks[k].calls))
+        log(f"{name}: repeat {r + 1} (load {os.getloadavg()[0]:.2f})")
+    t_fwd = [float(np.median([c[i] for c in per_call["plain"]])) for i in (0, 1)]
+    p_fwd = [float(np.median([c[i] for c in per_call["ads"] + per_call["poe"]])) for i in (0, 1)]
+    # each variant's own proxy calls ÷ the teacher's calls of the same repeat
+    fwd = {k: [float(np.median([p[i] / t[i] for p, t in zip(per_call[k], per_call["plain"])])) for i in (0, 1)]
+           for k in ("ads", "poe")}
+    fwd["plain"] = [float("nan")] * 2
     rows = []
     for k, extra in (("plain", 0), ("ads", 2), ("poe", 1)):
         wall = np.array([w for w, _ in runs[k]])
         cpu = np.array([c for _, c in runs[k]])
         base_w = np.array([w for w, _ in runs["plain"]])
         base_c = np.array([c for _, c in runs["plain"]])
+        fwd_ratio, fwd_ratio_cpu = fwd[k]
         floor = 1 + extra * fwd_ratio
         ratio = float(np.median(wall / base_w))
         rows.append(dict(pair=name, teacher=t_shape, proxy=p_shape, vocab=vocab, variant=k,
-                         spec=SPECS.get(k, "none"), repeats=plan.repeats, batch=plan.batch,
+                         spec=SPECS.get(k, "none"), repeats=len(runs[k]), batch=plan.batch,
                          new_tokens=plan.new_tokens, median_s=float(np.median(wall)),
                          median_cpu_s=float(np.median(cpu)), ratio=ratio,
                          ratio_min=float(np.min(wall / base_w)), ratio_max=float(np.max(wall / base_w)),
@@ -189,11 +186,11 @@ def write_markdown(df: pd.DataFrame, info: dict, plan: Plan, path: Path, note: s
         "on the machine described at the end.", "",
         f"`generate` of the teacher, batch {plan.batch}, exactly {plan.new_tokens} new tokens after a "
         f"{plan.prompt_len}-token random prompt, `do_sample=True`, temperature 1, `top_k=0`, same seed for every "
-        f"variant; {plan.repeats} repeats with the variants interleaved (order rotated). `ratio` = the variant's "
+        f"variant; {plan.repeats} repeats ({plan.heavy_repeats} for the 135M-shape teacher) with the variants interleaved (order rotated). `ratio` = the variant's "
         "wall time ÷ plain's in the same repeat (median, min–max); `cpu ratio` the same in process CPU time, "
-        "steadier on a shared machine. `proxy ÷ teacher forward` = the median over repeats of (median time of "
-        f"one KV-cached decoding forward pass of the proxy ÷ that of the teacher; one token per row, batch "
-        f"{plan.batch}, {plan.forward_steps} passes each, timed in every repeat after the generate runs); `floor` = 1 + (extra forwards) × that ratio, the cost of "
+        "steadier on a shared machine. `proxy ÷ teacher forward` = the median over repeats of (mean time of one "
+        "proxy forward call inside that variant's run ÷ mean time of one teacher forward call inside plain "
+        "generate, same repeat), both timed by hooks around the model's forward where it runs; `floor` = 1 + (extra forwards) × that ratio, the cost of "
         "the extra proxy passes alone; the target is floor + 0.1. Randomly initialised Llama models built "
         "from configs, float32 on CPU, tied embeddings.", "",
         "| teacher / proxy (vocab) | variant | median s | ratio (min–max) | cpu ratio | proxy ÷ teacher forward "
