@@ -17,22 +17,27 @@ from .traces import TraceRenderer
 @dataclass
 class Prepared:
     model: object  # the model to sample (the teacher, or a defended teacher)
-    teacher_name: str
     resources: dict = field(default_factory=dict)  # keyword resources for `protection.processor`
     transform: Callable | None = None  # rewrites a batch of finished records in place
 
 
 def prepare(protection, model, tokenizer, teacher_name: str, *, cache_dir=None, device=None,
             progress: bool = True) -> Prepared:
-    out = Prepared(model, teacher_name)
+    out = Prepared(model)
     if protection.acts_on == "text":
         out.transform = TraceRenderer(protection, tokenizer, teacher_name)
-    if "proxy" in protection.resources:
+    if "proxy" in protection.resources or protection.acts_on == "teacher":
         from .proxy import load_proxy, proxy_gradient
 
         proxy, proxy_id = load_proxy(protection.proxy, model, tokenizer, teacher_name, cache_dir=cache_dir,
                                      progress=progress)
-        out.resources["proxy"] = proxy.to(device)
+        if protection.acts_on == "teacher":  # doge: a defended teacher, sampled plainly
+            from .doge import doge_teacher
+
+            out.model = doge_teacher(model, tokenizer, teacher_name, protection.beta, proxy, proxy_id,
+                                     cache_dir=cache_dir, progress=progress)
+        else:
+            out.resources["proxy"] = proxy.to(device)
         if "grad" in protection.resources:
             out.resources["grad"] = proxy_gradient(proxy, proxy_id, model, tokenizer, teacher_name,
                                                    cache_dir=cache_dir, progress=progress)

@@ -6,7 +6,7 @@ from .spec import Protection, known_schemes, parse_protection
 from .vocab import check_vocab
 
 # Importing the scheme modules registers them with `parse_protection`.
-from . import ads, gumbel, kgw, poe, synthid, temperature, trace, unigram  # noqa: E402,F401
+from . import ads, doge, gumbel, kgw, poe, synthid, temperature, trace, unigram  # noqa: E402,F401
 
 __all__ = ["Detection", "TokenHashDetector", "UserError", "atomic_write", "KEY_ENV", "Key", "load_key",
            "Protection", "known_schemes", "parse_protection", "check_vocab"]

@@ -11,7 +11,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         description="Sample TEACHER on the prompts under PROTECTION and write JSONL shards plus manifest.json "
                     "to OUT. Rerun the same command after an interruption to finish the corpus.")
     p.add_argument("--teacher", default="demo", help="'demo', a preset, a model folder or a hub id (default: demo)")
-    p.add_argument("--protection", default="none", help="protection spec, e.g. none or kgw:gamma=0.25,delta=2")
+    p.add_argument("--protection", default="none",
+                   help="protection spec, e.g. none, kgw:gamma=0.25,delta=2, temperature:t=1.5, trace:keep=answer, "
+                        "ads:lam=0.05,eps=0.01,proxy=distilled (a proxy is built and cached on first use)")
     p.add_argument("--key-file", help="file with the secret key (default: $ANTIDISTILL_KEY)")
     p.add_argument("--prompts", required=True,
                    help="N (task-suite distillation prompts) or a .jsonl ({\"prompt\": ...}) / .txt file")

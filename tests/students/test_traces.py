@@ -1,5 +1,5 @@
 """The trace countermeasure: reasoning withheld or thinned, answers untouched, clear refusals."""
-import json
+import re
 
 import pytest
 
@@ -39,7 +39,7 @@ def test_trace_corpus_is_rendered_and_retokenized(fast_teacher, tmp_path):
     for r in read_corpus(tmp_path / "c").records:
         assert tok.decode(r["completion_ids"]) == r["completion"]
         assert 0 <= r["reasoning_seen"] <= 1
-        assert not any(" + " in line for line in r["completion"].split("\n"))
+        assert not re.search(r"\d [+x] \d[^\n]*=", r["completion"]), r["completion"]  # no working left
 
 
 def test_trace_refusals(fast_teacher, tmp_path):
