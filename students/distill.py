@@ -375,9 +375,7 @@ def train_student(student: str, corpus, out, *, mix_corpus=None, mix: float | No
         warmup_steps=0.05, weight_decay=0.01, max_grad_norm=1.0, logging_steps=logging_steps,
         save_strategy="steps", save_steps=save_steps, save_total_limit=2, seed=seed, data_seed=seed,
         report_to="none", disable_tqdm=not progress, remove_unused_columns=False, use_cpu=use_cpu,
-        dataloader_num_workers=0, label_names=["labels"], ddp_find_unused_parameters=False,
-        # batches of similar lengths: a third of each padded batch was padding with random batches
-        train_sampling_strategy="group_by_length")
+        dataloader_num_workers=0, label_names=["labels"], ddp_find_unused_parameters=False)
     collator = Collator(tokenizer.pad_token_id, kd=mode == "logit-kd")
     losses = _Losses()
     trainer = DistillTrainer(model=model, args=args, train_dataset=_ListDataset(feats), data_collator=collator,

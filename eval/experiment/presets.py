@@ -37,14 +37,17 @@ DEFAULT = {
     "alpha": 1e-4,  # significance level of every verdict in the report
     "key": {"text": DEMO_KEY_TEXT, "file": ""},
     "teacher": {"model": "demo", "demo": {}},  # demo: TeacherConfig overrides (e.g. steps, preset)
-    "protections": ["none", "kgw:gamma=0.25,delta=2,h=1,hash=left", "unigram:gamma=0.5,delta=2", "gumbel:h=1"],
-    "corpus": {"n_prompts": 1200, "temperature": 1.0, "max_new_tokens": 128, "batch_size": 100},
+    # none, one watermark and two capability-denying countermeasures; the rest is in the frontier preset
+    "protections": ["none", "kgw:gamma=0.25,delta=2,h=1,hash=left", "temperature:t=1.5", "trace:keep=answer"],
+    "corpus": {"n_prompts": 5000, "temperature": 1.0, "max_new_tokens": 128, "batch_size": 500},
     # seeds: every student is trained this many times (training seeds seed, seed + 1, ...) on its corpus;
     # workers: trainings run at once, in separate processes sharing the CPU's threads
-    "students": {"preset": "tiny", "mode": "sft", "lora": "", "epochs": 1.0, "max_steps": 1500, "batch_size": 16,
-                 "lr": 0.0, "seeds": 3, "workers": 2},
+    # lr 4e-3: the demo teacher's rate for this shape (a 2000-step trial at 3e-3 on ground-truth traces,
+    # seed 100, reached 62%; chosen after that trial, before any reported run)
+    "students": {"preset": "tiny", "mode": "sft", "lora": "", "epochs": 1.0, "max_steps": 2000, "batch_size": 32,
+                 "lr": 4e-3, "seeds": 3, "workers": 2},
     "eval": {
-        "n_test": 200, "max_new_tokens": 128,  # capability transfer: graded held-out test items
+        "n_test": 400, "max_new_tokens": 128,  # capability transfer: graded held-out test items
         "quality": True, "detectability": True, "audit": True, "transfer": True,
         "audit_texts": 256, "audit_modes": ["reading", "generation"], "wrong_keys": 3,
         # Generation mode: 0 decodes greedily. The demo traces have little entropy outside their choice
