@@ -1,0 +1,157 @@
+"""Reading the task suite's own text back: prompts to problems, traces to steps, one fixed phrasing.
+
+An attacker who collected demo traces can (1) recompute the answer of every prompt (`parse_prompt`,
+`solve`) and (2) rewrite every trace into one canonical phrasing per step (`canonical_trace`): the
+numbers a step writes (digits, sums, carries, running counts, the sorted element) are kept as the
+trace wrote them, right or wrong; only the words chosen at each choice point are replaced. Lines
+that do not parse as a step are kept verbatim, so nothing the teacher wrote is dropped.
+"""
+from __future__ import annotations
+
+import re
+
+from .tasks import ANSWER_MARK, SKILLS
+
+_PLACES = ("ones", "tens", "hundreds", "thousands")
+_NUM_LIST = r"\d+(?:(?:, | )\d+)*"
+
+# ---------------------------------------------------------------- prompts -> problems
+
+_PROMPTS = {
+    "add": [re.compile(p) for p in (r"Add (\d+) and (\d+)\.", r"What is (\d+) \+ (\d+)\?",
+                                    r"Compute (\d+) plus (\d+)\.", r"Find the sum of (\d+) and (\d+)\.")],
+    "mul": [re.compile(p) for p in (r"Multiply (\d+) by (\d+)\.", r"What is (\d+) x (\d+)\?",
+                                    r"Compute (\d+) times (\d+)\.", r"Find the product of (\d+) and (\d+)\.")],
+    "sort": [re.compile(p.format(L=_NUM_LIST)) for p in (
+        r"Sort ({L}) from smallest to largest\.", r"Put ({L}) in increasing order\.",
+        r"Arrange in ascending order: ({L})\.", r"Order these numbers: ({L})\.")],
+    "count": [re.compile(p.format(L=_NUM_LIST)) for p in (
+        r"How many times does (?P<t>\d) appear in (?P<xs>{L})\?", r"Count the (?P<t>\d)s in (?P<xs>{L})\.",
+        r"In (?P<xs>{L}), how often is (?P<t>\d)\?")],
+}
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in re.findall(r"\d+", text))
+
+
+def parse_prompt(prompt: str) -> tuple[str, tuple] | None:
+    """(skill, problem) of a task-suite prompt, the problem in the suite's canonical form; None if
+    the prompt is not one of the suite's templates."""
+    text = prompt.strip()
+    for skill, patterns in _PROMPTS.items():
+        for pat in patterns:
+            m = pat.fullmatch(text)
+            if m is None:
+                continue
+            if skill in ("add", "mul"):
+                return skill, (int(m.group(1)), int(m.group(2)))
+            if skill == "sort":
+                return skill, _ints(m.group(1))
+            return skill, (int(m.group("t")), _ints(m.group("xs")))
+    return None
+
+
+def solve(skill: str, problem) -> str:
+    """The answer of a problem, written as the suite writes it (and `parse_answer` reads it)."""
+    if skill == "add":
+        return str(problem[0] + problem[1])
+    if skill == "mul":
+        return str(problem[0] * problem[1])
+    if skill == "sort":
+        return " ".join(map(str, sorted(problem)))
+    if skill == "count":
+        t, xs = problem
+        return str(sum(x == t for x in xs))
+    raise ValueError(f"unknown skill {skill!r}; valid skills: {', '.join(SKILLS)}")
+
+
+def recompute_answer(prompt: str) -> str | None:
+    """The true answer of a task-suite prompt, computed from the prompt alone (None: not parseable)."""
+    parsed = parse_prompt(prompt)
+    return solve(*parsed) if parsed else None
+
+
+# ---------------------------------------------------------------- traces -> steps -> one phrasing
+
+_COLUMN_STEP = re.compile(
+    r"(?P<col>.*?)(?P<x>\d+) (?P<sign>[+x]) (?P<y>\d+)(?: \+ (?P<cin>\d+))? = (?P<s>\d+)"
+    r"(?:,|;|:| so| then| and) (?:write|put down|keep|record|note|mark) (?P<d>\d+)(?P<rest>.*)")
+_CARRY = re.compile(r"carry(?:ing)? (\d+)")
+_FINAL_CARRY = re.compile(r"(?:Bring down the carry|The final carry|Leftover carry:|Then the carry|Carry) (\d+)"
+                          r"(?: goes in front| leads| goes first)?\.")
+_SORT_STEP = re.compile(r"(?:The smallest is|Smallest:|First comes|Start with|Next is|Then|After that comes|"
+                        r"Next smallest:|Following:|Finally|Last is|The largest is|End with) (\d+)(?:\.|;|!| now\.)")
+_COUNT_STEP = re.compile(r"(?P<x>\d+)(?::| -| ->| =) (?P<v>.+?), (?:count|so far|total|running) (?P<c>\d+)"
+                         r"(?:\.|;|!| in all\.)")
+_YES = re.compile(r"yes|match|that is a \d|hit")
+_NO = re.compile(r"no|skip|not a \d|miss")
+
+
+def _column_step(line: str) -> tuple | None:
+    m = _COLUMN_STEP.fullmatch(line)
+    if m is None:
+        return None
+    col = next((i for i, p in enumerate(_PLACES) if p in m.group("col").lower()), None)
+    carries = _CARRY.findall(m.group("rest"))
+    return ("column", col, int(m.group("x")), m.group("sign"), int(m.group("y")),
+            int(m.group("cin") or 0), int(m.group("s")), int(m.group("d")), int(carries[-1]) if carries else 0)
+
+
+def parse_steps(skill: str, completion: str) -> list[tuple]:
+    """The steps of a trace as tuples of what they state (the numbers, not the words); a line that is
+    no step of `skill` is ("text", line). The answer line is ("answer", text after the mark)."""
+    out = []
+    for line in completion.split("\n"):
+        step = None
+        if line.startswith(ANSWER_MARK):
+            step = ("answer", line[len(ANSWER_MARK):].strip())
+        elif skill in ("add", "mul"):
+            step = _column_step(line)
+            if step is None and (m := _FINAL_CARRY.fullmatch(line)):
+                step = ("final carry", int(m.group(1)))
+        elif skill == "sort" and (m := _SORT_STEP.fullmatch(line)):
+            step = ("element", int(m.group(1)))
+        elif skill == "count" and (m := _COUNT_STEP.fullmatch(line)):
+            v = m.group("v")
+            verdict = "yes" if _YES.fullmatch(v) else "no" if _NO.fullmatch(v) else v
+            step = ("item", int(m.group("x")), verdict, int(m.group("c")))
+        out.append(step or ("text", line))
+    return out
+
+
+def _render_step(step: tuple, index: int, n_steps: int) -> str:
+    kind = step[0]
+    if kind == "column":
+        _, col, x, sign, y, cin, s, d, cout = step
+        name = _PLACES[col].capitalize() if col is not None else "Column"
+        plus = f" + {cin}" if cin else ""
+        carry = f" and carry {cout}" if cout else ""
+        return f"{name}: {x} {sign} {y}{plus} = {s}, write {d}{carry}."
+    if kind == "final carry":
+        return f"Bring down the carry {step[1]}."
+    if kind == "element":
+        word = "The smallest is" if index == 0 else "Finally" if index == n_steps - 1 else "Next is"
+        return f"{word} {step[1]}."
+    if kind == "item":
+        return f"{step[1]}: {step[2]}, count {step[3]}."
+    if kind == "answer":
+        return f"{ANSWER_MARK} {step[1]}"
+    return step[1]
+
+
+def canonical_trace(skill: str, completion: str) -> str:
+    """The trace with every parsed step in one fixed phrasing (numbers kept as written)."""
+    steps = parse_steps(skill, completion)
+    n_elem = sum(s[0] == "element" for s in steps)
+    out, k = [], 0
+    for step in steps:
+        out.append(_render_step(step, k, n_elem))
+        k += step[0] == "element"
+    return "\n".join(out)
+
+
+def answer_only(completion: str) -> str:
+    """The trace without its reasoning: only the final answer line (empty answer if there is none)."""
+    lines = [ln for ln in completion.split("\n") if ln.startswith(ANSWER_MARK)]
+    return lines[-1] if lines else f"{ANSWER_MARK}"
