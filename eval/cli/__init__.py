@@ -9,7 +9,7 @@ import warnings
 from antidistill.watermark.errors import UserError
 
 # Subcommand modules, in the order `antidistill --help` lists them.
-COMMANDS = ("detect", "generate", "train", "audit", "run")
+COMMANDS = ("detect", "generate", "train", "audit", "run", "evidence")
 
 
 def build_parser() -> argparse.ArgumentParser:
