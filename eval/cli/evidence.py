@@ -12,6 +12,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                     "attack's student accuracy (CIs over seeds and items) beside the audit's evidence. Stages are "
                     "cached under $ANTIDISTILL_CACHE with the runner's; results/NAME/ gets report.md, CSVs, PNGs.")
     p.add_argument("--preset", default="evidence", help="evidence (default) or evidence-smoke")
+    p.add_argument("--seeds", help="student seeds, comma-separated (overrides the preset's; e.g. 0 first, then 0,1 "
+                                   "reuses every seed-0 stage from the cache)")
     p.add_argument("--out", help="results folder (default results/NAME)")
     p.add_argument("--cache-dir", help="cache folder (default $ANTIDISTILL_CACHE or ~/.cache/antidistill)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
@@ -22,7 +24,15 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args) -> int:
     from ..experiment.evidence import evidence_config, run_evidence
 
-    cfg = evidence_config(args.preset)
+    from antidistill.watermark.errors import UserError
+
+    over = {}
+    if args.seeds:
+        try:
+            over["seeds"] = [int(x) for x in args.seeds.split(",")]
+        except ValueError:
+            raise UserError(f"--seeds must be integers separated by commas, got {args.seeds!r}") from None
+    cfg = evidence_config(args.preset, over)
     out = args.out or f"results/{cfg['name']}"
     result = run_evidence(cfg, out, cache_dir=args.cache_dir, quiet=args.quiet)
     print(f"{result['out']}/report.md  ({result['meta']['wall_seconds']:.0f} s)")

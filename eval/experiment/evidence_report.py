@@ -160,6 +160,13 @@ def e4_tables(res: dict, alpha: float) -> pd.DataFrame:
                 row[f"{mode}_null_fp"] = f"{int((n.log10_p < la).sum())}/{len(n)}"
         rows.append(row)
     out = acc.merge(pd.DataFrame(rows), on="attack", how="outer")
+    accs = out.set_index("attack").accuracy
+    if {"none", "none (raw teacher)"} <= set(accs.dropna().index):
+        # Share of the transfer the protection took away that the attack wins back (a
+        # capability-denying protection's students lose some; for a watermark the loss is ~0 and
+        # the share is not defined).
+        lost = accs["none (raw teacher)"] - accs["none"]
+        out["won_back"] = (out.accuracy - accs["none"]) / lost if lost > 0 else np.nan
     if "sizes" in res:  # training records left after the attack (mean over seeds)
         out = out.merge(res["sizes"].groupby("attack", sort=False).records.mean().reset_index(), on="attack",
                         how="outer")
