@@ -36,8 +36,8 @@ EVIDENCE = {
     "run": {"alpha": 1e-4, "teacher": {"model": "demo", "demo": {}},
             "protections": ["none", KGW, GUMBEL],
             "corpus": {"n_prompts": 1200, "max_new_tokens": 128, "batch_size": 100},
-            "students": {"max_steps": 1000, "batch_size": 16},
-            "eval": {"n_test": 120, "max_new_tokens": 128, "audit_texts": 256, "wrong_keys": 20}},
+            "students": {"max_steps": 800, "batch_size": 16},
+            "eval": {"n_test": 200, "max_new_tokens": 128, "audit_texts": 256, "wrong_keys": 20}},
     "seeds": [0, 1],  # student seeds (init and data order); corpora are shared
     "e1": {"protection": KGW, "rhos": [0.0, 0.1, 0.5, 1.0], "modes": ["reading", "generation"]},
     "e2": {"protections": [KGW, GUMBEL], "steps": [0, 100, 400], "clean_records": 2000, "lr": 3e-4},

@@ -249,6 +249,10 @@ def write_evidence(out: Path, cfg: dict, res: dict, meta: dict) -> Path:
           + f"; machine: {meta['machine']['cpus']} CPUs, {meta['machine']['torch_threads']} torch threads)"
           + ("" if set(meta.get("findings_done", ["e1", "e2", "e4"])) >= {"e1", "e2", "e4"} else
              f". **Partial: only {', '.join(f.upper() for f in meta['findings_done'])} finished so far.**") + ".", ""]
+    card = meta.get("teacher_card") or {}
+    if card.get("accuracy"):
+        md += ["Demo teacher (greedy, held-out test split, n = {}): {}.".format(
+            card.get("n_test"), ", ".join(f"{k} {v:.1%}" for k, v in card["accuracy"].items())), ""]
     if "e1" in res:
         t = e1_tables(res["e1"], alpha)
         _csv(out, "e1_rho.csv", t["rho"])
