@@ -78,7 +78,8 @@ def test_tiny_evidence_run_end_to_end(tmp_path, monkeypatch):
     tiny = evidence._merge(evidence.EVIDENCE_SMOKE, {
         "seeds": [0], "run": {"students": {"max_steps": 12}, "eval": {"n_test": 8, "audit_texts": 12, "wrong_keys": 2}},
         "e1": {"rhos": [0.0, 1.0]}, "e2": {"steps": [0, 4], "clean_records": 32},
-        "e4": {"corpus_attacks": ["canonicalize", "answer-only"], "decode_attacks": ["decode:temperature=1,top_p=0.5"]}})
+        "e4": {"corpus_attacks": ["canonicalize", "answer-only"],
+               "decode_attacks": ["decode:temperature=1,top_p=0.5"]}})
     monkeypatch.setitem(evidence.PRESETS, "evidence-tiny", tiny)
     out = tmp_path / "ev"
     assert main(["evidence", "--preset", "evidence-tiny", "--out", str(out), "--cache-dir", str(tmp_path / "c"),
@@ -87,7 +88,8 @@ def test_tiny_evidence_run_end_to_end(tmp_path, monkeypatch):
                  "e2_fades.csv", "e4_attacks.png", "e4_attacks.csv"):
         assert (out / name).is_file(), name
     t = pd.read_csv(out / "e4_attacks.csv")
-    assert set(t.attack) == {"none (raw teacher)", "none", "canonicalize", "answer-only", "decode:temperature=1,top_p=0.5"}
+    assert set(t.attack) == {"none (raw teacher)", "none", "canonicalize", "answer-only",
+                             "decode:temperature=1,top_p=0.5"}
     assert "## E1" in (out / "report.md").read_text()
     assert not list(out.rglob("*.safetensors"))
 

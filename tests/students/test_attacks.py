@@ -28,7 +28,8 @@ def tok():
 def _records(examples, tok):
     return [
         {"id": e.id, "prompt": e.prompt, "completion": e.completion, "skill": e.skill, "stop": "eos",
-         "prompt_ids": tok(e.prompt)["input_ids"], "completion_ids": tok(e.completion, add_special_tokens=False)["input_ids"]}
+         "prompt_ids": tok(e.prompt)["input_ids"],
+         "completion_ids": tok(e.completion, add_special_tokens=False)["input_ids"]}
         for e in examples]
 
 
@@ -301,7 +302,8 @@ def test_paraphrase_replaces_each_completion_with_the_models_rewrite(tok):
     want = [tok.decode(c, skip_special_tokens=True).strip() for c in
             generate_batch(model, tok, prompts, max_new_tokens=12, do_sample=False).completions]
     assert [r["completion"] for r in out] == want
-    assert [r["id"] for r in out] == [r["id"] for r in recs] and all(r["prompt"] == q["prompt"] for r, q in zip(out, recs))
+    assert [r["id"] for r in out] == [r["id"] for r in recs]
+    assert all(r["prompt"] == q["prompt"] for r, q in zip(out, recs))
     assert all(r["completion_ids"] == tok(r["completion"], add_special_tokens=False)["input_ids"] for r in out)
 
 
