@@ -11,7 +11,11 @@ two forward passes over the corpus at perturbed weights and one backward pass ov
 set, never a per-trace gradient. A step on trace i changes the hold-out loss by about
 -lr |grad L_H| d_i, so traces with large d_i teach what the hold-out set needs and traces a
 capability-denying defence corrupted point elsewhere. Weights are exp(beta z_i) normalised to
-mean 1, with z_i = d_i / std(d): beta = 0 is plain SFT.
+mean 1, as in the paper's code (ysfalh/distillation-game: exp(beta a_i), mean 1), except that
+z_i = d_i / std(d) is standardised so that beta means the same for any model size; beta = 0 is
+plain SFT. The paper takes the gradient at a pretrained student's initial checkpoint; a student
+trained from scratch has nothing to say there, so the evidence pipeline and the runner take it at
+a first-pass student (trained on the unweighted corpus).
 """
 from __future__ import annotations
 
