@@ -136,7 +136,7 @@ def e2_figures(out: Path, table: pd.DataFrame, alpha: float) -> None:
     ax.set_xscale("symlog", linthresh=10)
     ax.set_xlabel("steps of continued fine-tuning on clean data")
     ax.set_ylabel("audit log10 p (the key)")
-    ax.set_title("E2: the learned watermark fades with clean fine-tuning", fontsize=9)
+    ax.set_title("E2: audit evidence against steps of clean fine-tuning", fontsize=9)
     ax.legend(fontsize=7)
     _save(fig, out / "e2_finetune.png")
 
@@ -270,7 +270,7 @@ def write_evidence(out: Path, cfg: dict, res: dict, meta: dict) -> Path:
         _csv(out, "e2_finetune.csv", t["finetune"])
         _csv(out, "e2_fades.csv", t["fades"])
         e2_figures(out, t["finetune"], alpha)
-        md += ["## E2: learned watermarks fade with clean fine-tuning (Gu et al. 2024)", "",
+        md += ["## E2: does a learned watermark fade with clean fine-tuning? (Gu et al. 2024)", "",
                f"The seed-{cfg['seeds'][0]} student of each scheme, fine-tuned further on "
                f"{cfg['e2']['clean_records']} clean task-suite traces (lr {cfg['e2'].get('lr', 3e-4):g}).", "",
                "![E2](e2_finetune.png)", "", md_table(t["fades"]), "", md_table(t["finetune"]), ""]
