@@ -280,11 +280,16 @@ def write_evidence(out: Path, cfg: dict, res: dict, meta: dict) -> Path:
         _csv(out, "e4_audits.csv", res["e4"]["audits"])
         _csv(out, "e4_items.csv", res["e4"]["grades"])
         e4_figures(out, t, alpha)
+        g = res["e4"]["grades"]
+        skills = g.pivot_table(index="attack", columns="skill", values="correct", aggfunc="mean", sort=False)
+        skills = skills.reset_index()
+        _csv(out, "e4_skills.csv", skills)
         md += ["## E4: the attacker's capability beside the auditor's evidence (Pan et al. 2025; DistillGuard 2026)",
                "", f"Each attack applied to the `{cfg['e4']['protection']}` corpus (corpus attacks: a student per "
                "seed) or to the decoding of its student (decode attacks: generation mode only). `none (raw teacher)`"
                " is the null control: a student of the unprotected teacher, audited with the key.", "",
-               "![E4](e4_attacks.png)", "", md_table(t), "", *_e4_words(t), ""]
+               "![E4](e4_attacks.png)", "", md_table(t), "", *_e4_words(t), "",
+               "Student accuracy per skill (mean over seeds):", "", md_table(skills), ""]
     with atomic_write(out / "report.md") as fh:
         fh.write("\n".join(md) + "\n")
     return out / "report.md"
