@@ -1,6 +1,7 @@
 """Distil a student on teacher corpora through `transformers.Trainer` (full or LoRA; SFT or logit KD).
 
-- `sft`: next-token loss on the teacher's completions (prompt tokens masked) — the API attacker.
+- `sft`: next-token loss on the teacher's completions (prompt tokens masked) — the API attacker;
+  records with a `weight` (strategic reweighting, students/attacks/reweight.py) weight their tokens.
 - `logit-kd`: KL(teacher's stored top-k distribution, renormalised || student) at each generated
   position — the attacker who also gets log-probabilities.
 - A mixture takes a fraction `mix` of its examples from a second corpus (protected data diluted in
@@ -144,6 +145,8 @@ def _features(records: list[dict], tokenizer, mode: str, retokenize: bool, max_l
         target = list(c) + ([eos] if r.get("stop") == "eos" else [])
         ids = (list(p) + target)[:max_len]
         f = {"input_ids": ids, "n_prompt": min(len(p), len(ids))}
+        if "weight" in r:
+            f["weight"] = float(r["weight"])
         if mode == "logit-kd":
             if "topk_ids" not in r:
                 raise UserError("--mode logit-kd needs a corpus generated with --topk-logprobs K")
@@ -190,6 +193,8 @@ class Collator:
         out = {"input_ids": ids, "attention_mask": mask}
         if not self.kd:
             out["labels"] = labels
+            if any("weight" in b for b in batch):
+                out["weights"] = torch.tensor([b.get("weight", 1.0) for b in batch], dtype=torch.float32)
             return out
         k = max((len(b["topk_ids"][0]) for b in batch if b["topk_ids"]), default=1)
         kd_ids = torch.zeros((n, width, k), dtype=torch.long)
@@ -215,13 +220,29 @@ def kd_loss(logits: torch.Tensor, kd_ids: torch.Tensor, kd_logprobs: torch.Tenso
     return (logp.exp() * (logp - logq_k)).sum(-1).mean()
 
 
+def weighted_sft_loss(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Next-token loss with each example's tokens weighted by its `weights` entry: sum_i w_i sum_t l_it
+    / sum_i w_i n_i (with all weights 1, the usual token mean)."""
+    target = labels[:, 1:]
+    mask = target != -100
+    lp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
+    nll = -lp.gather(-1, target.clamp_min(0)[..., None])[..., 0] * mask
+    w = weights.to(nll.device)
+    return (w * nll.sum(1)).sum() / (w * mask.sum(1)).sum().clamp_min(1e-12)
+
+
 class Diverged(UserError):
     """The loss or the weights went non-finite: the run is worthless and leaves nothing behind."""
 
 
 class DistillTrainer(Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        if "kd_ids" not in inputs:
+        if "weights" in inputs:  # per-trace weights (strategic reweighting)
+            weights = inputs.pop("weights")
+            outputs = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
+            loss = weighted_sft_loss(outputs.logits, inputs["labels"], weights)
+            res = (loss, outputs) if return_outputs else loss
+        elif "kd_ids" not in inputs:
             res = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         else:
             kd = {k: inputs.pop(k) for k in ("kd_ids", "kd_logprobs", "kd_mask")}

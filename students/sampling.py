@@ -39,9 +39,10 @@ def left_pad(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Te
 @torch.no_grad()
 def generate_batch(model, tokenizer, prompt_ids: list[list[int]], *, max_new_tokens: int = 128,
                    do_sample: bool = True, temperature: float = 1.0, processor=None, topk: int = 0,
-                   seed: int | None = None) -> Batch:
+                   seed: int | None = None, top_p: float = 1.0) -> Batch:
     """Generate continuations of a batch of prompts (left-padded), full-vocabulary sampling.
 
+    `top_p` < 1 samples from the nucleus (an attacker's decoding; corpora keep the full vocabulary).
     With `seed`, sampling draws from a private generator state, so the result depends on the seed
     and the batch only, not on what ran before. `topk` > 0 also returns the top-k log-probabilities
     of the distribution each token was sampled from (after protection and temperature); for a
@@ -56,7 +57,7 @@ def generate_batch(model, tokenizer, prompt_ids: list[list[int]], *, max_new_tok
     kwargs = dict(max_new_tokens=max_new_tokens, pad_token_id=pad_id, eos_token_id=eos_id,
                   attention_mask=mask, return_dict_in_generate=True)
     if do_sample:
-        kwargs.update(do_sample=True, temperature=temperature, top_k=0, top_p=1.0)
+        kwargs.update(do_sample=True, temperature=temperature, top_k=0, top_p=top_p)
     else:
         kwargs.update(do_sample=False, temperature=None, top_k=None, top_p=None)
     if processor is not None:

@@ -39,6 +39,9 @@ DEFAULT = {
     "teacher": {"model": "demo", "demo": {}},  # demo: TeacherConfig overrides (e.g. steps, preset)
     # none, one watermark and two capability-denying countermeasures; the rest is in the frontier preset
     "protections": ["none", "kgw:gamma=0.25,delta=2,h=1,hash=left", "temperature:t=1.5", "trace:keep=answer"],
+    # The distiller's attacks (students/attacks/spec.py), applied to every student: corpus attacks to its
+    # training corpus, student attacks (finetune) to its weights, decode attacks to its generation-mode audits.
+    "attacks": [],
     "corpus": {"n_prompts": 5000, "temperature": 1.0, "max_new_tokens": 128, "batch_size": 500},
     # seeds: every student is trained this many times (training seeds seed, seed + 1, ...) on its corpus;
     # workers: trainings run at once, in separate processes sharing the CPU's threads
@@ -151,7 +154,7 @@ def check_config(cfg: dict) -> None:
     `seed = 1.7`, `alpha = "abc"` or `protections = "none"` would otherwise run with a silently
     converted value or fail deep inside a stage.
     """
-    from antidistill.students.attacks import ATTACKS
+    from antidistill.students.attacks import ATTACKS, parse_attacks
 
     _check_leaves(cfg, DEFAULT, "")
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", cfg["name"]):
@@ -160,6 +163,10 @@ def check_config(cfg: dict) -> None:
     for p in cfg["protections"]:
         if not isinstance(p, str):
             raise UserError(f"config key protections must list protection specs (strings), got {p!r}")
+    for a in cfg["attacks"]:
+        if not isinstance(a, str):
+            raise UserError(f"config key attacks must list attack specs (strings), got {a!r}")
+    parse_attacks(cfg["attacks"])  # unknown names, bad parameters: one line naming the spec
     for a in cfg["eval"]["attacks"]:
         if not (isinstance(a, list) and len(a) == 2 and a[0] in ATTACKS and isinstance(a[1], (int, float))
                 and not isinstance(a[1], bool) and 0 <= a[1] <= 1):

@@ -97,6 +97,7 @@ class Runner:
         self.quiet = quiet
         self.verbose = verbose and not quiet  # inner progress bars and library output
         self.log = StageLog()
+        self.stage_seconds: dict[str, float] = {}  # filled by run(); meta() reads it
         self._teacher = None
         self._bar = None
         self.seed = int(config["seed"])
@@ -117,6 +118,9 @@ class Runner:
         specs = [p.spec for p in self.protections]
         if "none" not in specs:
             raise UserError("protections must include 'none' (the raw teacher every protection is compared with)")
+        from antidistill.students.attacks import parse_attacks
+
+        self.attacks = parse_attacks(config.get("attacks", []))
         kcfg = config["key"]
         self.key = load_key(kcfg["file"]) if kcfg.get("file") else Key.from_text(kcfg["text"]) if kcfg.get("text") \
             else load_key(None)
@@ -201,12 +205,12 @@ class Runner:
         return target
 
     # ------------------------------------------------------------ stage 3: students
-    def student_job(self, prot, seed: int) -> tuple[Path, str, dict | None]:
-        """Where the student distilled on prot's corpus with training seed `seed` (its initialisation
-        and data order; every seed learns from the same corpus) lives, its name, and the arguments of
-        `train_student` that build it (None when it is cached)."""
+    def student_job(self, prot, seed: int, corpus: Path | None = None) -> tuple[Path, str, dict | None]:
+        """Where the student distilled on prot's corpus (or on `corpus`, e.g. an attacked one) with
+        training seed `seed` (its initialisation and data order; every seed learns from the same corpus)
+        lives, its name, and the arguments of `train_student` that build it (None when it is cached)."""
         s = {k: v for k, v in self.cfg["students"].items() if k not in ("seeds", "workers")}
-        corpus = self.corpus(prot, "train")
+        corpus = corpus or self.corpus(prot, "train")
         target = self._dir("students", {"corpus": corpus.name, "students": s, "seed": seed})
         item = f"{prot.spec} (seed {seed})"
         if (target / "train_manifest.json").is_file() and (target / "model" / "config.json").is_file():
@@ -225,6 +229,13 @@ class Runner:
         from multiprocessing import get_context
 
         out: dict[str, dict[int, Path]] = {}
+        if self.attacks:  # attacked corpora and weights are built in order, in this process
+            for p in self.protections:
+                for sd in self.seeds:
+                    bar.set_postfix_str(f"{p.spec} (seed {sd})")
+                    out.setdefault(p.spec, {})[sd] = self.attacked_student(p, sd)
+                    bar.update(1)
+            return out
         todo = []
         for p in self.protections:
             for sd in self.seeds:
@@ -250,6 +261,48 @@ class Runner:
                 bar.set_postfix_str(futures[f])
                 bar.update(1)
         return out
+
+    def _student(self, prot, seed: int, corpus: Path) -> Path:
+        """One student trained here (or found in the cache) on `corpus`."""
+        target, item, job = self.student_job(prot, seed, corpus)
+        self.log.add("students", item, "cached" if job is None else "computed", 0.0 if job is None else _train(job))
+        return target
+
+    def attacked_student(self, prot, seed: int) -> Path:
+        """The config's attacks on prot's student of training seed `seed`: its corpus attacked, then
+        trained, then its weights attacked. Every seed learns from the same attacked corpus, except
+        under reweight, whose weights come from that seed's first-pass (unattacked) student."""
+        from antidistill.students.attacks import (apply_student_attack, attack_corpus_folder, by_stage,
+                                                  clean_records, write_corpus)
+        from antidistill.students.tokenizer import tokenizer_fingerprint
+
+        specs = [a.spec for a in self.attacks]
+        tok = self.teacher()[1]
+        clean = clean_records(max(self.cfg["corpus"]["n_prompts"], 64), tok, seed=self.seed + 777)
+        corpus = self.corpus(prot, "train")
+        if by_stage(self.attacks, "corpus"):
+            raw = corpus
+            first = self._student(prot, seed, raw) if any(a.name == "reweight" for a in self.attacks) else None
+            corpus = self._artifact("students", f"{prot.spec} corpus attacked", "attacked-corpora",
+                                    {"corpus": raw.name, "attacks": specs, "seed": self.seed,
+                                     "first_pass": first.name if first else None},
+                                    lambda tmp: attack_corpus_folder(specs, raw, tmp, tokenizer=tok, clean=clean,
+                                                                     student=lambda: self._load(first, seed),
+                                                                     seed=self.seed))
+        student = self._student(prot, seed, corpus)
+        for a in by_stage(self.attacks, "student"):
+            source = {"teacher": "task-suite", "protection": "none", "tokenizer_fingerprint": tokenizer_fingerprint(tok)}
+            clean_dir = self._artifact("students", "clean corpus", "clean-corpora", {"n": len(clean), "seed": self.seed},
+                                       lambda tmp: write_corpus(clean, tmp, source_manifest=source, attacks=[]))
+            out = self._dir("students", {"attack": a.spec, "of": student.name, "clean": clean_dir.name, "seed": seed})
+            item, t0 = f"{a.spec} of {prot.spec} (seed {seed})", time.perf_counter()
+            if (out / "model" / "config.json").is_file():
+                self.log.add("students", item, "cached", 0.0)
+                student = out
+                continue
+            student = apply_student_attack(a, student, out, clean_corpus=clean_dir, seed=seed, cache_dir=self.cache_dir)
+            self.log.add("students", item, "computed", time.perf_counter() - t0)
+        return student
 
     def _load(self, student_dir: Path | None, seed: int):
         from antidistill.students.models import load_model
@@ -294,7 +347,12 @@ class Runner:
                   "choice_filter": e["choice_filter"],
                   "reference": self.teacher_id() if e["choice_filter"] or e["audit_selection"] == "contrast" else None}
 
+        if self.attacks:
+            inputs["attacks"] = [a.spec for a in self.attacks]
+
         def build(tmp: Path):
+            from antidistill.students.attacks import by_stage, decoding_settings
+
             model, tok = self._load(student_dir, seed)
             corpus = read_corpus(texts)
             det = prot.detector(self.key)
@@ -303,9 +361,14 @@ class Runner:
                 ref = self.teacher()[0] if e["audit_selection"] == "contrast" else None
                 tuples = reading_tuples(model, pairs, det.h, reference=ref)
             else:
+                settings = {"temperature": e["audit_temperature"]}
+                for a in by_stage(self.attacks, "decode"):  # the suspect's own decoding choices
+                    settings.update(decoding_settings(a, model, tok, prompts=corpus.prompts, reference=self.teacher()[0],
+                                                      seed=self.seed + 3,
+                                                      max_new_tokens=self.cfg["corpus"]["max_new_tokens"]))
                 tuples, comps = generation_tuples(model, tok, corpus.prompts, det.h,
                                                   max_new_tokens=self.cfg["corpus"]["max_new_tokens"],
-                                                  temperature=e["audit_temperature"], seed=self.seed + 7)
+                                                  seed=self.seed + 7, **settings)
                 pairs = list(zip(corpus.prompts, comps))
             keep = None
             if e["choice_filter"]:
@@ -387,7 +450,6 @@ class Runner:
         from ..measures.transfer import capability_transfer
 
         t_start = time.perf_counter()
-        self.stage_seconds: dict[str, float] = {}
         e = self.cfg["eval"]
         detectable = [p for p in self.protections if p.has_detector]
 

@@ -164,9 +164,12 @@ def reference_top1(model, texts, h: int, *, batch_size: int = 16) -> np.ndarray:
 
 def generation_tuples(model, tokenizer, prompt_ids, h: int, *, max_new_tokens: int = 128,
                       temperature: float = 1.0, seed: int = 0, batch_size: int = 32,
-                      exclude_prompt_windows: bool = True) -> tuple[Tuples, list[list[int]]]:
+                      exclude_prompt_windows: bool = True, top_p: float = 1.0,
+                      processor=None) -> tuple[Tuples, list[list[int]]]:
     """Sample the suspect on the prompts (temperature 0: greedy); tuples of its completions
-    (windows may reach into the prompt). Returns the tuples and the completions."""
+    (windows may reach into the prompt). Returns the tuples and the completions. `top_p` and a
+    logits `processor` are how the suspect chooses to decode (an attacker's settings): the test
+    stays exact, since the suspect's choices never depend on the key."""
     from antidistill.students.sampling import generate_batch
 
     completions = []
@@ -175,7 +178,7 @@ def generation_tuples(model, tokenizer, prompt_ids, h: int, *, max_new_tokens: i
     for start in range(0, len(prompt_ids), batch_size):
         chunk = prompt_ids[start:start + batch_size]
         out = generate_batch(model, tokenizer, chunk, max_new_tokens=max_new_tokens, do_sample=temperature > 0,
-                             temperature=temperature, seed=seed + start)
+                             temperature=temperature, seed=seed + start, top_p=top_p, processor=processor)
         completions += out.completions
     comp, prm = extract_windows(completions, prompt_ids, h)
     t = Tuples(comp.contexts, comp.tokens, n_texts=len(prompt_ids))

@@ -109,6 +109,10 @@ def test_protection_parameters_out_of_range_are_refused(world, capsys, spec, mat
     ('[students]\nmode = "kd"', "is not one of sft, logit-kd"),
     ('[teacher.demo]\nsteps = -3', "teacher.demo.steps must be finite and > 0"),
     ('name = "../elsewhere"', "plain folder name"),
+    ('attacks = "canonicalize"', "attacks must be a list"),
+    ('attacks = ["canonicalize", 3]', "attack specs"),
+    ('attacks = ["shred"]', "unknown attack 'shred'"),
+    ('attacks = ["dilute:rho=2"]', "rho=2 is out of range"),
 ])
 def test_config_values_of_the_wrong_type_or_range_are_refused(world, capsys, tmp_path, toml, match):
     cfg = tmp_path / "bad.toml"

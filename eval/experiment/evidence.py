@@ -1,0 +1,347 @@
+"""`antidistill evidence`: the published findings about attacks, reproduced on the demo bench.
+
+- E1 (Sander et al. 2024): audit log10 p against the protected fraction rho of the student's data;
+  clean students give uniform p-values (many keys); without dedup clean students look radioactive.
+- E2 (Gu et al. 2024): students distilled on KGW and Gumbel samples learn the watermark; continued
+  fine-tuning on clean data fades it (after how many steps, per scheme).
+- E4 (Pan et al. 2025; DistillGuard 2026): per attack, the attacker's capability (student accuracy,
+  CIs over seeds and items) beside the auditor's evidence (log10 p, reading and generation modes,
+  nulls): rewriting weakens detection and barely hurts the student; removing the chain of thought
+  hurts the student far more.
+
+The teacher, corpora and grading come from the experiment runner (same cache: a student trained on
+an unattacked corpus with the runner's settings is the runner's student); attacked corpora,
+students, fine-tuned students and audits are cached beside them, keyed by their inputs.
+"""
+from __future__ import annotations
+
+import copy
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from antidistill.watermark import parse_protection
+from antidistill.watermark.errors import UserError
+
+from .presets import DEFAULT, _merge, check_config
+
+KGW = "kgw:gamma=0.25,delta=2,h=1,hash=left"
+GUMBEL = "gumbel:h=1"
+
+EVIDENCE = {
+    "name": "evidence",
+    # Overrides of the runner's default config: teacher, corpora, student recipe, audit settings.
+    "run": {"alpha": 1e-4, "teacher": {"model": "demo", "demo": {}},
+            "protections": ["none", KGW, GUMBEL],
+            "corpus": {"n_prompts": 1200, "max_new_tokens": 128, "batch_size": 100},
+            # lr 0 (the preset's own rate) as in the committed results; seeds are this config's `seeds`
+            "students": {"max_steps": 800, "batch_size": 16, "lr": 0.0, "seeds": 1, "workers": 1},
+            "eval": {"n_test": 200, "max_new_tokens": 128, "audit_texts": 256, "wrong_keys": 20}},
+    "seeds": [0, 1],  # student seeds (init and data order); corpora are shared
+    "e1": {"protection": KGW, "rhos": [0.0, 0.1, 0.5, 1.0], "modes": ["reading", "generation"]},
+    "e2": {"protections": [KGW, GUMBEL], "steps": [0, 100, 400], "clean_records": 2000, "lr": 3e-4},
+    "e4": {"protection": KGW, "corpus_attacks": ["canonicalize", "dedup:threshold=0.8,num_perm=128,shingle=3",
+                                                 "filter:by=recompute,k=3", "dilute:rho=0.5",
+                                                 "reweight:eps=0.001,beta=1,holdout=64", "answer-only"],
+           "decode_attacks": ["decode:temperature=1,top_p=0.9", "neutralize:strength=4,h=1,min_count=2,margin=0.5"]},
+    "clean_seed": 777,  # the attacker's clean data: task-suite traces drawn with this seed
+}
+
+EVIDENCE_SMOKE = _merge(EVIDENCE, {
+    "name": "evidence-smoke",
+    "run": {"alpha": 1e-3,
+            "teacher": {"model": "demo", "demo": {"preset": "tiny", "n_train": 2000, "steps": 120, "batch_size": 16,
+                                                  "n_test": 24, "max_new_tokens": 64}},
+            "protections": ["none", "kgw:gamma=0.25,delta=4,h=1,hash=left", GUMBEL],
+            "corpus": {"n_prompts": 96, "max_new_tokens": 64, "batch_size": 48},
+            "students": {"max_steps": 30, "batch_size": 16},
+            "eval": {"n_test": 16, "max_new_tokens": 64, "audit_texts": 24, "wrong_keys": 5}},
+    "seeds": [0, 1],
+    "e1": {"protection": "kgw:gamma=0.25,delta=4,h=1,hash=left", "rhos": [0.0, 0.5, 1.0], "modes": ["reading"]},
+    "e2": {"protections": ["kgw:gamma=0.25,delta=4,h=1,hash=left", GUMBEL], "steps": [0, 10], "clean_records": 64},
+    "e4": {"protection": "kgw:gamma=0.25,delta=4,h=1,hash=left",
+           "corpus_attacks": ["canonicalize", "filter:by=recompute,k=3", "reweight:eps=0.001,beta=1,holdout=8",
+                              "answer-only"],
+           "decode_attacks": ["neutralize:strength=4,h=1,min_count=2,margin=0.5,samples=16"]},
+})
+
+PRESETS = {"evidence": EVIDENCE, "evidence-smoke": EVIDENCE_SMOKE}
+
+
+def evidence_config(preset: str = "evidence", overrides: dict | None = None) -> dict:
+    """The resolved evidence config; `run` holds a full runner config (the runner's default merged
+    with the preset's overrides)."""
+    if preset not in PRESETS:
+        raise UserError(f"unknown evidence preset {preset!r}; valid presets: {', '.join(PRESETS)}")
+    cfg = _merge(PRESETS[preset], overrides or {})
+    cfg["run"] = _merge(DEFAULT, cfg["run"], "run.")
+    cfg["run"]["name"] = cfg["name"]
+    check_config(cfg["run"])
+    specs = cfg["run"]["protections"]
+    for where, spec in ([("e1.protection", cfg["e1"]["protection"]), ("e4.protection", cfg["e4"]["protection"])]
+                        + [("e2.protections", s) for s in cfg["e2"]["protections"]]):
+        if parse_protection(spec).spec not in [parse_protection(s).spec for s in specs]:
+            raise UserError(f"{where}: {spec} is not among run.protections ({', '.join(specs)})")
+    if not cfg["seeds"]:
+        raise UserError("seeds: list at least one student seed")
+    from antidistill.students.attacks import parse_attacks
+
+    parse_attacks(cfg["e4"]["corpus_attacks"] + cfg["e4"]["decode_attacks"])
+    for r in cfg["e1"]["rhos"]:
+        if not 0 <= r <= 1:
+            raise UserError(f"e1.rhos: {r} is not in [0, 1]")
+    return cfg
+
+
+def _say(msg: str, quiet: bool) -> None:
+    if not quiet:
+        print(msg, file=sys.stderr, flush=True)
+
+
+class Evidence:
+    def __init__(self, cfg: dict, out, cache_dir=None, quiet: bool = False):
+        from .runner import Runner
+
+        self.cfg = cfg
+        self.out = Path(out)
+        self.quiet = quiet
+        self.cache_dir = cache_dir
+        self.runner = Runner(copy.deepcopy(cfg["run"]), self.out, cache_dir=cache_dir, quiet=quiet)
+        self.r = self.runner
+        self.prot = {p.spec: p for p in self.r.protections}
+        self._clean = None
+
+    # ------------------------------------------------------------ data
+    def tokenizer(self):
+        return self.r.teacher()[1]
+
+    def clean(self) -> list[dict]:
+        """The attacker's clean records (task-suite traces, never touched by the key)."""
+        from antidistill.students.attacks import clean_records
+
+        if self._clean is None:
+            n = max(self.cfg["e2"]["clean_records"], self.cfg["run"]["corpus"]["n_prompts"])
+            self._clean = clean_records(n, self.tokenizer(), seed=self.cfg["clean_seed"])
+        return self._clean
+
+    def clean_corpus(self) -> Path:
+        from antidistill.students.attacks import write_corpus
+        from antidistill.students.tokenizer import tokenizer_fingerprint
+
+        n = self.cfg["e2"]["clean_records"]
+        tok = self.tokenizer()
+        inputs = {"teacher": self.r.teacher_id(), "n": n, "seed": self.cfg["clean_seed"]}
+        source = {"teacher": "task-suite", "protection": "none", "tokenizer_fingerprint": tokenizer_fingerprint(tok),
+                  "vocab_size": len(tok)}
+        return self.r._artifact("attacks", f"clean corpus ({n})", "clean-corpora", inputs,
+                                lambda tmp: write_corpus(self.clean()[:n], tmp, source_manifest=source, attacks=[]))
+
+    def mixed_corpus(self, spec: str, rho: float) -> Path:
+        """E1: a fraction rho of the training records from the protected corpus, the rest raw."""
+        from antidistill.students.attacks import write_corpus
+        from antidistill.students.corpus import read_corpus
+        from antidistill.students.distill import mix_records
+
+        if rho == 1.0:
+            return self.r.corpus(self.prot[spec], "train")
+        if rho == 0.0:
+            return self.r.corpus(self.prot["none"], "train")
+        raw, marked = (read_corpus(self.r.corpus(self.prot[s], "train")) for s in ("none", spec))
+        inputs = {"raw": raw.path.name, "marked": marked.path.name, "rho": rho, "seed": self.r.seed}
+
+        def build(tmp: Path):
+            recs = mix_records(raw.records, marked.records, rho, self.r.seed)
+            write_corpus(recs, tmp, source_manifest={**marked.manifest, "mix_rho": rho}, attacks=[])
+
+        return self.r._artifact("attacks", f"{spec} at rho={rho:g}", "mixed-corpora", inputs, build)
+
+    def attacked_corpus(self, spec: str, attack: str, seed: int) -> Path:
+        from antidistill.students.attacks import apply_corpus_attack, parse_attack, write_corpus
+        from antidistill.students.corpus import read_corpus
+        from antidistill.students.models import load_model
+
+        a = parse_attack(attack)
+        src = read_corpus(self.r.corpus(self.prot[spec], "train"))
+        # Only reweighting depends on the student seed (its gradient is the seed's first-pass student's).
+        first = self.student(self.r.corpus(self.prot[spec], "train"), seed) if a.name == "reweight" else None
+        inputs = {"corpus": src.path.name, "attack": a.spec, "seed": seed if first else self.r.seed,
+                  "first_pass": first.name if first else None, "clean_seed": self.cfg["clean_seed"]}
+
+        def build(tmp: Path):
+            student = load_model(str(first / "model"), cache_dir=self.cache_dir) if first else None
+            recs = apply_corpus_attack(a, src.records, tokenizer=self.tokenizer(), clean=self.clean(),
+                                       student=student, seed=self.r.seed)
+            write_corpus(recs, tmp, source_manifest=src.manifest, attacks=[a])
+
+        return self.r._artifact("attacks", f"{a.spec} on {spec}", "attacked-corpora", inputs, build)
+
+    # ------------------------------------------------------------ students
+    def student(self, corpus: Path, seed: int) -> Path:
+        """A student trained with the runner's recipe (the same cache key as the runner's students)."""
+        from antidistill.students.distill import train_student
+
+        s = {k: v for k, v in self.cfg["run"]["students"].items() if k not in ("seeds", "workers")}
+        target = self.r._dir("students", {"corpus": corpus.name, "students": s, "seed": seed})  # as Runner.student_job
+        if (target / "train_manifest.json").is_file() and (target / "model" / "config.json").is_file():
+            self.r.log.add("students", f"{corpus.name} seed {seed}", "cached", 0.0)
+            return target
+        t0 = time.perf_counter()
+        train_student(s["preset"], corpus, target, mode=s["mode"], lora=s["lora"] or None, epochs=s["epochs"],
+                      max_steps=s["max_steps"] or None, lr=s["lr"] or None, batch_size=s["batch_size"], seed=seed,
+                      save_steps=10_000, progress=False, logging_steps=100, cache_dir=self.cache_dir)
+        dt = time.perf_counter() - t0
+        self.r.log.add("students", f"{corpus.name} seed {seed}", "computed", dt)
+        _say(f"  students: {corpus.name[:8]} seed {seed} ({dt:.1f}s)", self.quiet)
+        return target
+
+    def finetuned(self, student_dir: Path, steps: int, seed: int) -> Path:
+        from antidistill.students.attacks import apply_student_attack
+
+        if steps == 0:
+            return student_dir
+        e2 = self.cfg["e2"]
+        spec = f"finetune:steps={steps},lr={e2.get('lr', 3e-4)},batch_size={self.cfg['run']['students']['batch_size']}"
+        clean = self.clean_corpus()
+        target = self.r._dir("students", {"finetune_of": student_dir.name, "attack": spec, "clean": clean.name,
+                                          "seed": seed})
+        if not (target / "model" / "config.json").is_file():
+            t0 = time.perf_counter()
+            apply_student_attack(spec, student_dir, target, clean_corpus=clean, seed=seed, cache_dir=self.cache_dir)
+            self.r.log.add("students", f"{spec} of {student_dir.name[:8]}", "computed", time.perf_counter() - t0)
+        return target
+
+    # ------------------------------------------------------------ measurements
+    def grades(self, label: str, student_dir: Path, seed: int) -> pd.DataFrame:
+        return self.r.grades(label, student_dir, seed)
+
+    def audit(self, spec: str, student_dir: Path, mode: str, decode: str | None = None) -> pd.DataFrame:
+        """The student audited with the key and the runner's wrong keys, deduplicated and not."""
+        from ..measures.audit import generation_tuples, reading_tuples, reference_top1, score, wrong_keys
+
+        prot = self.prot[spec]
+        e = self.cfg["run"]["eval"]
+        texts = self.r.corpus(prot, "audit")
+        inputs = {"student": student_dir.name, "texts": texts.name, "protection": spec, "mode": mode,
+                  "key": self.r.key.fingerprint, "wrong_keys": e["wrong_keys"], "decode": decode,
+                  "selection": e["audit_selection"], "temperature": e["audit_temperature"],
+                  "choice_filter": e["choice_filter"], "max_new_tokens": self.cfg["run"]["corpus"]["max_new_tokens"],
+                  "seed": self.r.seed, "v": 1}
+
+        def build(tmp: Path):
+            import warnings
+
+            from antidistill.students.attacks import decoding_settings
+            from antidistill.students.corpus import read_corpus
+            from antidistill.students.models import load_model
+
+            model, tok = load_model(str(student_dir / "model"), cache_dir=self.cache_dir)
+            corpus = read_corpus(texts)
+            det = prot.detector(self.r.key)
+            teacher = self.r.teacher()[0]
+            mnt = self.cfg["run"]["corpus"]["max_new_tokens"]
+            if mode == "reading":
+                pairs = [(r["prompt_ids"], r["completion_ids"]) for r in corpus.records]
+                tuples = reading_tuples(model, pairs, det.h,
+                                        reference=teacher if e["audit_selection"] == "contrast" else None)
+            else:
+                settings = {"temperature": e["audit_temperature"], "top_p": 1.0, "processor": None}
+                if decode:
+                    settings.update(decoding_settings(decode, model, tok, prompts=corpus.prompts, reference=teacher,
+                                                      seed=self.r.seed + 3, max_new_tokens=mnt))
+                tuples, comps = generation_tuples(model, tok, corpus.prompts, det.h, max_new_tokens=mnt,
+                                                  seed=self.r.seed + 7, **settings)
+                pairs = list(zip(corpus.prompts, comps))
+            keep = reference_top1(teacher, pairs, det.h) < float(e["choice_filter"]) if e["choice_filter"] else None
+            rows = []
+            for kind, key in [("key", self.r.key)] + [("wrong key", k) for k in wrong_keys(e["wrong_keys"])]:
+                for dedup in (True, False):
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore")  # dedup off is measured on purpose (E1)
+                        r = score(prot.detector(key), tuples, mode=mode, keep=keep, dedup=dedup)
+                    rows.append({"key_kind": kind, "key_fingerprint": key.fingerprint,
+                                 **{k: v for k, v in r.detection.as_dict().items() if k != "key_fingerprint"}})
+            pd.DataFrame(rows).to_csv(tmp / "audit.csv", index=False)
+
+        label = f"audit {student_dir.name[:8]} {spec.split(':')[0]} {mode}" + (f" {decode}" if decode else "")
+        d = self.r._artifact("evaluations", label, "evidence-audits", inputs, build)
+        return pd.read_csv(d / "audit.csv").assign(protection=spec, mode=mode, decode=decode or "none")
+
+    # ------------------------------------------------------------ the three findings
+    def e1(self) -> dict:
+        c = self.cfg["e1"]
+        grades, audits = [], []
+        for rho in c["rhos"]:
+            corpus = self.mixed_corpus(c["protection"], rho)
+            for seed in self.cfg["seeds"]:
+                sdir = self.student(corpus, seed)
+                grades.append(self.grades(f"rho={rho:g}/seed={seed}", sdir, seed).assign(rho=rho))
+                for mode in c["modes"]:
+                    audits.append(self.audit(c["protection"], sdir, mode).assign(rho=rho, seed=seed))
+        return {"grades": pd.concat(grades, ignore_index=True), "audits": pd.concat(audits, ignore_index=True)}
+
+    def e2(self) -> dict:
+        c = self.cfg["e2"]
+        grades, audits = [], []
+        for spec in c["protections"]:
+            base = self.student(self.r.corpus(self.prot[spec], "train"), self.cfg["seeds"][0])
+            for steps in c["steps"]:
+                sdir = self.finetuned(base, steps, self.cfg["seeds"][0])
+                grades.append(self.grades(f"{spec}+ft{steps}", sdir, self.cfg["seeds"][0])
+                              .assign(protection=spec, steps=steps))
+                for mode in ("reading", "generation"):
+                    audits.append(self.audit(spec, sdir, mode).assign(steps=steps))
+        return {"grades": pd.concat(grades, ignore_index=True), "audits": pd.concat(audits, ignore_index=True)}
+
+    def e4(self) -> dict:
+        from antidistill.students.corpus import read_manifest
+
+        c = self.cfg["e4"]
+        spec = c["protection"]
+        grades, audits = [], []
+        base_corpus = self.r.corpus(self.prot[spec], "train")
+        raw_corpus = self.r.corpus(self.prot["none"], "train")
+        sizes = []
+        for seed in self.cfg["seeds"]:
+            rows = [("none (raw teacher)", raw_corpus), ("none", base_corpus)]
+            rows += [(a, self.attacked_corpus(spec, a, seed)) for a in c["corpus_attacks"]]
+            for attack, corpus in rows:
+                n = read_manifest(corpus)["counts"]["records"]
+                sizes.append({"attack": attack, "seed": seed, "records": n})
+                if n == 0:  # e.g. nothing verifies: no student to train, reported as such
+                    continue
+                sdir = self.student(corpus, seed)
+                grades.append(self.grades(f"{attack}/seed={seed}", sdir, seed).assign(attack=attack))
+                for mode in ("reading", "generation"):
+                    audits.append(self.audit(spec, sdir, mode).assign(attack=attack, seed=seed))
+            base = self.student(base_corpus, seed)
+            for attack in c["decode_attacks"]:
+                audits.append(self.audit(spec, base, "generation", decode=attack).assign(attack=attack, seed=seed))
+        return {"grades": pd.concat(grades, ignore_index=True), "audits": pd.concat(audits, ignore_index=True),
+                "sizes": pd.DataFrame(sizes)}
+
+    def run(self) -> dict:
+        from .evidence_report import write_evidence
+        from .runner import public_config
+
+        t0 = time.perf_counter()
+        _say(f"[evidence] teacher {self.r.teacher_id()}, seeds {self.cfg['seeds']}", self.quiet)
+        self.r.teacher()
+        res, seconds = {}, {}
+        # E4 (the side-by-side table) first; it trains the raw and protected students E1 and E2 reuse. The
+        # report is rewritten after each finding, so a run cut short keeps what it found.
+        for name in ("e4", "e2", "e1"):
+            _say(f"[evidence] {name.upper()}", self.quiet)
+            t = time.perf_counter()
+            res[name] = getattr(self, name)()
+            seconds[name] = round(time.perf_counter() - t, 1)
+            meta = self.r.meta(time.perf_counter() - t0)
+            meta["finding_seconds"] = seconds
+            meta["findings_done"] = list(res)
+            write_evidence(self.out, {**self.cfg, "run": public_config(self.cfg["run"], self.r.key)}, res, meta)
+        return {"results": res, "meta": meta, "out": self.out, "log": self.r.log}
+
+
+def run_evidence(cfg: dict, out, cache_dir=None, quiet: bool = False) -> dict:
+    return Evidence(cfg, out, cache_dir=cache_dir, quiet=quiet).run()

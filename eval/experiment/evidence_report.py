@@ -1,0 +1,295 @@
+"""results/evidence/: the E1, E2, E4 tables (CSV, markdown), figures (PNG), config, wall time."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import stats as sps
+
+from antidistill.watermark.errors import UserError, atomic_write
+
+from .plots import _save, plt
+from .report import md_table
+
+
+def seed_item_ci(correct: np.ndarray, n_boot: int = 2000, conf: float = 0.95, seed: int = 0) -> tuple[float, float]:
+    """Percentile CI of mean accuracy, resampling seeds and items (rows: seeds, columns: the same items)."""
+    m = np.asarray(correct, dtype=float)
+    rng = np.random.default_rng(seed)
+    s = rng.integers(0, m.shape[0], size=(n_boot, m.shape[0]))
+    i = rng.integers(0, m.shape[1], size=(n_boot, m.shape[1]))
+    boot = m[s[:, :, None], i[:, None, :]].mean(axis=(1, 2))
+    a = (1 - conf) / 2
+    return float(np.quantile(boot, a)), float(np.quantile(boot, 1 - a))
+
+
+def accuracy_table(grades: pd.DataFrame, by: str) -> pd.DataFrame:
+    """Per group: accuracy over seeds and items, its CI, and each seed's accuracy."""
+    rows = []
+    for g, d in grades.groupby(by, sort=False):
+        wide = d.pivot_table(index="seed", columns="id", values="correct", aggfunc="first").astype(float)
+        lo, hi = seed_item_ci(wide.to_numpy())
+        rows.append({by: g, "accuracy": float(wide.to_numpy().mean()), "acc_lo": lo, "acc_hi": hi,
+                     "per_seed": " ".join(f"{v:.3f}" for v in wide.mean(axis=1)), "n_seeds": len(wide),
+                     "n_items": wide.shape[1]})
+    return pd.DataFrame(rows)
+
+
+def _key(a: pd.DataFrame, dedup: bool = True) -> pd.DataFrame:
+    return a[(a.key_kind == "key") & (a.dedup == dedup)]
+
+
+def _nulls(a: pd.DataFrame, dedup: bool = True) -> pd.DataFrame:
+    return a[(a.key_kind == "wrong key") & (a.dedup == dedup)]
+
+
+# ---------------------------------------------------------------- E1
+
+
+def e1_tables(res: dict, alpha: float) -> dict:
+    a = res["audits"]
+    la = math.log10(alpha)
+    rows = []
+    for (rho, mode), g in a.groupby(["rho", "mode"]):
+        k, n = _key(g), _nulls(g)
+        rows.append({"rho": rho, "mode": mode, "log10_p_median": k.log10_p.median(), "log10_p_max": k.log10_p.max(),
+                     "significant_seeds": f"{int((k.log10_p < la).sum())}/{len(k)}",
+                     "n_scored_median": k.n_scored.median(),
+                     "wrong_keys_significant": f"{int((n.log10_p < la).sum())}/{len(n)}"})
+    clean = a[a.rho == 0.0]
+    nulls = []
+    for dedup in (True, False):
+        c = clean[clean.dedup == dedup]  # the clean student: every key is one it never saw
+        p = 10 ** c.log10_p.to_numpy()
+        nulls.append({"dedup": "on" if dedup else "off", "n_audits": len(p),
+                      "fraction_below_alpha": float((c.log10_p < la).mean()),
+                      "fraction_below_0.05": float((p < 0.05).mean()),
+                      "ks_uniform_p": float(sps.kstest(p, "uniform").pvalue) if len(p) else float("nan"),
+                      "median_log10_p": float(c.log10_p.median())})
+    return {"rho": pd.DataFrame(rows), "nulls": pd.DataFrame(nulls)}
+
+
+def e1_figures(out: Path, res: dict, alpha: float) -> None:
+    a = res["audits"]
+    modes = list(dict.fromkeys(a["mode"]))
+    fig, axes = plt.subplots(1, len(modes) + 1, figsize=(4.6 * (len(modes) + 1), 3.8), squeeze=False)
+    for ax, mode in zip(axes[0], modes):
+        g = a[a["mode"] == mode]
+        k = _key(g)
+        ax.scatter(k.rho, k.log10_p, s=18, label="student (key), one point per seed")
+        med = k.groupby("rho").log10_p.median()
+        ax.plot(med.index, med.values, lw=1.5)
+        n = _nulls(g).groupby("rho").log10_p
+        ax.fill_between(n.min().index, n.min().values, n.max().values, color="grey", alpha=0.3,
+                        label="wrong keys (null), min-max")
+        ax.axhline(math.log10(alpha), color="r", ls=":", lw=0.8, label=f"alpha = {alpha:g}")
+        ax.set_xlabel("protected fraction rho of the student's data")
+        ax.set_ylabel("audit log10 p")
+        ax.set_title(f"E1: {mode} mode", fontsize=9)
+        ax.legend(fontsize=7)
+    ax = axes[0][-1]
+    clean = a[a.rho == 0.0]
+    for dedup, style in ((True, "-"), (False, "--")):
+        p = np.sort(10 ** clean[clean.dedup == dedup].log10_p.to_numpy())
+        if len(p):
+            q = (np.arange(1, len(p) + 1) - 0.5) / len(p)
+            ax.plot(q, p, style, label=f"dedup {'on' if dedup else 'off'} ({len(p)} audits)")
+    ax.plot([0, 1], [0, 1], color="grey", lw=0.6, ls=":")
+    ax.set_xlabel("uniform quantile")
+    ax.set_ylabel("p-value of a clean student (any key)")
+    ax.set_title("E1: clean students, p-value QQ", fontsize=9)
+    ax.legend(fontsize=7)
+    _save(fig, out / "e1_rho.png")
+
+
+# ---------------------------------------------------------------- E2
+
+
+def e2_tables(res: dict, alpha: float) -> dict:
+    a, g = res["audits"], res["grades"]
+    la = math.log10(alpha)
+    acc = g.groupby(["protection", "steps"]).correct.mean().rename("accuracy").reset_index()
+    k = _key(a)[["protection", "mode", "steps", "log10_p", "n_scored"]]
+    n = _nulls(a).groupby(["protection", "mode", "steps"]).log10_p.min().rename("wrong_key_min_log10_p").reset_index()
+    table = k.merge(n, on=["protection", "mode", "steps"]).merge(acc, on=["protection", "steps"])
+    fades = []
+    for (spec, mode), t in table.groupby(["protection", "mode"], sort=False):
+        t = t.sort_values("steps")
+        learned = bool(t.iloc[0].log10_p < la)
+        gone = t[t.log10_p >= la]
+        fades.append({"protection": spec, "mode": mode, "learned (0 steps)": learned,
+                      "log10_p at 0 steps": t.iloc[0].log10_p,
+                      "not significant after steps": int(gone.steps.iloc[0]) if learned and len(gone) else None,
+                      "steps tried": " ".join(map(str, t.steps))})
+    return {"finetune": table.sort_values(["protection", "mode", "steps"]), "fades": pd.DataFrame(fades)}
+
+
+def e2_figures(out: Path, table: pd.DataFrame, alpha: float) -> None:
+    fig, ax = plt.subplots(figsize=(6.0, 4.0))
+    for (spec, mode), t in table.groupby(["protection", "mode"], sort=False):
+        t = t.sort_values("steps")
+        ax.plot(t.steps, t.log10_p, marker="o", label=f"{spec.split(':')[0]}, {mode}")
+    ax.axhline(math.log10(alpha), color="r", ls=":", lw=0.8, label=f"alpha = {alpha:g}")
+    ax.set_xscale("symlog", linthresh=10)
+    ax.set_xlabel("steps of continued fine-tuning on clean data")
+    ax.set_ylabel("audit log10 p (the key)")
+    ax.set_title("E2: audit evidence against steps of clean fine-tuning", fontsize=9)
+    ax.legend(fontsize=7)
+    _save(fig, out / "e2_finetune.png")
+
+
+# ---------------------------------------------------------------- E4
+
+
+def e4_tables(res: dict, alpha: float) -> pd.DataFrame:
+    a, g = res["audits"], res["grades"]
+    la = math.log10(alpha)
+    acc = accuracy_table(g, "attack")
+    rows = []
+    for attack in dict.fromkeys(a["attack"]):
+        row = {"attack": attack}
+        for mode in ("reading", "generation"):
+            k = _key(a[(a.attack == attack) & (a["mode"] == mode)])
+            n = _nulls(a[(a.attack == attack) & (a["mode"] == mode)])
+            if len(k):
+                row[f"{mode}_log10_p"] = k.log10_p.median()
+                row[f"{mode}_significant"] = f"{int((k.log10_p < la).sum())}/{len(k)}"
+                row[f"{mode}_null_fp"] = f"{int((n.log10_p < la).sum())}/{len(n)}"
+        rows.append(row)
+    out = acc.merge(pd.DataFrame(rows), on="attack", how="outer")
+    accs = out.set_index("attack").accuracy
+    if {"none", "none (raw teacher)"} <= set(accs.dropna().index):
+        # Share of the transfer the protection took away that the attack wins back (a
+        # capability-denying protection's students lose some; for a watermark the loss is ~0 and
+        # the share is not defined).
+        lost = accs["none (raw teacher)"] - accs["none"]
+        out["won_back"] = (out.accuracy - accs["none"]) / lost if lost > 0 else np.nan
+    if "sizes" in res:  # training records left after the attack (mean over seeds)
+        out = out.merge(res["sizes"].groupby("attack", sort=False).records.mean().reset_index(), on="attack",
+                        how="outer")
+    order = {a: i for i, a in enumerate(dict.fromkeys(list(res.get("sizes", pd.DataFrame({"attack": []})).attack)
+                                                      + list(a["attack"])))}
+    return out.sort_values("attack", key=lambda s: s.map(order)).reset_index(drop=True)
+
+
+def e4_figures(out: Path, table: pd.DataFrame, alpha: float) -> None:
+    fig, axes = plt.subplots(1, 2, figsize=(11.0, 4.4))
+    for ax, mode in zip(axes, ("reading", "generation")):
+        col = f"{mode}_log10_p"
+        t = table.dropna(subset=[col, "accuracy"]) if col in table else table.iloc[:0]
+        for _, r in t.iterrows():
+            ax.errorbar(r.accuracy, -r[col], xerr=[[r.accuracy - r.acc_lo], [r.acc_hi - r.accuracy]], fmt="o",
+                        capsize=3)
+            ax.annotate(r.attack.split(":")[0], (r.accuracy, -r[col]), fontsize=7, xytext=(4, 3),
+                        textcoords="offset points")
+        ax.axhline(-math.log10(alpha), color="r", ls=":", lw=0.8, label=f"alpha = {alpha:g}")
+        ax.set_xlabel("attacker's capability: student accuracy (CI over seeds and items)")
+        ax.set_ylabel("auditor's evidence: -log10 p (median over seeds)")
+        ax.set_title(f"E4: attacks, {mode} mode", fontsize=9)
+        ax.legend(fontsize=7)
+    _save(fig, out / "e4_attacks.png")
+
+
+# ---------------------------------------------------------------- words and files
+
+
+def _csv(out: Path, name: str, df: pd.DataFrame) -> None:
+    with atomic_write(out / name) as fh:
+        df.to_csv(fh, index=False)
+
+
+def _e4_words(t: pd.DataFrame) -> list[str]:
+    if "none" not in set(t.attack):
+        return []
+    base = t[t.attack == "none"].iloc[0]
+    out = []
+    for _, r in t.iterrows():
+        if r.attack == "none":
+            continue
+        parts = []
+        if not pd.isna(r.get("accuracy")):
+            parts.append(f"student accuracy {r.accuracy:.1%} [{r.acc_lo:.1%}, {r.acc_hi:.1%}] vs "
+                         f"{base.accuracy:.1%} without the attack")
+        for mode in ("reading", "generation"):
+            if not pd.isna(r.get(f"{mode}_log10_p", np.nan)):
+                parts.append(f"{mode} log10 p {r[f'{mode}_log10_p']:.1f} vs {base[f'{mode}_log10_p']:.1f} "
+                             f"(significant in {r[f'{mode}_significant']} seeds)")
+        if pd.isna(r.get("accuracy")):
+            parts.insert(0, "no training record survived the attack, so no student" if r.get("records") == 0
+                         else "the student is unchanged (a decoding attack), so is its accuracy")
+        out.append(f"- **{r.attack}**: " + "; ".join(parts) + ".")
+    return out
+
+
+def write_evidence(out: Path, cfg: dict, res: dict, meta: dict) -> Path:
+    out = Path(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserError(f"cannot create output folder {out} ({err.strerror}); choose a writable --out") from None
+    alpha = float(cfg["run"]["alpha"])
+    with atomic_write(out / "config.json") as fh:
+        json.dump(cfg, fh, indent=2)
+        fh.write("\n")
+    with atomic_write(out / "run.json") as fh:
+        json.dump(meta, fh, indent=2, default=str)
+        fh.write("\n")
+    md = [f"# antidistill evidence: {cfg['name']}", "",
+          f"Teacher `{meta['teacher']}`; student seeds {cfg['seeds']}; students `{cfg['run']['students']['preset']}`, "
+          f"{cfg['run']['students']['max_steps']} steps on {cfg['run']['corpus']['n_prompts']} prompts; "
+          f"{cfg['run']['eval']['n_test']} test items; {cfg['run']['eval']['audit_texts']} audit texts; "
+          f"{cfg['run']['eval']['wrong_keys']} wrong keys per audit; alpha = {alpha:g}; key fingerprint "
+          f"`{meta['key_fingerprint']}`. Wall time {meta['wall_seconds']:.0f} s (per finding: "
+          + ", ".join(f"{k.upper()} {v:.0f} s" for k, v in meta.get("finding_seconds", {}).items())
+          + f"; stages computed this time: {sum(e['status'] == 'computed' for e in meta['stages'])}, cached: "
+          f"{sum(e['status'] == 'cached' for e in meta['stages'])}"
+          + f"; machine: {meta['machine']['cpus']} CPUs, {meta['machine']['torch_threads']} torch threads)"
+          + ("" if set(meta.get("findings_done", ["e1", "e2", "e4"])) >= {"e1", "e2", "e4"} else
+             f". **Partial: only {', '.join(f.upper() for f in meta['findings_done'])} finished so far.**") + ".", ""]
+    card = meta.get("teacher_card") or {}
+    if card.get("accuracy"):
+        md += ["Demo teacher (greedy, held-out test split, n = {}): {}.".format(
+            card.get("n_test"), ", ".join(f"{k} {v:.1%}" for k, v in card["accuracy"].items())), ""]
+    if "e1" in res:
+        t = e1_tables(res["e1"], alpha)
+        _csv(out, "e1_rho.csv", t["rho"])
+        _csv(out, "e1_nulls.csv", t["nulls"])
+        _csv(out, "e1_audits.csv", res["e1"]["audits"])
+        e1_figures(out, res["e1"], alpha)
+        md += ["## E1: evidence against the protected fraction rho (Sander et al. 2024)", "",
+               f"Students trained on a mix: a fraction rho of the records from the `{cfg['e1']['protection']}` "
+               "corpus, the rest from the raw teacher. Audit with the key (median over seeds) and with wrong keys.",
+               "", "![E1](e1_rho.png)", "", md_table(t["rho"]), "",
+               "Clean students (rho = 0) audited with the key and every wrong key: with dedup the p-values should be "
+               "uniform; without dedup repeated tuples count again and again.", "", md_table(t["nulls"]), ""]
+    if "e2" in res:
+        t = e2_tables(res["e2"], alpha)
+        _csv(out, "e2_finetune.csv", t["finetune"])
+        _csv(out, "e2_fades.csv", t["fades"])
+        e2_figures(out, t["finetune"], alpha)
+        md += ["## E2: does a learned watermark fade with clean fine-tuning? (Gu et al. 2024)", "",
+               f"The seed-{cfg['seeds'][0]} student of each scheme, fine-tuned further on "
+               f"{cfg['e2']['clean_records']} clean task-suite traces (lr {cfg['e2'].get('lr', 3e-4):g}).", "",
+               "![E2](e2_finetune.png)", "", md_table(t["fades"]), "", md_table(t["finetune"]), ""]
+    if "e4" in res:
+        t = e4_tables(res["e4"], alpha)
+        _csv(out, "e4_attacks.csv", t)
+        _csv(out, "e4_audits.csv", res["e4"]["audits"])
+        _csv(out, "e4_items.csv", res["e4"]["grades"])
+        e4_figures(out, t, alpha)
+        g = res["e4"]["grades"]
+        skills = g.pivot_table(index="attack", columns="skill", values="correct", aggfunc="mean", sort=False)
+        skills = skills.reset_index()
+        _csv(out, "e4_skills.csv", skills)
+        md += ["## E4: the attacker's capability beside the auditor's evidence (Pan et al. 2025; DistillGuard 2026)",
+               "", f"Each attack applied to the `{cfg['e4']['protection']}` corpus (corpus attacks: a student per "
+               "seed) or to the decoding of its student (decode attacks: generation mode only). `none (raw teacher)`"
+               " is the null control: a student of the unprotected teacher, audited with the key.", "",
+               "![E4](e4_attacks.png)", "", md_table(t), "", *_e4_words(t), "",
+               "Student accuracy per skill (mean over seeds):", "", md_table(skills), ""]
+    with atomic_write(out / "report.md") as fh:
+        fh.write("\n".join(md) + "\n")
+    return out / "report.md"

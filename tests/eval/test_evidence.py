@@ -1,0 +1,125 @@
+"""`antidistill evidence`: config checks, the E1/E2/E4 tables from known inputs, and a tiny end-to-end run."""
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from antidistill.eval.cli import main
+from antidistill.eval.experiment.evidence import evidence_config
+from antidistill.eval.experiment.evidence_report import e1_tables, e2_tables, e4_tables, seed_item_ci
+from antidistill.watermark.errors import UserError
+
+
+def test_seed_item_ci_covers_the_mean_and_collapses_without_variance():
+    rng = np.random.default_rng(0)
+    m = rng.random((3, 200)) < 0.4
+    lo, hi = seed_item_ci(m)
+    assert lo < m.mean() < hi and hi - lo < 0.2
+    assert seed_item_ci(np.ones((2, 10))) == (1.0, 1.0)
+
+
+def test_config_checks():
+    cfg = evidence_config("evidence")
+    assert cfg["run"]["alpha"] == 1e-4 and cfg["run"]["name"] == "evidence" and "audit_modes" in cfg["run"]["eval"]
+    with pytest.raises(UserError, match="valid presets"):
+        evidence_config("nope")
+    with pytest.raises(UserError, match="not among run.protections"):
+        evidence_config("evidence", {"e1": {"protection": "unigram:gamma=0.5,delta=2"}})
+    with pytest.raises(UserError, match="unknown attack"):
+        evidence_config("evidence", {"e4": {"corpus_attacks": ["shuffle"]}})
+    with pytest.raises(UserError, match="unknown config key"):
+        evidence_config("evidence", {"e2": {"stepz": [1]}})
+
+
+def _audit_rows(log10_p, key_kind="key", dedup=True, **tags):
+    return {"key_kind": key_kind, "dedup": dedup, "log10_p": log10_p, "n_scored": 100, **tags}
+
+
+def test_e2_reports_after_how_many_steps_the_signal_fades():
+    rows, grades = [], []
+    for steps, lp in ((0, -9.0), (50, -5.0), (200, -1.0)):
+        rows.append(_audit_rows(lp, protection="kgw", mode="reading", steps=steps))
+        rows.append(_audit_rows(-0.3, "wrong key", protection="kgw", mode="reading", steps=steps))
+        grades += [{"protection": "kgw", "steps": steps, "id": i, "correct": i < 5} for i in range(10)]
+    t = e2_tables({"audits": pd.DataFrame(rows), "grades": pd.DataFrame(grades)}, alpha=1e-4)
+    fades = t["fades"].iloc[0]
+    assert fades["learned (0 steps)"] and fades["not significant after steps"] == 200
+    assert list(t["finetune"].accuracy) == [0.5, 0.5, 0.5]
+
+
+def test_e1_nulls_are_uniform_with_dedup_and_counted_without():
+    rng = np.random.default_rng(1)
+    rows = [_audit_rows(math.log10(p), "wrong key", True, rho=0.0, mode="reading") for p in rng.random(400)]
+    rows += [_audit_rows(-8.0, "wrong key", False, rho=0.0, mode="reading") for _ in range(400)]
+    rows += [_audit_rows(-12.0, "key", True, rho=1.0, mode="reading")]
+    t = e1_tables({"audits": pd.DataFrame(rows)}, alpha=1e-4)
+    on, off = t["nulls"].set_index("dedup").loc["on"], t["nulls"].set_index("dedup").loc["off"]
+    assert on.ks_uniform_p > 0.01 and on.fraction_below_alpha < 0.01
+    assert off.fraction_below_alpha == 1.0
+    assert t["rho"].set_index("rho").loc[1.0, "significant_seeds"] == "1/1"
+
+
+def test_e4_puts_capability_beside_evidence():
+    audits = pd.DataFrame([_audit_rows(-10.0, attack="none", mode="reading", seed=0),
+                           _audit_rows(-1.0, attack="canonicalize", mode="reading", seed=0),
+                           _audit_rows(-0.5, "wrong key", attack="canonicalize", mode="reading", seed=0)])
+    grades = pd.DataFrame([{"attack": a, "seed": 0, "id": i, "correct": i < k}
+                           for a, k in (("none", 6), ("canonicalize", 5)) for i in range(10)])
+    t = e4_tables({"audits": audits, "grades": grades}, alpha=1e-4).set_index("attack")
+    assert t.loc["none", "accuracy"] == 0.6 and t.loc["canonicalize", "reading_log10_p"] == -1.0
+    assert t.loc["canonicalize", "reading_significant"] == "0/1" and t.loc["canonicalize", "reading_null_fp"] == "0/1"
+
+
+@pytest.mark.slow
+def test_tiny_evidence_run_end_to_end(tmp_path, monkeypatch):
+    from antidistill.eval.experiment import evidence
+
+    tiny = evidence._merge(evidence.EVIDENCE_SMOKE, {
+        "seeds": [0], "run": {"students": {"max_steps": 12}, "eval": {"n_test": 8, "audit_texts": 12, "wrong_keys": 2}},
+        "e1": {"rhos": [0.0, 1.0]}, "e2": {"steps": [0, 4], "clean_records": 32},
+        "e4": {"corpus_attacks": ["canonicalize", "answer-only"],
+               "decode_attacks": ["decode:temperature=1,top_p=0.5"]}})
+    monkeypatch.setitem(evidence.PRESETS, "evidence-tiny", tiny)
+    out = tmp_path / "ev"
+    assert main(["evidence", "--preset", "evidence-tiny", "--out", str(out), "--cache-dir", str(tmp_path / "c"),
+                 "--quiet"]) == 0
+    for name in ("report.md", "config.json", "run.json", "e1_rho.png", "e1_rho.csv", "e1_nulls.csv", "e2_finetune.png",
+                 "e2_fades.csv", "e4_attacks.png", "e4_attacks.csv"):
+        assert (out / name).is_file(), name
+    t = pd.read_csv(out / "e4_attacks.csv")
+    assert set(t.attack) == {"none (raw teacher)", "none", "canonicalize", "answer-only",
+                             "decode:temperature=1,top_p=0.5"}
+    assert "## E1" in (out / "report.md").read_text()
+    assert not list(out.rglob("*.safetensors"))
+
+
+@pytest.mark.slow
+def test_run_config_attacks_reach_corpus_student_and_decoding(tmp_path):
+    """`attacks = [...]` in a run config: the corpus is attacked, the weights fine-tuned, the audit decoded
+    the attacker's way, and each lands in its own cache entry."""
+    import json
+
+    from antidistill.eval.experiment.presets import _merge, preset_config
+    from antidistill.eval.experiment.runner import Runner
+    from antidistill.students.corpus import read_corpus
+
+    cfg = _merge(preset_config("smoke"), {
+        "attacks": ["canonicalize", "finetune:steps=3,lr=0.0003,batch_size=8", "decode:temperature=1,top_p=0.5"],
+        "corpus": {"n_prompts": 32}, "students": {"max_steps": 6},
+        "eval": {"n_test": 8, "audit_texts": 8, "audit_modes": ["generation"], "wrong_keys": 1}})
+    r = Runner(cfg, tmp_path / "out", cache_dir=tmp_path / "c", quiet=True)
+    prot = r.protections[1]
+    student = r.attacked_student(prot, r.seed)
+    manifest = json.loads((student / "train_manifest.json").read_text())
+    assert manifest["max_steps"] == 3 and "clean-corpora" in manifest["corpus"]["path"]  # fine-tuned on clean data
+    attacked = next((tmp_path / "c" / "runs" / "attacked-corpora").iterdir())
+    c = read_corpus(attacked)
+    assert c.manifest["attacks"] == ["canonicalize"] and len(c) == 32
+    from antidistill.students.traces import canonical_trace
+
+    assert all(canonical_trace(r_["skill"], r_["completion"]) == r_["completion"] for r_ in c.records)
+    det, _ = r.audit(prot, "attacked", student, "generation", r.seed)
+    assert set(det.key_kind) == {"key", "wrong key"}
+    with pytest.raises(UserError, match="corpus attacks first"):
+        Runner(_merge(cfg, {"attacks": ["finetune", "canonicalize"]}), tmp_path / "x", cache_dir=tmp_path / "c")
