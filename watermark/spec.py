@@ -151,6 +151,25 @@ class KeyedProtection(Protection):
         return self.detector_class(self, key)
 
 
+def parse_params(owner: str, params, body: str) -> dict[str, Any]:
+    """`name=value,...` of a spec, each parsed by its declared `Param` (shared by protection and
+    attack specs); errors name the owner and list the valid parameters."""
+    declared = {p.name: p for p in params}
+    values: dict[str, Any] = {}
+    for item in filter(None, (s.strip() for s in body.split(","))):
+        name, eq, raw = item.partition("=")
+        name, raw = name.strip(), raw.strip()
+        if not eq or not raw:
+            raise UserError(f"{owner}: parameter {item!r} must look like name=value")
+        if name not in declared:
+            valid = ", ".join(declared) if declared else "none"
+            raise UserError(f"{owner}: unknown parameter {name!r}; valid parameters: {valid}")
+        if name in values:
+            raise UserError(f"{owner}: parameter {name!r} given twice")
+        values[name] = declared[name].parse(owner, raw)
+    return values
+
+
 def parse_protection(spec: "str | Protection") -> Protection:
     """Parse and validate a protection spec; errors list the valid choices."""
     if isinstance(spec, Protection):
@@ -162,19 +181,7 @@ def parse_protection(spec: "str | Protection") -> Protection:
     cls = _REGISTRY.get(scheme)
     if cls is None:
         raise UserError(f"unknown protection scheme {scheme!r}; valid schemes: {', '.join(sorted(_REGISTRY))}")
-    declared = {p.name: p for p in cls.params}
-    values: dict[str, Any] = {}
-    for item in filter(None, (s.strip() for s in body.split(","))):
-        name, eq, raw = item.partition("=")
-        name, raw = name.strip(), raw.strip()
-        if not eq or not raw:
-            raise UserError(f"{scheme}: parameter {item!r} must look like name=value")
-        if name not in declared:
-            valid = ", ".join(declared) if declared else "none"
-            raise UserError(f"{scheme}: unknown parameter {name!r}; valid parameters: {valid}")
-        if name in values:
-            raise UserError(f"{scheme}: parameter {name!r} given twice")
-        values[name] = declared[name].parse(scheme, raw)
+    values = parse_params(scheme, cls.params, body)
     protection = cls(**values)
     protection.validate()
     return protection

@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from antidistill.watermark.errors import UserError
-from antidistill.watermark.spec import Param
+from antidistill.watermark.spec import Param, parse_params
 
 STAGES = ("corpus", "student", "decode")
 _REGISTRY: dict[str, type["Attack"]] = {}
@@ -157,18 +157,7 @@ def parse_attack(spec: "str | Attack") -> Attack:
     cls = _REGISTRY.get(name)
     if cls is None:
         raise UserError(f"unknown attack {name!r}; valid attacks: {', '.join(sorted(_REGISTRY))}")
-    declared = {p.name: p for p in cls.params}
-    values: dict[str, Any] = {}
-    for item in filter(None, (s.strip() for s in body.split(","))):
-        key, eq, raw = item.partition("=")
-        key, raw = key.strip(), raw.strip()
-        if not eq or not raw:
-            raise UserError(f"{name}: parameter {item!r} must look like name=value")
-        if key not in declared:
-            raise UserError(f"{name}: unknown parameter {key!r}; valid parameters: {', '.join(declared) or 'none'}")
-        if key in values:
-            raise UserError(f"{name}: parameter {key!r} given twice")
-        values[key] = declared[key].parse(name, raw)
+    values = parse_params(name, cls.params, body)
     return cls(**values)
 
 
