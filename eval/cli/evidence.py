@@ -23,6 +23,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args) -> int:
     from ..experiment.evidence import evidence_config, run_evidence
+    from ..experiment.runner import library_chatter
 
     from antidistill.watermark.errors import UserError
 
@@ -34,6 +35,7 @@ def run(args) -> int:
             raise UserError(f"--seeds must be integers separated by commas, got {args.seeds!r}") from None
     cfg = evidence_config(args.preset, over)
     out = args.out or f"results/{cfg['name']}"
-    result = run_evidence(cfg, out, cache_dir=args.cache_dir, quiet=args.quiet)
+    with library_chatter(verbose=False):  # no transformers bars or warnings between our own lines
+        result = run_evidence(cfg, out, cache_dir=args.cache_dir, quiet=args.quiet)
     print(f"{result['out']}/report.md  ({result['meta']['wall_seconds']:.0f} s)")
     return 0
