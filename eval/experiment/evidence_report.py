@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from antidistill.watermark.errors import UserError, atomic_write
+from antidistill.students.cache import ensure_out_dir
+from antidistill.watermark.errors import atomic_write
 
 from .plots import _save, plt
 from .report import md_table
@@ -226,10 +227,7 @@ def _e4_words(t: pd.DataFrame) -> list[str]:
 
 def write_evidence(out: Path, cfg: dict, res: dict, meta: dict) -> Path:
     out = Path(out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise UserError(f"cannot create output folder {out} ({err.strerror}); choose a writable --out") from None
+    ensure_out_dir(out)
     alpha = float(cfg["run"]["alpha"])
     with atomic_write(out / "config.json") as fh:
         json.dump(cfg, fh, indent=2)

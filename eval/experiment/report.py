@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from antidistill.watermark.errors import UserError, atomic_write
+from antidistill.students.cache import ensure_out_dir
+from antidistill.watermark.errors import atomic_write
 
 from ..measures.audit import format_p
 
@@ -223,10 +224,7 @@ def write_report(out: Path, cfg: dict, res: dict, meta: dict) -> Path:
     from . import plots
 
     out = Path(out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise UserError(f"cannot create output folder {out} ({err.strerror}); choose a writable --out") from None
+    ensure_out_dir(out)
     alpha = float(cfg["alpha"])
     with atomic_write(out / "config.json") as fh:
         json.dump(cfg, fh, indent=2)
