@@ -213,6 +213,9 @@ class TokenHashDetector:
         """
         if shared not in ("drop", "keep"):
             raise UserError(f"shared must be 'drop' or 'keep', got {shared!r}")
+        if shared == "keep" and reference is not None:  # reference texts only name tuples to drop
+            raise UserError("reference texts only apply when shared tuples are dropped; give one or the other "
+                            "(--reference-texts or --keep-shared-tuples)")
         completion, prompt = extract_windows(sequences, prompts, self.h)
         inputs = self._inputs(completion)
         # Per-sequence identity: tag each 32-bit input with its sequence index (fits in int64).

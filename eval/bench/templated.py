@@ -20,7 +20,6 @@ and the pooled verdict, which the rule does not touch.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import platform
 import sys
@@ -212,23 +211,24 @@ def run(out: Path, *, n_keys: int, n_texts: int, n_power: int, teacher: str, max
 def main(argv: list[str] | None = None) -> int:
     from antidistill.watermark.errors import UserError
 
+    from ..cli import Parser
+    from ..cli.options import POSITIVE
+
     argv = sys.argv[1:] if argv is None else argv
-    ap = argparse.ArgumentParser(prog="python -m antidistill.eval.bench.templated",
-                                 description=__doc__.split("\n")[0])
-    ap.add_argument("--keys", type=int, default=30, help="fixed null keys per scheme (default 30)")
-    ap.add_argument("--prompts", type=int, default=1000, help="raw texts tested per key (default 1000)")
-    ap.add_argument("--power-prompts", type=int, default=300, help="protected texts per scheme (default 300)")
+    ap = Parser(prog="python -m antidistill.eval.bench.templated", description=__doc__.split("\n")[0])
+    ap.add_argument("--keys", type=POSITIVE, default=30, help="fixed null keys per scheme (default 30)")
+    ap.add_argument("--prompts", type=POSITIVE, default=1000, help="raw texts tested per key (default 1000)")
+    ap.add_argument("--power-prompts", type=POSITIVE, default=300, help="protected texts per scheme (default 300)")
     ap.add_argument("--teacher", default="demo", help="teacher to sample (default: the demo teacher)")
-    ap.add_argument("--max-new-tokens", type=int, default=128)
+    ap.add_argument("--max-new-tokens", type=POSITIVE, default=128)
     ap.add_argument("--out", default="results/bench")
     ap.add_argument("--cache-dir")
     ap.add_argument("--note", default="", help="a line about the machine's load, kept with the results")
     ap.add_argument("--quiet", action="store_true")
-    args = ap.parse_args(argv)
-    for name in ("keys", "prompts", "power_prompts", "max_new_tokens"):
-        if getattr(args, name) < 1:
-            print(f"bench.templated: error: --{name.replace('_', '-')} must be a positive integer", file=sys.stderr)
-            return 2
+    try:
+        args = ap.parse_args(argv)
+    except SystemExit as stop:  # the one-line argument error has been printed
+        return int(stop.code or 0)
     from ..experiment.runner import library_chatter
 
     try:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from antidistill.watermark import Key, parse_protection
+from antidistill.watermark import Key, UserError, parse_protection
 
 from .helpers import SPECS
 
@@ -97,3 +97,9 @@ def test_reference_texts_remove_their_tuples(texts):
     with_ref = det.detect_each(texts[:1], reference=texts[1:])[0]
     assert alone.n_shared == 0 and alone.n_scored > 0
     assert with_ref.n_scored < alone.n_scored and with_ref.n_shared == alone.n_scored - with_ref.n_scored
+
+
+def test_reference_texts_need_the_shared_rule(texts):
+    det = parse_protection("kgw").detector(Key(b"k"))
+    with pytest.raises(UserError, match="reference texts only apply"):
+        det.detect_each(texts[:1], shared="keep", reference=texts[1:])
