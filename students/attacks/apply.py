@@ -67,13 +67,10 @@ def apply_corpus_attack(spec, records: list[dict], *, tokenizer=None, clean: lis
         holdout = _need(a.name, clean, "clean hold-out records")[:a.holdout]
         return reweight(records, model, tok, holdout, eps=a.eps, beta=a.beta)
     if a.name == "paraphrase":
-        if paraphraser is None:
-            if a.model != "smollm2":
-                from ..models import load_model
+        if paraphraser is None:  # `smollm2` included: converted from its GGUF once, then cached
+            from ..models import load_model
 
-                paraphraser = load_model(a.model)
-            else:
-                paraphraser = C.smollm2()
+            paraphraser = load_model(a.model)
         model, tok = paraphraser
         return C.paraphrase(records, model, tok, student_tokenizer=tokenizer, temperature=a.temperature,
                             max_new_tokens=a.max_new_tokens, batch_size=a.batch_size, seed=seed)

