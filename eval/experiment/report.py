@@ -245,7 +245,12 @@ def write_report(out: Path, cfg: dict, res: dict, meta: dict) -> Path:
            f"verdicts at alpha = {alpha:g}. Wall time {meta['wall_seconds']:.0f} s "
            f"(stages computed this time: {sum(e['status'] == 'computed' for e in meta['stages'])}, "
            f"cached: {sum(e['status'] == 'cached' for e in meta['stages'])}; per stage: "
-           + ", ".join(f"{k} {v:.0f} s" for k, v in meta.get("stage_seconds", {}).items() if v >= 0) + ").", ""]
+           + ", ".join(f"{k} {v:.0f} s" for k, v in meta.get("stage_seconds", {}).items() if v >= 0)
+           + "; CPU time per stage: "
+           + ", ".join(f"{k} {v:.0f} s" for k, v in meta.get("stage_cpu_seconds", {}).items() if v >= 0)
+           + f", on {meta.get('machine', {}).get('cpus', '?')} logical CPUs). Wall time depends on what else "
+           "the machine runs; CPU time does not, and divided by the cores it approximates an idle machine's wall "
+           "time.", ""]
     if card.get("accuracy"):
         acc = ", ".join(f"{k} {v:.1%}" for k, v in card["accuracy"].items())
         md += [f"Demo teacher (greedy, held-out test split, n = {card.get('n_test')}): {acc}; trained in "

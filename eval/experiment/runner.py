@@ -98,6 +98,9 @@ class Runner:
         self.verbose = verbose and not quiet  # inner progress bars and library output
         self.log = StageLog()
         self.stage_seconds: dict[str, float] = {}  # filled by run(); meta() reads it
+        # CPU seconds of this process and its finished workers per stage: unlike wall time, the cost
+        # does not grow when other jobs share the machine (wall ~ cpu / cores on an idle one).
+        self.stage_cpu_seconds: dict[str, float] = {}
         self._teacher = None
         self._bar = None
         self.seed = int(config["seed"])
@@ -176,6 +179,15 @@ class Runner:
         return self._teacher
 
     # ------------------------------------------------------------ stage 2: corpora
+    def corpus_dir(self, prot, role: str) -> Path:
+        c = self.cfg["corpus"]
+        inputs = {"teacher": self.teacher_id(), "protection": prot.spec, "role": role,
+                  "n": c["n_prompts"] if role == "train" else self.cfg["eval"]["audit_texts"],
+                  "seed": self.seed if role == "train" else self.seed + 1000,
+                  "key": self.key.fingerprint if prot.needs_key else None, "temperature": c["temperature"],
+                  "max_new_tokens": c["max_new_tokens"]}
+        return self._dir("corpora", inputs)
+
     def corpus(self, prot, role: str) -> Path:
         """role 'train' (what students learn from) or 'audit' (the auditor's held-out protected texts)."""
         from antidistill.students.corpus import generate_corpus, read_manifest
@@ -183,10 +195,7 @@ class Runner:
         c = self.cfg["corpus"]
         n = c["n_prompts"] if role == "train" else self.cfg["eval"]["audit_texts"]
         seed = self.seed if role == "train" else self.seed + 1000
-        inputs = {"teacher": self.teacher_id(), "protection": prot.spec, "role": role, "n": n, "seed": seed,
-                  "key": self.key.fingerprint if prot.needs_key else None, "temperature": c["temperature"],
-                  "max_new_tokens": c["max_new_tokens"]}
-        target = self._dir("corpora", inputs)
+        target = self.corpus_dir(prot, role)
         item = f"{prot.spec} ({role})"
         try:
             done = read_manifest(target).get("complete", False)
@@ -203,6 +212,43 @@ class Runner:
                         teacher_name=self.teacher_id(), cache_dir=self.cache_dir)
         self.log.add("corpora", item, "computed", time.perf_counter() - t0)
         return target
+
+    def corpora(self, jobs: list, bar) -> list[Path]:
+        """The corpora of `jobs` ((protection, role) pairs), in order; with students.workers > 1 the
+        missing ones are generated that many at once, in processes with an equal share of the threads
+        (a small teacher decodes faster as parallel single-thread jobs than as one job over several)."""
+        import os
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+        from multiprocessing import get_context
+
+        from antidistill.students.corpus import read_manifest
+
+        def cached(p, role):
+            try:
+                return read_manifest(self.corpus_dir(p, role)).get("complete", False)
+            except UserError:
+                return False
+
+        todo = [(p, role) for p, role in jobs if not cached(p, role)]
+        workers = min(int(self.cfg["students"]["workers"]), len(todo))
+        if workers > 1:
+            self.teacher()  # trained (or loaded) once here, before the workers read it from the cache
+            threads = max(1, (os.cpu_count() or 1) // workers)
+            with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+                futures = {pool.submit(_generate, self.cfg, str(self.out), self.cache_dir, p.spec, role, threads):
+                           f"{p.spec} ({role})" for p, role in todo}
+                for f in as_completed(futures):
+                    self.log.add("corpora", futures[f], "computed", f.result())
+                    bar.set_postfix_str(futures[f])
+                    bar.update(1)
+        paths = []
+        for p, role in jobs:
+            if workers <= 1:
+                bar.set_postfix_str(f"{p.spec} ({role})")
+            paths.append(self.corpus(p, role))  # cached now when a worker made it
+            if workers <= 1 or (p, role) not in todo:
+                bar.update(1)
+        return paths
 
     # ------------------------------------------------------------ stage 3: students
     def student_job(self, prot, seed: int, corpus: Path | None = None) -> tuple[Path, str, dict | None]:
@@ -435,11 +481,13 @@ class Runner:
         from tqdm.auto import tqdm
 
         self.stage_seconds[name] = -time.perf_counter()
+        self.stage_cpu_seconds[name] = -_cpu_seconds()
         return tqdm(total=total, desc=f"[{k}/5] {name}", unit="item", disable=self.quiet, file=sys.stderr,
                     leave=True, dynamic_ncols=True)
 
     def _end(self, bar, name: str) -> None:
         self.stage_seconds[name] = round(self.stage_seconds[name] + time.perf_counter(), 1)
+        self.stage_cpu_seconds[name] = round(self.stage_cpu_seconds[name] + _cpu_seconds(), 1)
         bar.close()
 
     def run(self) -> dict:
@@ -453,7 +501,7 @@ class Runner:
         e = self.cfg["eval"]
         detectable = [p for p in self.protections if p.has_detector]
 
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), _cpu_seconds()
         if self.cfg["teacher"]["model"] == "demo":
             from antidistill.students.teacher import TeacherConfig, teacher_dir
 
@@ -465,16 +513,14 @@ class Runner:
         bar.update(1)
         self._end(bar, "teacher")
         self.stage_seconds["teacher"] = round(time.perf_counter() - t0, 1)  # training included
+        self.stage_cpu_seconds["teacher"] = round(_cpu_seconds() - c0, 1)
 
         jobs = [(p, "train") for p in self.protections] + ([(p, "audit") for p in detectable] if e["audit"] else [])
         bar = self._stage(2, "corpora", len(jobs))
         corpora = {}
-        for p, role in jobs:
-            bar.set_postfix_str(f"{p.spec} ({role})")
-            path = self.corpus(p, role)
+        for (p, role), path in zip(jobs, self.corpora(jobs, bar)):
             if role == "train":
                 corpora[p.spec] = path
-            bar.update(1)
         self._end(bar, "corpora")
 
         bar = self._stage(3, "students", len(self.protections) * len(self.seeds))
@@ -536,6 +582,7 @@ class Runner:
         bar.update(1)
         self._end(bar, "report")
         meta["stage_seconds"] = self.stage_seconds
+        meta["stage_cpu_seconds"] = self.stage_cpu_seconds
         return {"results": res, "log": self.log, "meta": meta, "out": self.out}
 
     def meta(self, seconds: float) -> dict:
@@ -546,6 +593,7 @@ class Runner:
 
         return {
             "wall_seconds": round(seconds, 1), "stage_seconds": dict(self.stage_seconds),
+            "stage_cpu_seconds": dict(self.stage_cpu_seconds),
             "key_fingerprint": self.key.fingerprint, "seed": self.seed, "training_seeds": self.seeds,
             "teacher": self.teacher_id(), "teacher_card": getattr(self, "teacher_card", {}),
             "stages": self.log.events,
@@ -564,6 +612,26 @@ def public_config(cfg: dict, key: Key) -> dict:
     source = "file" if k.get("file") else ("demo" if k.get("text") == DEMO_KEY_TEXT else "text") if k.get("text") \
         else "env"
     return {**cfg, "key": {"fingerprint": key.fingerprint, "source": source, "file": k.get("file", "")}}
+
+
+def _cpu_seconds() -> float:
+    """User + system CPU time of this process and of its children that have ended (pool workers)."""
+    import resource
+
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def _generate(cfg: dict, out: str, cache_dir, spec: str, role: str, threads: int) -> float:
+    """Generate one corpus in a worker process with `threads` torch threads; seconds."""
+    import torch
+
+    torch.set_num_threads(threads)
+    runner = Runner(cfg, Path(out), cache_dir=cache_dir, quiet=True)
+    t0 = time.perf_counter()
+    with library_chatter(False):
+        runner.corpus(parse_protection(spec), role)
+    return time.perf_counter() - t0
 
 
 def _train(job: dict, threads: int | None = None) -> float:
