@@ -42,9 +42,12 @@ DEFAULT = {
     # The distiller's attacks (students/attacks/spec.py), applied to every student: corpus attacks to its
     # training corpus, student attacks (finetune) to its weights, decode attacks to its generation-mode audits.
     "attacks": [],
-    "corpus": {"n_prompts": 5000, "temperature": 1.0, "max_new_tokens": 128, "batch_size": 500},
+    # 20,000 prompts: a student's 2000 steps then see each trace about 3 times. Chosen after trials (training
+    # seed 100 on a corpus of prompt seed 100, never a reported run): 5,000 prompts (13 passes) gave 62%,
+    # 20,000 gave 72% (add 97%, mul 87%, sort 97%; count stays near its "always 0" floor at 2000 steps).
+    "corpus": {"n_prompts": 20000, "temperature": 1.0, "max_new_tokens": 128, "batch_size": 500},
     # seeds: every student is trained this many times (training seeds seed, seed + 1, ...) on its corpus;
-    # workers: trainings run at once, in separate processes sharing the CPU's threads
+    # workers: trainings (and corpus generations) run at once, in separate processes sharing the CPU's threads
     # lr 4e-3: the demo teacher's rate for this shape (a 2000-step trial at 3e-3 on ground-truth traces,
     # seed 100, reached 62%; chosen after that trial, before any reported run)
     "students": {"preset": "tiny", "mode": "sft", "lora": "", "epochs": 1.0, "max_steps": 2000, "batch_size": 32,
@@ -82,13 +85,15 @@ SMOKE = {
 
 # The rest of the countermeasures, each family swept over its parameter; corpora, students and
 # settings are the default's, so `none`, `temperature:t=1.5` and `trace:keep=answer` come from its cache.
-# The unprotected teacher (sampled at temperature 1) is temperature's t = 1 point. Values fixed before
-# any run: temperature from 1 (the unprotected teacher) to 2.2; ADS's lam as the
-# issue names them (lam = 0 is `none`).
+# The unprotected teacher (sampled at temperature 1) is temperature's t = 1 point. Temperature's range
+# was fixed before any run. ADS's lam and DOGe's beta were chosen after looking at the teacher side only
+# (never at a student): lam 0.02-0.2, as first written, left the teacher's samples unchanged (98.3% at
+# every lam, `results/frontier/` of the first run), a calibration put lam's useful range around 1
+# (teacher 97.5/90/65/19.5% at lam 1/2/3/5), and beta 0.1 moved DOGe's KL by 8% against 14% at 3.
 FRONTIER = {
     "name": "frontier",
-    "protections": ["none", "temperature:t=[1.3,1.5,1.8,2.2]", "ads:lam=[0.02,0.05,0.1,0.2]", "poe:gamma=0.3",
-                    "doge:beta=0.1", "trace:keep=[answer,results]"],
+    "protections": ["none", "temperature:t=[1.3,1.5,1.8,2.2]", "ads:lam=[0.5,1,2,3]", "poe:gamma=0.3",
+                    "doge:beta=3", "trace:keep=[answer,results]"],
     "eval": {"detectability": False, "audit": False},
 }
 
