@@ -85,7 +85,7 @@ def detect_cmd(args) -> int:
     from ..traffic.config import load
     from ..traffic.detectors.combined import Suite, campaigns
     from ..traffic.experiment import simulate_logs
-    from ..traffic.report import _csv
+    from ..traffic.report import write_csv
     from ..traffic.schema import LABEL_COLUMNS, strip_labels
     from ..traffic.store import connect, read_log
 
@@ -117,9 +117,9 @@ def detect_cmd(args) -> int:
         suite = Suite(cfg["detectors"], seed=cfg["seed"]).fit(train)
         suite.calibrate(calib, con, [args.alpha])
         scores = suite.detect(log, con, args.alpha)
-    _csv(scores, out / "accounts.csv")
+    write_csv(scores, out / "accounts.csv")
     groups = campaigns(scores)
-    _csv(groups, out / "campaigns.csv")
+    write_csv(groups, out / "campaigns.csv")
     print(f"{len(scores):,} accounts, {int(scores['flag_combined'].sum()):,} flagged (combined, FPR {args.alpha:g} "
           f"on {len(suite.calib_scores):,} legitimate calibration accounts), {len(groups)} candidate campaigns "
           f"-> {out}/accounts.csv, {out}/campaigns.csv")

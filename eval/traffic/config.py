@@ -32,7 +32,7 @@ DEFAULT = {
     "train_accounts": 500,  # legitimate accounts the classifier and the MMD reference learn from
     "alphas": [1e-3, 1e-4],
     "detectors": dict(PARAMS),
-    "ttd_hours": [12.0, 24.0, 48.0, 96.0],  # checkpoints (hours from the log's start) for time to detection
+    "ttd_hours": [6.0, 12.0, 24.0, 36.0, 48.0, 72.0, 96.0, 120.0],  # checkpoints (hours from the log's start) for time to detection
     "evasion": {"background_accounts": 1000, "n_campaigns": 3,
                 "paraphrase_rate": [0.0, 0.3, 0.6, 1.0], "jitter_s": [20.0, 300.0, 1800.0, 7200.0],
                 "accounts_per_campaign": [5, 10, 40, 160], "requests_per_account": [10, 30, 150, 500],

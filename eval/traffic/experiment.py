@@ -78,6 +78,7 @@ def run_traffic(cfg: dict, out: str | Path, cache_dir=None, quiet: bool = False)
         tables = {"detection": metrics.detection_table(scores, gt, thresholds, n_calib),
                   "collateral": metrics.collateral(scores, gt, thresholds, alpha0),
                   "roc": metrics.roc(scores, gt),
+                  "shift_windows": metrics.shift_windows(scores, gt, suite.p["mmd_min_n"]),
                   "campaigns": campaigns(scores).merge(
                       scores.merge(gt, on="account_id").groupby("community")["campaign_id"]
                       .agg(lambda c: int(c.mode().iloc[0])).rename("majority_campaign_id"), on="community"),

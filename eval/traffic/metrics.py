@@ -83,3 +83,14 @@ def time_to_detection(checkpoints: list[tuple[float, pd.DataFrame]], labelled_lo
             rows.append(dict(campaign_id=int(cid), detector=d, hours=(first - t0) / 3600 if first else np.nan,
                              requests=sent))
     return pd.DataFrame(rows)
+
+
+def shift_windows(scores: pd.DataFrame, gt: pd.DataFrame, min_n: int, level: float = 0.01) -> pd.DataFrame:
+    """The MMD window test read as a test: per archetype, accounts tested (>= min_n requests) and the
+    share whose permutation p-value is <= level (no calibration involved)."""
+    s = scores.merge(gt, on="account_id")
+    s = s.assign(kind=np.where(s["campaign_id"] >= 0, "campaign", s["archetype"]), tested=s["shift_n"] >= min_n)
+    t = s[s["tested"]]
+    out = t.groupby("kind").agg(tested=("account_id", "size"), rejected=("shift_p", lambda p: int((p <= level).sum())))
+    out["share_rejected"] = out["rejected"] / out["tested"]
+    return out.reset_index()

@@ -20,7 +20,7 @@ DESCRIBE = {
 }
 
 
-def _csv(df: pd.DataFrame, path: Path) -> None:
+def write_csv(df: pd.DataFrame, path: Path) -> None:
     with atomic_write(path) as fh:
         df.to_csv(fh, index=False, float_format="%.6g")
 
@@ -51,8 +51,9 @@ def write_report(out: Path, cfg: dict, t: dict, meta: dict) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    for name in ("detection", "collateral", "roc", "campaigns", "thresholds", "ttd", "evasion", "pivot"):
-        _csv(t[name], out / f"{name}.csv")
+    for name in ("detection", "collateral", "roc", "shift_windows", "campaigns", "thresholds", "ttd", "evasion",
+                 "pivot"):
+        write_csv(t[name], out / f"{name}.csv")
     roc = t["roc"]
     for d in ALL:
         r = roc[roc["detector"] == d]
@@ -117,6 +118,10 @@ def write_report(out: Path, cfg: dict, t: dict, meta: dict) -> None:
              "ROC per detector over the evaluation accounts: " + ", ".join(f"`roc_{d}.png`" for d in ALL)
              + " (`roc.csv`; AUC " + ", ".join(f"{d} {roc[roc['detector'] == d]['auc'].iloc[0]:.3f}" for d in ALL)
              + ").", "",
+             "The MMD window test read as a test rather than a score: accounts with enough requests to test "
+             f"(>= {cfg['detectors']['mmd_min_n']}), and those whose Monte-Carlo permutation p-value "
+             f"(b + 1) / (m + 1), m = {cfg['detectors']['mmd_perm']} permutations, is <= 0.01 (`shift_windows.csv`; "
+             "valid in the permutation sense for any m; resolution 1 / (m + 1)):", "", _md(t["shift_windows"]), "",
              f"## Collateral damage at FPR {meta['alpha_curves']:g}", "",
              "Legitimate accounts flagged, per archetype and detector (heavy single-topic users, classroom accounts "
              "sharing a school network and homework prompts, API integrators with templated prompts are the hard "

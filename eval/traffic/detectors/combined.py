@@ -51,7 +51,8 @@ class Suite:
         for name, df in (("cot", c), ("templates", t), ("coordination", g), ("shift", s)):
             out = out.merge(df[["account_id", "score"]].rename(columns={"score": name}), how="left")
         out = out.merge(g[["account_id", "community", "community_size"]], how="left")
-        out = out.merge(s[["account_id", "p_value"]].rename(columns={"p_value": "shift_p"}), how="left")
+        out = out.merge(s[["account_id", "p_value", "n_window"]].rename(columns={"p_value": "shift_p",
+                                                                                 "n_window": "shift_n"}), how="left")
         return out.fillna({d: 0.0 for d in DETECTORS})
 
     def calibrate(self, calib: pd.DataFrame, con, alphas) -> dict:
