@@ -90,7 +90,6 @@ def write_report(out: Path, cfg: dict, t: dict, meta: dict) -> None:
     _fig(fig, out / "time_to_detect.png")
 
     det = t["detection"]
-    d0 = det[det["alpha"] == meta["alpha_curves"]]
     sizes = meta["sizes"]
     bench = Path("results/bench/traffic.md")
     lines = [f"# Traffic-side detection of distillation campaigns ({cfg['name']})", "",

@@ -67,3 +67,16 @@ def test_run_smoke_writes_a_complete_report(tmp_path):
     assert meta["wall_seconds"] > 0 and meta["config"]["name"] == "traffic-smoke"
     det = pd.read_csv(out / "detection.csv")
     assert set(det["detector"]) == {"cot", "templates", "coordination", "shift", "combined"}
+
+
+def test_simulate_writes_a_parquet_log_with_ground_truth(tmp_path, capsys):
+    from antidistill.eval.traffic.store import read_log
+
+    out = tmp_path / "sim.parquet"
+    assert main(["traffic", "simulate", "--preset", "traffic-smoke", "--legit-accounts", "60", "--campaigns", "1",
+                 "--seed", "4", "--out", str(out)]) == 0
+    log = read_log(out)
+    assert {"campaign_id", "archetype", "payment_id", "network"} <= set(log.columns)
+    assert (log["campaign_id"] == 0).any() and (log["campaign_id"] == -1).any()
+    assert "requests" in capsys.readouterr().out
+    assert main(["traffic", "simulate", "--out", str(tmp_path / "sim.csv")]) == 2

@@ -4,7 +4,6 @@ The world's legitimate users are ordinary (casual) ones: these tests check each 
 What the hard legitimate archetypes (heavy single-topic users, classrooms, API integrators) cost is
 measured in results/traffic/ (collateral table), not hidden here."""
 import numpy as np
-import pandas as pd
 import pytest
 
 from antidistill.eval.traffic.detectors import coordination, cot, shift, templates
