@@ -9,7 +9,7 @@ import warnings
 from antidistill.watermark.errors import UserError
 
 # Subcommand modules, in the order `antidistill --help` lists them.
-COMMANDS = ("detect", "generate", "train", "grade", "audit", "run", "natural", "evidence")
+COMMANDS = ("detect", "generate", "train", "grade", "audit", "run", "natural", "evidence", "traffic")
 
 
 class Parser(argparse.ArgumentParser):

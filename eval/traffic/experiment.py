@@ -1,0 +1,122 @@
+"""`antidistill traffic run`: simulate, fit, calibrate, detect, time to detection, evasion, report.
+
+Three disjoint sets of accounts, three seeds: training legitimate traffic (the classifier's
+negatives, the MMD reference), calibration legitimate traffic (every threshold), evaluation traffic
+(legitimate accounts and campaigns; its labels reach only metrics.py). Logs are written as Parquet
+under the cache and read back through DuckDB, as a user's own log would be.
+"""
+from __future__ import annotations
+
+import json
+import platform
+import time
+import warnings
+from pathlib import Path
+
+import pandas as pd
+from tqdm import tqdm
+
+from antidistill.watermark.errors import atomic_write
+
+from . import calibrate as C
+from . import evasion, metrics
+from .detectors.combined import Suite, campaigns
+from .schema import strip_labels
+from .simulate import DAY, EPOCH0, SimConfig, simulate
+from .store import connect, read_log, write_log
+
+
+def simulate_logs(cfg: dict, work: Path) -> dict[str, Path]:
+    s = cfg["sim"]
+    sets = {"train": SimConfig(**{**s, "n_legit": cfg["train_accounts"], "n_campaigns": 0}, seed=cfg["seed"] + 200,
+                               prefix="t"),
+            "calibration": SimConfig(**{**s, "n_legit": cfg["calibration_accounts"], "n_campaigns": 0},
+                                     seed=cfg["seed"] + 100, prefix="c"),
+            "evaluation": SimConfig(**s, seed=cfg["seed"], prefix="e")}
+    return {k: write_log(simulate(c), work / f"{k}.parquet") for k, c in sets.items()}
+
+
+def run_traffic(cfg: dict, out: str | Path, cache_dir=None, quiet: bool = False) -> dict:
+    from antidistill.students.cache import cache_root, ensure_out_dir
+
+    out = Path(out)
+    ensure_out_dir(out)
+    work = cache_root(cache_dir) / "traffic" / cfg["name"]
+    ensure_out_dir(work)
+    alpha0 = min(cfg["alphas"], key=lambda a: abs(a - 1e-3))  # the curves' operating point
+    times, t_all = {}, time.perf_counter()
+    say = (lambda m: None) if quiet else (lambda m: tqdm.write(f"traffic: {m}"))
+    con = connect(threads=1)
+
+    def stage(name):
+        times[name] = time.perf_counter()
+        say(name)
+
+    def done(name):
+        times[name] = round(time.perf_counter() - times[name], 2)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # scikit-learn convergence and future warnings: library chatter
+        stage("simulate")
+        paths = simulate_logs(cfg, work)
+        logs = {k: read_log(p) for k, p in paths.items()}
+        done("simulate")
+        ev = logs["evaluation"]
+        C.check_legit_only(logs["calibration"], ev["account_id"].unique())
+        C.check_legit_only(logs["train"], ev["account_id"].unique())
+        stage("fit")
+        suite = Suite(cfg["detectors"], seed=cfg["seed"]).fit(strip_labels(logs["train"]))
+        done("fit")
+        stage("calibrate")
+        thresholds = suite.calibrate(strip_labels(logs["calibration"]), con, cfg["alphas"])
+        done("calibrate")
+        stage("detect")
+        scores = suite.detect(strip_labels(ev), con, alpha0)
+        done("detect")
+        gt = metrics.truth(ev)
+        n_calib = len(suite.calib_scores)
+        tables = {"detection": metrics.detection_table(scores, gt, thresholds, n_calib),
+                  "collateral": metrics.collateral(scores, gt, thresholds, alpha0),
+                  "roc": metrics.roc(scores, gt),
+                  "shift_windows": metrics.shift_windows(scores, gt, suite.p["mmd_min_n"]),
+                  "campaigns": campaigns(scores).merge(
+                      scores.merge(gt, on="account_id").groupby("community")["campaign_id"]
+                      .agg(lambda c: int(c.mode().iloc[0])).rename("majority_campaign_id"), on="community"),
+                  "thresholds": pd.DataFrame([{"detector": d, "alpha": a, "threshold": t}
+                                              for d, by in thresholds.items() for a, t in by.items()])}
+        stage("time to detection")
+        checkpoints = []
+        for h in tqdm(cfg["ttd_hours"], desc="time to detection", disable=quiet, leave=False):
+            T = EPOCH0 + h * 3600
+            prefix = ev[ev["timestamp"] <= T]
+            checkpoints.append((T, suite.detect(strip_labels(prefix), con, alpha0)))
+        checkpoints.append((EPOCH0 + cfg["sim"]["days"] * DAY, scores))
+        tables["ttd"] = metrics.time_to_detection(checkpoints, ev)
+        done("time to detection")
+        stage("evasion")
+        tables["evasion"] = evasion.sweep(cfg, suite, con, ev, alpha0, quiet)
+        done("evasion")
+        tables["pivot"] = pivot_table(ev, cfg)
+    stage("report")
+    from .report import write_report
+
+    meta = {"config": cfg, "alpha_curves": alpha0, "stage_seconds": times,
+            "wall_seconds": round(time.perf_counter() - t_all, 1),
+            "sizes": {k: {"requests": len(v), "accounts": int(v["account_id"].nunique())} for k, v in logs.items()},
+            "python": platform.python_version(), "platform": platform.platform(), "threads": 1}
+    write_report(out, cfg, tables, meta)
+    done("report")
+    meta["stage_seconds"] = times
+    meta["wall_seconds"] = round(time.perf_counter() - t_all, 1)
+    with atomic_write(out / "run.json") as fh:
+        json.dump(meta, fh, indent=2)
+    return {"out": str(out), "meta": meta, "tables": tables}
+
+
+def pivot_table(ev: pd.DataFrame, cfg: dict) -> pd.DataFrame:
+    """Share of traffic on the new model in the 24 h after its release, campaigns against legitimate users."""
+    t0 = EPOCH0 + cfg["sim"]["pivot_day"] * DAY
+    w = ev[(ev["timestamp"] > t0) & (ev["timestamp"] <= t0 + 2 * DAY)]
+    w = w.assign(kind=(w["campaign_id"] >= 0).map({True: "campaign", False: "legitimate"}),
+                 day=((w["timestamp"] - t0) // DAY + 1).astype(int), new=w["model"] == "model-b")
+    return w.groupby(["kind", "day"], as_index=False)["new"].mean().rename(columns={"new": "new_model_share"})
