@@ -37,11 +37,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args) -> int:
     from antidistill.students.corpus import generate_corpus
 
-    manifest = generate_corpus(
-        args.teacher, args.out, protection=args.protection, key_file=args.key_file, prompts=args.prompts,
-        temperature=args.temperature, max_new_tokens=args.max_new_tokens, topk_logprobs=args.topk_logprobs,
-        seed=args.seed, batch_size=args.batch_size, shard_size=args.shard_size, device=args.device,
-        progress=not args.quiet)
+    from ..experiment.runner import library_chatter
+
+    with library_chatter(verbose=False):  # our own bar only, no "Loading weights" bars
+        manifest = generate_corpus(
+            args.teacher, args.out, protection=args.protection, key_file=args.key_file, prompts=args.prompts,
+            temperature=args.temperature, max_new_tokens=args.max_new_tokens, topk_logprobs=args.topk_logprobs,
+            seed=args.seed, batch_size=args.batch_size, shard_size=args.shard_size, device=args.device,
+            progress=not args.quiet)
     counts = manifest["counts"]
     print(json.dumps({"out": args.out, "protection": manifest["protection"],
                       "key_fingerprint": manifest["key_fingerprint"], **counts,

@@ -40,11 +40,14 @@ def run(args) -> int:
 
     if len(args.corpus) > 2:
         raise UserError("give --corpus once, or twice with --mix (the second is mixed into the first)")
-    manifest = train_student(
-        args.student, args.corpus[0], args.out, mix_corpus=args.corpus[1] if len(args.corpus) == 2 else None,
-        mix=args.mix, mode=args.mode, lora=args.lora, epochs=args.epochs, max_steps=args.max_steps, lr=args.lr,
-        batch_size=args.batch_size, seed=args.seed, save_steps=args.save_steps, retokenize=args.retokenize,
-        progress=not args.quiet, device=args.device)
+    from ..experiment.runner import library_chatter
+
+    with library_chatter(verbose=False):  # the training bar only, no "Loading weights"/"Writing model shards"
+        manifest = train_student(
+            args.student, args.corpus[0], args.out, mix_corpus=args.corpus[1] if len(args.corpus) == 2 else None,
+            mix=args.mix, mode=args.mode, lora=args.lora, epochs=args.epochs, max_steps=args.max_steps, lr=args.lr,
+            batch_size=args.batch_size, seed=args.seed, save_steps=args.save_steps, retokenize=args.retokenize,
+            progress=not args.quiet, device=args.device)
     print(json.dumps({"out": args.out, "model": f"{args.out}/model", "global_step": manifest["global_step"],
                       "train_loss": manifest["train_loss"], "tokens_per_second": manifest["tokens_per_second"]}))
     return 0
