@@ -75,6 +75,33 @@ def test_rerun_does_no_work_and_changed_protection_reruns_only_its_branch(first_
     assert "none (train)" not in log.computed() and not any(e.startswith("none") for e in log.computed("students"))
 
 
+@pytest.mark.slow
+def test_corpora_made_by_parallel_workers_match_the_serial_ones(first_run, cache, tmp_path):
+    import shutil
+
+    from tqdm import tqdm
+
+    from antidistill.eval.experiment.runner import Runner
+    from antidistill.students.corpus import read_corpus
+
+    other = tmp_path / "cache"  # the smoke teacher and tokenizer copied, every corpus made anew
+    for d in cache.iterdir():
+        if d.name == "teachers" or d.name.startswith("tokenizer-"):
+            shutil.copytree(d, other / d.name)
+    cfg = preset_config("smoke")
+    cfg["students"]["workers"] = 2
+    parallel = Runner(cfg, tmp_path / "out", cache_dir=other, quiet=True)
+    jobs = [(p, "train") for p in parallel.protections]
+    paths = parallel.corpora(jobs, tqdm(disable=True))
+    assert sorted(parallel.log.computed("corpora")) == sorted(f"{p.spec} (train)" for p, _ in jobs)
+    serial = Runner(preset_config("smoke"), tmp_path / "o2", cache_dir=cache, quiet=True)
+    for (p, role), path in zip(jobs, paths):
+        mine, ref = read_corpus(path).records, read_corpus(serial.corpus_dir(p, role)).records
+        # Same prompts, in order, and complete; the sampled tokens are not compared: the worker ran on one
+        # thread and the serial run on the machine's default, and kernels may differ in the last bits.
+        assert [r["prompt"] for r in mine] == [r["prompt"] for r in ref] and len(mine) == 96
+
+
 def test_quiet_output_has_no_library_chatter(first_run, cache, tmp_path, capfd):
     """A rerun prints one bar per stage and the results table: no "Loading weights", no log dicts."""
     assert main(["run", "--preset", "smoke", "--out", str(tmp_path / "o"), "--cache-dir", str(cache)]) == 0
