@@ -342,7 +342,9 @@ def write_report(out: Path, cfg: dict, res: dict, meta: dict) -> Path:
         _csv(out, "teacher_quality.csv", q)
         md += ["## Teacher quality (product team)", "",
                "The teacher's sampled answers on the distillation prompts under each protection versus `none` on the "
-               "same prompts. Perplexity is measured under the unprotected teacher.", ""]
+               "same prompts. Perplexity is measured under the unprotected teacher; `next_token_entropy` is "
+               "H(token | previous token) over the completions, in bits: how much of the wording the previous token "
+               "leaves open (a sampler whose choice is a function of the previous token lowers it).", ""]
         md += _quality_words(q, alpha) + ["", md_table(q), ""]
     if "transfer" in res:
         t = res["transfer"]

@@ -17,7 +17,7 @@ import torch
 from antidistill.students.tasks import parse_answer
 from antidistill.watermark import parse_protection
 
-from .stats import clopper_pearson, distinct_n, paired_exact_test
+from .stats import clopper_pearson, distinct_n, next_token_entropy, paired_exact_test
 
 
 def correctness(records) -> pd.DataFrame:
@@ -64,8 +64,9 @@ def teacher_quality(corpora: dict[str, list[dict]], *, baseline: str = "none", r
                     eos_id: int | None = None, ngram: tuple[int, ...] = (2, 3)) -> pd.DataFrame:
     """One row per protection: accuracy (+ exact 95% CI), paired exact test vs `baseline` on the
     prompts both answered, perplexity under `reference` (a model, optional; the runner gives the
-    unprotected teacher), distinct-n, mean length (tokens), mean share of the reasoning shown
-    (1 unless a `trace` countermeasure withheld some) and extra forward passes per token.
+    unprotected teacher), distinct-n, next-token entropy given the previous token (bits), mean length
+    (tokens), mean share of the reasoning shown (1 unless a `trace` countermeasure withheld some) and
+    extra forward passes per token.
 
     `corpora` maps a protection spec to its corpus records (same prompt ids across corpora).
     """
@@ -89,6 +90,7 @@ def teacher_quality(corpora: dict[str, list[dict]], *, baseline: str = "none", r
         row["extra_forwards_per_token"] = parse_protection(spec).extra_forwards
         for m in ngram:
             row[f"distinct_{m}"] = distinct_n(comps, m)
+        row["next_token_entropy"] = next_token_entropy(comps)
         if reference is not None:
             row["perplexity"] = perplexity(reference, [r["prompt_ids"] for r in records], comps, eos_id=eos_id)
         rows.append(row)

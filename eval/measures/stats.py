@@ -88,6 +88,25 @@ def roc_curve(pos_scores, neg_scores) -> pd.DataFrame:
                          "threshold": [np.inf, *thresholds, -np.inf]})
 
 
+def next_token_entropy(sequences) -> float:
+    """H(token | previous token) in bits, the plug-in estimate from the bigrams pooled over `sequences`.
+
+    How much of each choice the previous token leaves open: a sampler whose pick is a fixed function
+    of the previous token (Gumbel or KGW with h = 1) lowers it, and a student then has less to learn.
+    """
+    pairs = [np.stack([s[:-1], s[1:]], axis=1) for s in map(np.asarray, sequences) if len(s) > 1]
+    if not pairs:
+        return float("nan")
+    pairs = np.concatenate(pairs)
+
+    def entropy(counts):
+        q = counts / counts.sum()
+        return float(-(q * np.log2(q)).sum())
+
+    # H(next | prev) = H(prev, next) - H(prev)
+    return entropy(np.unique(pairs, axis=0, return_counts=True)[1]) - entropy(np.unique(pairs[:, 0], return_counts=True)[1])
+
+
 def distinct_n(sequences, n: int) -> float:
     """Distinct n-grams / total n-grams, pooled over sequences of token ids (diversity)."""
     total, seen = 0, set()

@@ -65,6 +65,17 @@ def test_bootstrap_and_distinct():
     assert stats.distinct_n([[1, 2], [1, 2]], 1) == pytest.approx(2 / 4)
 
 
+def test_next_token_entropy():
+    rng = np.random.default_rng(0)
+    assert stats.next_token_entropy([rng.integers(0, 4, size=50_000)]) == pytest.approx(2.0, abs=1e-3)
+    assert stats.next_token_entropy([np.arange(300) % 7]) == 0.0  # the successor is a function of the token
+    # A Markov chain that keeps its state with probability 0.9: H = h(0.9) bits, h the binary entropy
+    flips = rng.random(200_000) < 0.1
+    chain = np.cumsum(flips) % 2
+    assert stats.next_token_entropy([chain]) == pytest.approx(-(0.9 * np.log2(0.9) + 0.1 * np.log2(0.1)), abs=5e-3)
+    assert np.isnan(stats.next_token_entropy([[5]]))
+
+
 # ---------------------------------------------------------------- attacks
 
 
