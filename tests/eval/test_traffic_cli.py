@@ -82,6 +82,7 @@ def test_simulate_writes_a_parquet_log_with_ground_truth(tmp_path, capsys):
     assert main(["traffic", "simulate", "--out", str(tmp_path / "sim.csv")]) == 2
 
 
+@pytest.mark.slow
 def test_run_resumes_after_a_kill_in_a_later_stage(tmp_path, monkeypatch):
     """A run killed in the evasion stage, rerun: the logs and time to detection are reused, not remade."""
     from antidistill.eval.traffic import config, evasion, experiment, metrics
