@@ -7,6 +7,7 @@ under the cache and read back through DuckDB, as a user's own log would be.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import platform
 import time
@@ -36,13 +37,29 @@ def simulate_logs(cfg: dict, work: Path) -> dict[str, Path]:
     return {k: write_log(simulate(c), work / f"{k}.parquet") for k, c in sets.items()}
 
 
+def config_key(cfg: dict) -> str:
+    """Stage outputs live under the hash of the whole config: another config never reuses them."""
+    return hashlib.sha256(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def resumable(work: Path, name: str, make):
+    """The table `name` from an earlier run of the same config, else made now and written atomically,
+    so a run killed in a later stage skips this one when rerun."""
+    path = work / f"{name}.parquet"
+    if path.exists():
+        return pd.read_parquet(path)
+    table = make()
+    write_log(table, path)
+    return table
+
+
 def run_traffic(cfg: dict, out: str | Path, cache_dir=None, quiet: bool = False) -> dict:
     from antidistill.students.cache import cache_root, ensure_out_dir
 
     out = Path(out)
     ensure_out_dir(out)
-    work = cache_root(cache_dir) / "traffic" / cfg["name"]
-    ensure_out_dir(work)
+    work = cache_root(cache_dir) / "traffic" / cfg["name"] / config_key(cfg)
+    work.mkdir(parents=True, exist_ok=True)
     alpha0 = min(cfg["alphas"], key=lambda a: abs(a - 1e-3))  # the curves' operating point
     times, t_all = {}, time.perf_counter()
     say = (lambda m: None) if quiet else (lambda m: tqdm.write(f"traffic: {m}"))
@@ -58,7 +75,9 @@ def run_traffic(cfg: dict, out: str | Path, cache_dir=None, quiet: bool = False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # scikit-learn convergence and future warnings: library chatter
         stage("simulate")
-        paths = simulate_logs(cfg, work)
+        paths = {k: work / f"{k}.parquet" for k in ("train", "calibration", "evaluation")}
+        if not all(p.exists() for p in paths.values()):  # each log is written atomically
+            paths = simulate_logs(cfg, work)
         logs = {k: read_log(p) for k, p in paths.items()}
         done("simulate")
         ev = logs["evaluation"]
@@ -85,16 +104,19 @@ def run_traffic(cfg: dict, out: str | Path, cache_dir=None, quiet: bool = False)
                   "thresholds": pd.DataFrame([{"detector": d, "alpha": a, "threshold": t}
                                               for d, by in thresholds.items() for a, t in by.items()])}
         stage("time to detection")
-        checkpoints = []
-        for h in tqdm(cfg["ttd_hours"], desc="time to detection", disable=quiet, leave=False):
-            T = EPOCH0 + h * 3600
-            prefix = ev[ev["timestamp"] <= T]
-            checkpoints.append((T, suite.detect(strip_labels(prefix), con, alpha0)))
-        checkpoints.append((EPOCH0 + cfg["sim"]["days"] * DAY, scores))
-        tables["ttd"] = metrics.time_to_detection(checkpoints, ev)
+        def ttd():
+            checkpoints = []
+            for h in tqdm(cfg["ttd_hours"], desc="time to detection", disable=quiet, leave=False):
+                T = EPOCH0 + h * 3600
+                prefix = ev[ev["timestamp"] <= T]
+                checkpoints.append((T, suite.detect(strip_labels(prefix), con, alpha0)))
+            checkpoints.append((EPOCH0 + cfg["sim"]["days"] * DAY, scores))
+            return metrics.time_to_detection(checkpoints, ev)
+
+        tables["ttd"] = resumable(work, "stage_ttd", ttd)
         done("time to detection")
         stage("evasion")
-        tables["evasion"] = evasion.sweep(cfg, suite, con, ev, alpha0, quiet)
+        tables["evasion"] = resumable(work, "stage_evasion", lambda: evasion.sweep(cfg, suite, con, ev, alpha0, quiet))
         done("evasion")
         tables["pivot"] = pivot_table(ev, cfg)
     stage("report")

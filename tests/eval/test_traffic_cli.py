@@ -80,3 +80,25 @@ def test_simulate_writes_a_parquet_log_with_ground_truth(tmp_path, capsys):
     assert (log["campaign_id"] == 0).any() and (log["campaign_id"] == -1).any()
     assert "requests" in capsys.readouterr().out
     assert main(["traffic", "simulate", "--out", str(tmp_path / "sim.csv")]) == 2
+
+
+@pytest.mark.slow
+def test_run_resumes_after_a_kill_in_a_later_stage(tmp_path, monkeypatch):
+    """A run killed in the evasion stage, rerun: the logs and time to detection are reused, not remade."""
+    from antidistill.eval.traffic import config, evasion, experiment, metrics
+
+    cfg = config.load(preset="traffic-smoke")
+
+    def killed(*a, **k):
+        raise KeyboardInterrupt("killed")
+
+    real_sweep = evasion.sweep
+    monkeypatch.setattr(evasion, "sweep", killed)
+    with pytest.raises(KeyboardInterrupt):
+        experiment.run_traffic(cfg, tmp_path / "r", cache_dir=tmp_path / "c", quiet=True)
+    monkeypatch.setattr(evasion, "sweep", real_sweep)
+    monkeypatch.setattr(experiment, "simulate_logs", killed)  # a second simulation or ttd would raise
+    monkeypatch.setattr(metrics, "time_to_detection", killed)
+    res = experiment.run_traffic(cfg, tmp_path / "r", cache_dir=tmp_path / "c", quiet=True)
+    assert len(res["tables"]["evasion"]) > 0 and len(res["tables"]["ttd"]) > 0
+    assert (tmp_path / "r" / "report.md").exists()
