@@ -243,11 +243,12 @@ class Runner:
                     bar.update(1)
         paths = []
         for p, role in jobs:
-            if workers <= 1:
-                bar.set_postfix_str(f"{p.spec} ({role})")
-            paths.append(self.corpus(p, role))  # cached now when a worker made it
-            if workers <= 1 or (p, role) not in todo:
-                bar.update(1)
+            if workers > 1 and (p, role) in todo:  # a worker made it (and logged it)
+                paths.append(self.corpus_dir(p, role))
+                continue
+            bar.set_postfix_str(f"{p.spec} ({role})")
+            paths.append(self.corpus(p, role))
+            bar.update(1)
         return paths
 
     # ------------------------------------------------------------ stage 3: students
