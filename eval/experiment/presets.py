@@ -87,10 +87,11 @@ SMOKE = {
 # settings are the default's, so `none`, `temperature:t=1.5` and `trace:keep=answer` come from its cache.
 # The unprotected teacher (sampled at temperature 1) is temperature's t = 1 point, so temperature has four
 # points. Its range was fixed before any run; t = 2.2 (teacher 8.7%, a student can learn nothing there)
-# was dropped for CPU time, before any student of it was trained. ADS's lam and DOGe's beta were chosen after looking at the teacher side only
-# (never at a student): lam 0.02-0.2, as first written, left the teacher's samples unchanged (98.3% at
-# every lam, `results/frontier/` of the first run), a calibration put lam's useful range around 1
-# (teacher 97.5/90/65/19.5% at lam 1/2/3/5), and beta 0.1 moved DOGe's KL by 8% against 14% at 3.
+# was dropped for CPU time, before any student of it was trained. ADS's lam and DOGe's beta were chosen
+# after looking at the teacher side only (never at a student): lam 0.02-0.2, as first written, left the
+# teacher's samples unchanged (98.3% at every lam, in a teacher-only run of 300 prompts), a calibration
+# put lam's useful range around 1 (teacher 97.5/90/65/19.5% at lam 1/2/3/5), and beta 0.1 moved DOGe's
+# KL by 8% against 14% at 3.
 FRONTIER = {
     "name": "frontier",
     "protections": ["none", "temperature:t=[1.3,1.5,1.8]", "ads:lam=[0.5,1,2,3]", "poe:gamma=0.3",
