@@ -179,35 +179,41 @@ class Runner:
         return self._teacher
 
     # ------------------------------------------------------------ stage 2: corpora
-    def corpus_dir(self, prot, role: str) -> Path:
+    def _corpus_inputs(self, prot, role: str) -> dict:
+        """What a corpus is made from, its cache key: the students' corpus or the auditor's texts."""
         c = self.cfg["corpus"]
-        inputs = {"teacher": self.teacher_id(), "protection": prot.spec, "role": role,
-                  "n": c["n_prompts"] if role == "train" else self.cfg["eval"]["audit_texts"],
-                  "seed": self.seed if role == "train" else self.seed + 1000,
-                  "key": self.key.fingerprint if prot.needs_key else None, "temperature": c["temperature"],
-                  "max_new_tokens": c["max_new_tokens"]}
-        return self._dir("corpora", inputs)
+        return {"teacher": self.teacher_id(), "protection": prot.spec, "role": role,
+                "n": c["n_prompts"] if role == "train" else self.cfg["eval"]["audit_texts"],
+                "seed": self.seed if role == "train" else self.seed + 1000,
+                "key": self.key.fingerprint if prot.needs_key else None, "temperature": c["temperature"],
+                "max_new_tokens": c["max_new_tokens"]}
+
+    def corpus_dir(self, prot, role: str) -> Path:
+        return self._dir("corpora", self._corpus_inputs(prot, role))
+
+    @staticmethod
+    def _complete(target: Path) -> bool:
+        from antidistill.students.corpus import read_manifest
+
+        try:
+            return read_manifest(target).get("complete", False)
+        except UserError:
+            return False
 
     def corpus(self, prot, role: str) -> Path:
         """role 'train' (what students learn from) or 'audit' (the auditor's held-out protected texts)."""
-        from antidistill.students.corpus import generate_corpus, read_manifest
+        from antidistill.students.corpus import generate_corpus
 
-        c = self.cfg["corpus"]
-        n = c["n_prompts"] if role == "train" else self.cfg["eval"]["audit_texts"]
-        seed = self.seed if role == "train" else self.seed + 1000
-        target = self.corpus_dir(prot, role)
+        c, inputs = self.cfg["corpus"], self._corpus_inputs(prot, role)
+        target = self._dir("corpora", inputs)
         item = f"{prot.spec} ({role})"
-        try:
-            done = read_manifest(target).get("complete", False)
-        except UserError:
-            done = False
-        if done:
+        if self._complete(target):
             self.log.add("corpora", item, "cached", 0.0)
             return target
         teacher = self.teacher()  # timed as its own stage
         t0 = time.perf_counter()
-        generate_corpus(teacher, target, protection=prot, key=self.key, prompts=n,
-                        temperature=c["temperature"], max_new_tokens=c["max_new_tokens"], seed=seed,
+        generate_corpus(teacher, target, protection=prot, key=self.key, prompts=inputs["n"],
+                        temperature=c["temperature"], max_new_tokens=c["max_new_tokens"], seed=inputs["seed"],
                         batch_size=c["batch_size"], shard_size=max(c["batch_size"], 256), progress=self.verbose,
                         teacher_name=self.teacher_id(), cache_dir=self.cache_dir)
         self.log.add("corpora", item, "computed", time.perf_counter() - t0)
@@ -221,15 +227,7 @@ class Runner:
         from concurrent.futures import ProcessPoolExecutor, as_completed
         from multiprocessing import get_context
 
-        from antidistill.students.corpus import read_manifest
-
-        def cached(p, role):
-            try:
-                return read_manifest(self.corpus_dir(p, role)).get("complete", False)
-            except UserError:
-                return False
-
-        todo = [(p, role) for p, role in jobs if not cached(p, role)]
+        todo = [(p, role) for p, role in jobs if not self._complete(self.corpus_dir(p, role))]
         workers = min(int(self.cfg["students"]["workers"]), len(todo))
         if workers > 1:
             self.teacher()  # trained (or loaded) once here, before the workers read it from the cache
