@@ -30,22 +30,29 @@ from .presets import DEFAULT, _merge, check_config
 KGW = "kgw:gamma=0.25,delta=2,h=1,hash=left"
 GUMBEL = "gumbel:h=1"
 
+ADS = "ads:lam=3"  # the frontier's strongest capability-denying point (DE 0.56 in results/frontier)
+
 EVIDENCE = {
     "name": "evidence",
-    # Overrides of the runner's default config: teacher, corpora, student recipe, audit settings.
-    "run": {"alpha": 1e-4, "teacher": {"model": "demo", "demo": {}},
-            "protections": ["none", KGW, GUMBEL],
-            "corpus": {"n_prompts": 1200, "max_new_tokens": 128, "batch_size": 100},
-            # lr 0 (the preset's own rate) as in the committed results; seeds are this config's `seeds`
-            "students": {"max_steps": 800, "batch_size": 16, "lr": 0.0, "seeds": 1, "workers": 1},
-            "eval": {"n_test": 200, "max_new_tokens": 128, "audit_texts": 256, "wrong_keys": 20}},
-    "seeds": [0, 1],  # student seeds (init and data order); corpora are shared
+    # Overrides of the runner's default config. Everything else is the default preset's recipe (teacher,
+    # 20,000 prompts, 2000-step students at batch 32, lr 4e-3), so the raw, KGW and ADS corpora and students
+    # are the default and frontier runs' own (same cache keys).
+    "run": _merge(DEFAULT, {"alpha": 1e-4, "teacher": {"model": "demo", "demo": {}},
+                            "protections": ["none", KGW, GUMBEL, ADS],
+                            "students": {"seeds": 1},  # the seeds are this config's `seeds`
+                            "eval": {"n_test": 400, "audit_texts": 256, "wrong_keys": 20}}),
+    "seeds": [0, 1, 2],  # student seeds (init and data order); corpora are shared
     "e1": {"protection": KGW, "rhos": [0.0, 0.1, 0.5, 1.0], "modes": ["reading", "generation"]},
-    "e2": {"protections": [KGW, GUMBEL], "steps": [0, 100, 400], "clean_records": 2000, "lr": 3e-4},
+    # steps: separate fine-tunes of the seed-0 student, each from its distilled weights
+    "e2": {"protections": [KGW, GUMBEL], "steps": [0, 100, 400, 1600], "clean_records": 20000, "lr": 3e-4},
     "e4": {"protection": KGW, "corpus_attacks": ["canonicalize", "dedup:threshold=0.8,num_perm=128,shingle=3",
                                                  "filter:by=recompute,k=3", "dilute:rho=0.5",
                                                  "reweight:eps=0.001,beta=1,holdout=64", "answer-only"],
-           "decode_attacks": ["decode:temperature=1,top_p=0.9", "neutralize:strength=4,h=1,min_count=2,margin=0.5"]},
+           "decode_attacks": ["decode:temperature=1,top_p=0.9", "neutralize:strength=4,h=1,min_count=2,margin=0.5"],
+           # The adaptive attacker against capability-denying protections: how much of the transfer the
+           # protection took away (raw student minus protected student) the attack wins back.
+           "denying": {"protections": [ADS],
+                       "attacks": ["filter:by=recompute,k=3", "reweight:eps=0.001,beta=1,holdout=64"]}},
     "clean_seed": 777,  # the attacker's clean data: task-suite traces drawn with this seed
 }
 
@@ -54,7 +61,7 @@ EVIDENCE_SMOKE = _merge(EVIDENCE, {
     "run": {"alpha": 1e-3,
             "teacher": {"model": "demo", "demo": {"preset": "tiny", "n_train": 2000, "steps": 120, "batch_size": 16,
                                                   "n_test": 24, "max_new_tokens": 64}},
-            "protections": ["none", "kgw:gamma=0.25,delta=4,h=1,hash=left", GUMBEL],
+            "protections": ["none", "kgw:gamma=0.25,delta=4,h=1,hash=left", GUMBEL, "temperature:t=2"],
             "corpus": {"n_prompts": 96, "max_new_tokens": 64, "batch_size": 48},
             "students": {"max_steps": 30, "batch_size": 16},
             "eval": {"n_test": 16, "max_new_tokens": 64, "audit_texts": 24, "wrong_keys": 5}},
@@ -64,7 +71,9 @@ EVIDENCE_SMOKE = _merge(EVIDENCE, {
     "e4": {"protection": "kgw:gamma=0.25,delta=4,h=1,hash=left",
            "corpus_attacks": ["canonicalize", "filter:by=recompute,k=3", "reweight:eps=0.001,beta=1,holdout=8",
                               "answer-only"],
-           "decode_attacks": ["neutralize:strength=4,h=1,min_count=2,margin=0.5,samples=16"]},
+           "decode_attacks": ["neutralize:strength=4,h=1,min_count=2,margin=0.5,samples=16"],
+           "denying": {"protections": ["temperature:t=2"],
+                       "attacks": ["filter:by=recompute,k=3", "reweight:eps=0.001,beta=1,holdout=8"]}},
 })
 
 PRESETS = {"evidence": EVIDENCE, "evidence-smoke": EVIDENCE_SMOKE}
@@ -80,8 +89,10 @@ def evidence_config(preset: str = "evidence", overrides: dict | None = None) -> 
     cfg["run"]["name"] = cfg["name"]
     check_config(cfg["run"])
     specs = cfg["run"]["protections"]
+    denying = cfg["e4"].get("denying") or {"protections": [], "attacks": []}
     for where, spec in ([("e1.protection", cfg["e1"]["protection"]), ("e4.protection", cfg["e4"]["protection"])]
-                        + [("e2.protections", s) for s in cfg["e2"]["protections"]]):
+                        + [("e2.protections", s) for s in cfg["e2"]["protections"]]
+                        + [("e4.denying.protections", s) for s in denying["protections"]]):
         if parse_protection(spec).spec not in [parse_protection(s).spec for s in specs]:
             raise UserError(f"{where}: {spec} is not among run.protections ({', '.join(specs)})")
     if not cfg["seeds"]:
@@ -89,6 +100,11 @@ def evidence_config(preset: str = "evidence", overrides: dict | None = None) -> 
     from antidistill.students.attacks import parse_attacks
 
     parse_attacks(cfg["e4"]["corpus_attacks"] + cfg["e4"]["decode_attacks"])
+    for a in parse_attacks(denying["attacks"]):
+        if a.stage != "corpus":
+            raise UserError(f"e4.denying.attacks: {a.spec} acts on the {a.stage}; list corpus attacks here")
+    if any(not isinstance(x, int) or isinstance(x, bool) or x < 0 for x in cfg["e2"]["steps"]):
+        raise UserError(f"e2.steps: every entry must be a whole number of steps >= 0, got {cfg['e2']['steps']}")
     for r in cfg["e1"]["rhos"]:
         if not 0 <= r <= 1:
             raise UserError(f"e1.rhos: {r} is not in [0, 1]")
@@ -112,6 +128,10 @@ class Evidence:
         self.r = self.runner
         self.prot = {p.spec: p for p in self.r.protections}
         self._clean = None
+        # While planning, student() and finetuned() list the trainings they would run instead of
+        # running them, and the findings skip their measurements; prepare() then runs the list on
+        # `students.workers` processes and plans again (reweight needs its first-pass students first).
+        self._plan: list | None = None
 
     # ------------------------------------------------------------ data
     def tokenizer(self):
@@ -157,15 +177,21 @@ class Evidence:
 
         return self.r._artifact("attacks", f"{spec} at rho={rho:g}", "mixed-corpora", inputs, build)
 
-    def attacked_corpus(self, spec: str, attack: str, seed: int) -> Path:
+    def attacked_corpus(self, spec: str, attack: str, seed: int) -> Path | None:
+        """spec's training corpus after one corpus attack; None while planning if the attack needs a
+        first-pass student not yet trained. An attack that only drops records (filter, dedup) and drops
+        none returns the source corpus itself, so the unattacked student is reused, not retrained."""
         from antidistill.students.attacks import apply_corpus_attack, parse_attack, write_corpus
-        from antidistill.students.corpus import read_corpus
+        from antidistill.students.corpus import read_corpus, read_manifest
         from antidistill.students.models import load_model
 
         a = parse_attack(attack)
-        src = read_corpus(self.r.corpus(self.prot[spec], "train"))
+        source = self.r.corpus(self.prot[spec], "train")
+        src = read_corpus(source)
         # Only reweighting depends on the student seed (its gradient is the seed's first-pass student's).
-        first = self.student(self.r.corpus(self.prot[spec], "train"), seed) if a.name == "reweight" else None
+        first = self.student(source, seed) if a.name == "reweight" else None
+        if first is not None and not (first / "model" / "config.json").is_file():
+            return None  # planned: the first pass trains, then the next planning round builds this
         inputs = {"corpus": src.path.name, "attack": a.spec, "seed": seed if first else self.r.seed,
                   "first_pass": first.name if first else None, "clean_seed": self.cfg["clean_seed"]}
 
@@ -175,30 +201,26 @@ class Evidence:
                                        student=student, seed=self.r.seed)
             write_corpus(recs, tmp, source_manifest=src.manifest, attacks=[a])
 
-        return self.r._artifact("attacks", f"{a.spec} on {spec}", "attacked-corpora", inputs, build)
+        out = self.r._artifact("attacks", f"{a.spec} on {spec}", "attacked-corpora", inputs, build)
+        if a.name in ("filter", "dedup") and read_manifest(out)["counts"]["records"] == len(src.records):
+            return source
+        return out
 
     # ------------------------------------------------------------ students
     def student(self, corpus: Path, seed: int) -> Path:
-        """A student trained with the runner's recipe (the same cache key as the runner's students)."""
-        from antidistill.students.distill import train_student
-
-        s = {k: v for k, v in self.cfg["run"]["students"].items() if k not in ("seeds", "workers")}
-        target = self.r._dir("students", {"corpus": corpus.name, "students": s, "seed": seed})  # as Runner.student_job
-        if (target / "train_manifest.json").is_file() and (target / "model" / "config.json").is_file():
-            self.r.log.add("students", f"{corpus.name} seed {seed}", "cached", 0.0)
-            return target
-        t0 = time.perf_counter()
-        train_student(s["preset"], corpus, target, mode=s["mode"], lora=s["lora"] or None, epochs=s["epochs"],
-                      max_steps=s["max_steps"] or None, lr=s["lr"] or None, batch_size=s["batch_size"], seed=seed,
-                      save_steps=10_000, progress=False, logging_steps=100, cache_dir=self.cache_dir)
-        dt = time.perf_counter() - t0
-        self.r.log.add("students", f"{corpus.name} seed {seed}", "computed", dt)
-        _say(f"  students: {corpus.name[:8]} seed {seed} ({dt:.1f}s)", self.quiet)
+        """A student trained with the runner's recipe (the runner's own cache entry and arguments)."""
+        target, _, job = self.r.student_job(None, seed, corpus)
+        item = f"{corpus.name[:8]} seed {seed}"
+        if job is None:
+            if self._plan is None:
+                self.r.log.add("students", item, "cached", 0.0)
+        elif self._plan is not None:
+            self._plan.append(("student", item, job))
+        else:
+            self._run_jobs([("student", item, job)])
         return target
 
     def finetuned(self, student_dir: Path, steps: int, seed: int) -> Path:
-        from antidistill.students.attacks import apply_student_attack
-
         if steps == 0:
             return student_dir
         e2 = self.cfg["e2"]
@@ -206,11 +228,72 @@ class Evidence:
         clean = self.clean_corpus()
         target = self.r._dir("students", {"finetune_of": student_dir.name, "attack": spec, "clean": clean.name,
                                           "seed": seed})
+        if self._plan is not None and not (student_dir / "model" / "config.json").is_file():
+            return target  # planned once the student it continues is trained (the next round)
         if not (target / "model" / "config.json").is_file():
-            t0 = time.perf_counter()
-            apply_student_attack(spec, student_dir, target, clean_corpus=clean, seed=seed, cache_dir=self.cache_dir)
-            self.r.log.add("students", f"{spec} of {student_dir.name[:8]}", "computed", time.perf_counter() - t0)
+            job = dict(spec=spec, student_dir=str(student_dir), out=str(target), clean_corpus=str(clean), seed=seed,
+                       cache_dir=self.cache_dir)
+            item = f"{spec} of {student_dir.name[:8]}"
+            if self._plan is not None:
+                self._plan.append(("finetune", item, job))
+            else:
+                self._run_jobs([("finetune", item, job)])
         return target
+
+    def _run_jobs(self, jobs: list) -> None:
+        """Trainings and fine-tunes, `students.workers` at a time in single-thread processes (as the
+        runner trains its students), each logged with its seconds."""
+        import os
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+        from multiprocessing import get_context
+
+        workers = min(int(self.cfg["run"]["students"]["workers"]), len(jobs))
+        if workers <= 1:
+            for kind, item, job in jobs:
+                dt = _train_job(kind, job)
+                self.r.log.add("students", item, "computed", dt)
+                _say(f"  students: {item} ({dt:.0f}s)", self.quiet)
+            return
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+            futures = {pool.submit(_train_job, kind, job, threads): item for kind, item, job in jobs}
+            for f in as_completed(futures):
+                dt = f.result()
+                self.r.log.add("students", futures[f], "computed", dt)
+                _say(f"  students: {futures[f]} ({dt:.0f}s)", self.quiet)
+
+    def prepare(self) -> None:
+        """Every corpus, student and fine-tune the findings need, built before any is measured: the
+        trainings run `students.workers` at a time, in rounds (a reweight corpus needs its first-pass
+        student, so its own student comes a round later)."""
+        jobs = [(self.prot[s], role) for s in self._specs_used() for role in ("train",)]
+        jobs += [(self.prot[s], "audit") for s in self._audited_specs()]
+        from tqdm.auto import tqdm
+
+        with tqdm(total=len(jobs), disable=True) as bar:
+            self.r.corpora(jobs, bar)
+        for round_ in range(1, 4):
+            self._plan = []
+            try:
+                for name in ("e4", "e2", "e1"):
+                    getattr(self, name)()
+            finally:
+                planned, self._plan = self._plan, None
+            if not planned:
+                return
+            _say(f"[evidence] training round {round_}: {len(planned)} student(s)", self.quiet)
+            self._run_jobs(list({job["out"]: (kind, item, job) for kind, item, job in planned}.values()))
+        raise AssertionError("trainings still planned after three rounds")
+
+    def _specs_used(self) -> list[str]:
+        d = self.cfg["e4"].get("denying") or {"protections": []}
+        specs = ["none", self.cfg["e1"]["protection"], self.cfg["e4"]["protection"], *self.cfg["e2"]["protections"],
+                 *d["protections"]]
+        return list(dict.fromkeys(parse_protection(x).spec for x in specs))
+
+    def _audited_specs(self) -> list[str]:
+        specs = [self.cfg["e1"]["protection"], self.cfg["e4"]["protection"], *self.cfg["e2"]["protections"]]
+        return list(dict.fromkeys(parse_protection(x).spec for x in specs))
 
     # ------------------------------------------------------------ measurements
     def grades(self, label: str, student_dir: Path, seed: int) -> pd.DataFrame:
@@ -269,57 +352,105 @@ class Evidence:
         return pd.read_csv(d / "audit.csv").assign(protection=spec, mode=mode, decode=decode or "none")
 
     # ------------------------------------------------------------ the three findings
-    def e1(self) -> dict:
+    # Each finding asks for its students and then measures them; while planning (self._plan is a
+    # list) it only asks, so prepare() learns every training before any measurement starts.
+    def e1(self) -> dict | None:
         c = self.cfg["e1"]
         grades, audits = [], []
         for rho in c["rhos"]:
             corpus = self.mixed_corpus(c["protection"], rho)
             for seed in self.cfg["seeds"]:
                 sdir = self.student(corpus, seed)
+                if self._plan is not None:
+                    continue
                 grades.append(self.grades(f"rho={rho:g}/seed={seed}", sdir, seed).assign(rho=rho))
                 for mode in c["modes"]:
                     audits.append(self.audit(c["protection"], sdir, mode).assign(rho=rho, seed=seed))
+        if self._plan is not None:
+            return None
         return {"grades": pd.concat(grades, ignore_index=True), "audits": pd.concat(audits, ignore_index=True)}
 
-    def e2(self) -> dict:
+    def e2(self) -> dict | None:
         c = self.cfg["e2"]
         grades, audits = [], []
+        seed = self.cfg["seeds"][0]
         for spec in c["protections"]:
-            base = self.student(self.r.corpus(self.prot[spec], "train"), self.cfg["seeds"][0])
+            base = self.student(self.r.corpus(self.prot[spec], "train"), seed)
             for steps in c["steps"]:
-                sdir = self.finetuned(base, steps, self.cfg["seeds"][0])
-                grades.append(self.grades(f"{spec}+ft{steps}", sdir, self.cfg["seeds"][0])
-                              .assign(protection=spec, steps=steps))
+                sdir = self.finetuned(base, steps, seed)
+                if self._plan is not None:
+                    continue
+                grades.append(self.grades(f"{spec}+ft{steps}", sdir, seed).assign(protection=spec, steps=steps))
                 for mode in ("reading", "generation"):
                     audits.append(self.audit(spec, sdir, mode).assign(steps=steps))
+        if self._plan is not None:
+            return None
         return {"grades": pd.concat(grades, ignore_index=True), "audits": pd.concat(audits, ignore_index=True)}
 
-    def e4(self) -> dict:
+    def e4(self) -> dict | None:
         from antidistill.students.corpus import read_manifest
 
         c = self.cfg["e4"]
         spec = c["protection"]
-        grades, audits = [], []
+        planning = self._plan is not None
+        grades, audits, sizes, denied = [], [], [], []
         base_corpus = self.r.corpus(self.prot[spec], "train")
         raw_corpus = self.r.corpus(self.prot["none"], "train")
-        sizes = []
         for seed in self.cfg["seeds"]:
             rows = [("none (raw teacher)", raw_corpus), ("none", base_corpus)]
             rows += [(a, self.attacked_corpus(spec, a, seed)) for a in c["corpus_attacks"]]
             for attack, corpus in rows:
+                if corpus is None:  # planning: its first-pass student is not trained yet
+                    continue
                 n = read_manifest(corpus)["counts"]["records"]
-                sizes.append({"attack": attack, "seed": seed, "records": n})
+                sizes.append({"attack": attack, "seed": seed, "records": n, "same_as_source": corpus == base_corpus})
                 if n == 0:  # e.g. nothing verifies: no student to train, reported as such
                     continue
                 sdir = self.student(corpus, seed)
+                if planning:
+                    continue
                 grades.append(self.grades(f"{attack}/seed={seed}", sdir, seed).assign(attack=attack))
                 for mode in ("reading", "generation"):
                     audits.append(self.audit(spec, sdir, mode).assign(attack=attack, seed=seed))
             base = self.student(base_corpus, seed)
-            for attack in c["decode_attacks"]:
-                audits.append(self.audit(spec, base, "generation", decode=attack).assign(attack=attack, seed=seed))
-        return {"grades": pd.concat(grades, ignore_index=True), "audits": pd.concat(audits, ignore_index=True),
-                "sizes": pd.DataFrame(sizes)}
+            if not planning:
+                for attack in c["decode_attacks"]:
+                    audits.append(self.audit(spec, base, "generation", decode=attack).assign(attack=attack, seed=seed))
+            denied += self._denying(seed, raw_corpus)
+        if planning:
+            return None
+        out = {"grades": pd.concat(grades, ignore_index=True), "audits": pd.concat(audits, ignore_index=True),
+               "sizes": pd.DataFrame(sizes)}
+        if denied:
+            out["denying"] = pd.concat(denied, ignore_index=True)
+        return out
+
+    def _denying(self, seed: int, raw_corpus: Path) -> list[pd.DataFrame]:
+        """Grades of the raw student, each capability-denying protection's student, and that
+        protection's corpus after each adaptive attack (one seed)."""
+        from antidistill.students.corpus import read_manifest
+
+        d = self.cfg["e4"].get("denying") or {"protections": [], "attacks": []}
+        out = []
+        if d["protections"]:
+            raw = self.student(raw_corpus, seed)
+            if self._plan is None:
+                out.append(self.grades(f"none (raw teacher)/seed={seed}", raw, seed)
+                           .assign(protection="none", attack="none", records=read_manifest(raw_corpus)["counts"]["records"]))
+        for spec in d["protections"]:
+            spec = parse_protection(spec).spec
+            source = self.r.corpus(self.prot[spec], "train")
+            for attack, corpus in [("none", source)] + [(a, self.attacked_corpus(spec, a, seed)) for a in d["attacks"]]:
+                if corpus is None:
+                    continue
+                n = read_manifest(corpus)["counts"]["records"]
+                if n == 0:
+                    continue
+                sdir = self.student(corpus, seed)
+                if self._plan is None:
+                    out.append(self.grades(f"{spec}+{attack}/seed={seed}", sdir, seed)
+                               .assign(protection=spec, attack=attack, records=n))
+        return out
 
     def run(self) -> dict:
         from .evidence_report import write_evidence
@@ -328,9 +459,12 @@ class Evidence:
         t0 = time.perf_counter()
         _say(f"[evidence] teacher {self.r.teacher_id()}, seeds {self.cfg['seeds']}", self.quiet)
         self.r.teacher()
-        res, seconds = {}, {}
-        # E4 (the side-by-side table) first; it trains the raw and protected students E1 and E2 reuse. The
-        # report is rewritten after each finding, so a run cut short keeps what it found.
+        _say("[evidence] corpora and students", self.quiet)
+        t = time.perf_counter()
+        self.prepare()
+        seconds = {"training": round(time.perf_counter() - t, 1)}
+        res = {}
+        # The report is rewritten after each finding, so a run cut short keeps what it found.
         for name in ("e4", "e2", "e1"):
             _say(f"[evidence] {name.upper()}", self.quiet)
             t = time.perf_counter()
@@ -341,6 +475,28 @@ class Evidence:
             meta["findings_done"] = list(res)
             write_evidence(self.out, {**self.cfg, "run": public_config(self.cfg["run"], self.r.key)}, res, meta)
         return {"results": res, "meta": meta, "out": self.out, "log": self.r.log}
+
+
+def _train_job(kind: str, job: dict, threads: int | None = None) -> float:
+    """One training in this process or a worker with `threads` torch threads: a distilled student
+    (the runner's `train_student` arguments) or a clean fine-tune; seconds."""
+    if kind == "student":
+        from .runner import _train
+
+        return _train(job, threads)
+    import torch
+
+    from antidistill.students.attacks import apply_student_attack
+
+    from .runner import library_chatter
+
+    if threads:
+        torch.set_num_threads(threads)
+    t0 = time.perf_counter()
+    with library_chatter(False):
+        apply_student_attack(job["spec"], job["student_dir"], job["out"], clean_corpus=job["clean_corpus"],
+                             seed=job["seed"], cache_dir=job["cache_dir"])
+    return time.perf_counter() - t0
 
 
 def run_evidence(cfg: dict, out, cache_dir=None, quiet: bool = False) -> dict:

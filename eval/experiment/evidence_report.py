@@ -176,6 +176,58 @@ def e4_tables(res: dict, alpha: float) -> pd.DataFrame:
     return out.sort_values("attack", key=lambda s: s.map(order)).reset_index(drop=True)
 
 
+def won_back_table(denying: pd.DataFrame, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """Per capability-denying protection and adaptive attack: the student's accuracy (CI over seeds
+    and items) and the share of the lost transfer it wins back, w = (attacked - protected) /
+    (raw - protected), with a paired bootstrap CI (the same seeds and test items resampled for all
+    three students) and w per seed. w = 0: the attack gains nothing; 1: the protection is undone."""
+    g = denying
+    wide = {k: d.pivot_table(index="seed", columns="id", values="correct", aggfunc="first").astype(float)
+            for k, d in g.groupby(["protection", "attack"], sort=False)}
+    raw = wide.get(("none", "none"))
+    rng = np.random.default_rng(seed)
+    rows = []
+    for (spec, attack), m in wide.items():
+        lo, hi = seed_item_ci(m.to_numpy(), n_boot=n_boot, seed=seed)
+        row = {"protection": spec, "attack": attack, "accuracy": float(m.to_numpy().mean()), "acc_lo": lo,
+               "acc_hi": hi, "per_seed": " ".join(f"{v:.3f}" for v in m.mean(axis=1)),
+               "records": float(g[(g.protection == spec) & (g.attack == attack)].groupby("seed").records.first().mean())}
+        prot = wide.get((spec, "none"))
+        if spec != "none" and attack != "none" and raw is not None and prot is not None:
+            seeds = sorted(set(m.index) & set(prot.index) & set(raw.index))
+            items = sorted(set(m.columns) & set(prot.columns) & set(raw.columns))
+            a, p, r = (x.loc[seeds, items].to_numpy() for x in (m, prot, raw))
+            lost = r.mean() - p.mean()
+            row["won_back"] = (a.mean() - p.mean()) / lost if lost > 0 else np.nan
+            si = rng.integers(0, len(seeds), size=(n_boot, len(seeds)))
+            ii = rng.integers(0, len(items), size=(n_boot, len(items)))
+            boot = [x[si[:, :, None], ii[:, None, :]].mean(axis=(1, 2)) for x in (a, p, r)]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                w = (boot[0] - boot[1]) / (boot[2] - boot[1])
+            w = w[np.isfinite(w) & (boot[2] > boot[1])]  # replicates where the protection took nothing away have no share
+            row["won_back_lo"], row["won_back_hi"] = ((float(np.quantile(w, 0.025)), float(np.quantile(w, 0.975)))
+                                                      if len(w) else (np.nan, np.nan))
+            per = [(a[i].mean() - p[i].mean()) / (r[i].mean() - p[i].mean()) if r[i].mean() > p[i].mean() else np.nan
+                   for i in range(len(seeds))]
+            row["won_back_per_seed"] = " ".join(f"{v:.2f}" for v in per)
+            row["gains_in_every_seed"] = bool(all(a[i].mean() > p[i].mean() for i in range(len(seeds))))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _won_back_words(t: pd.DataFrame) -> list[str]:
+    out = []
+    for _, r in t.dropna(subset=["won_back"]).iterrows() if "won_back" in t else []:
+        base = t[(t.protection == r.protection) & (t.attack == "none")].iloc[0]
+        every = "in every seed" if r.gains_in_every_seed else "not in every seed"
+        out.append(f"- **{r.attack}** against **{r.protection}**: student accuracy {r.accuracy:.1%} "
+                   f"[{r.acc_lo:.1%}, {r.acc_hi:.1%}] vs {base.accuracy:.1%} unattacked ({r.records:.0f} of "
+                   f"{base.records:.0f} records kept); wins back {r.won_back:.2f} [{r.won_back_lo:.2f}, "
+                   f"{r.won_back_hi:.2f}] of the lost transfer (per seed {r.won_back_per_seed}); the student gains "
+                   f"{every}.")
+    return out
+
+
 def e4_figures(out: Path, table: pd.DataFrame, alpha: float) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(11.0, 4.4))
     for ax, mode in zip(axes, ("reading", "generation")):
@@ -288,6 +340,21 @@ def write_evidence(out: Path, cfg: dict, res: dict, meta: dict) -> Path:
                " is the null control: a student of the unprotected teacher, audited with the key.", "",
                "![E4](e4_attacks.png)", "", md_table(t), "", *_e4_words(t), "",
                "Student accuracy per skill (mean over seeds):", "", md_table(skills), ""]
+        sizes = res["e4"]["sizes"]
+        same = sorted(set(sizes[sizes.same_as_source].attack) - {"none"}) if "same_as_source" in sizes else []
+        if same:
+            md += ["Attacks that left the corpus unchanged (so their student is the unattacked one): "
+                   + ", ".join(same) + ".", ""]
+        if "denying" in res["e4"]:
+            w = won_back_table(res["e4"]["denying"])
+            _csv(out, "e4_won_back.csv", w)
+            _csv(out, "e4_won_back_items.csv", res["e4"]["denying"])
+            md += ["### What an adaptive attacker wins back against capability-denying protections", "",
+                   "The protection's own corpus attacked by the distiller (keep only traces whose answer it can "
+                   "recompute; or weight each trace by how its loss moves along the hold-out gradient of the "
+                   "unattacked student, after the distillation-game paper), a student per seed. Won back: "
+                   "(attacked - protected) / (raw - protected), paired bootstrap over seeds and test items.", "",
+                   md_table(w), "", *_won_back_words(w), ""]
     with atomic_write(out / "report.md") as fh:
         fh.write("\n".join(md) + "\n")
     return out / "report.md"

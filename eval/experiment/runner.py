@@ -257,7 +257,7 @@ class Runner:
         s = {k: v for k, v in self.cfg["students"].items() if k not in ("seeds", "workers")}
         corpus = corpus or self.corpus(prot, "train")
         target = self._dir("students", {"corpus": corpus.name, "students": s, "seed": seed})
-        item = f"{prot.spec} (seed {seed})"
+        item = f"{prot.spec if prot is not None else corpus.name[:8]} (seed {seed})"
         if (target / "train_manifest.json").is_file() and (target / "model" / "config.json").is_file():
             return target, item, None
         return target, item, dict(

@@ -7,7 +7,8 @@ import pytest
 
 from antidistill.eval.cli import main
 from antidistill.eval.experiment.evidence import evidence_config
-from antidistill.eval.experiment.evidence_report import e1_tables, e2_tables, e4_tables, seed_item_ci
+from antidistill.eval.experiment.evidence_report import (e1_tables, e2_tables, e4_tables, seed_item_ci,
+                                                            won_back_table)
 from antidistill.watermark.errors import UserError
 
 
@@ -71,6 +72,24 @@ def test_e4_puts_capability_beside_evidence():
     assert t.loc["canonicalize", "reading_significant"] == "0/1" and t.loc["canonicalize", "reading_null_fp"] == "0/1"
 
 
+def test_won_back_is_the_share_of_lost_transfer_regained():
+    """raw 80%, protected 40%, filter 60% and reweight 40% of the same 10 items in two seeds: filter
+    wins back half of what the protection took, reweight nothing."""
+    rows = []
+    for seed in (0, 1):
+        for spec, attack, k in (("none", "none", 8), ("ads", "none", 4), ("ads", "filter", 6), ("ads", "reweight", 4)):
+            rows += [{"protection": spec, "attack": attack, "seed": seed, "id": i, "correct": i < k, "records": 100}
+                     for i in range(10)]
+    t = won_back_table(pd.DataFrame(rows), n_boot=200).set_index(["protection", "attack"])
+    assert t.loc[("ads", "filter"), "won_back"] == pytest.approx(0.5)
+    assert t.loc[("ads", "reweight"), "won_back"] == pytest.approx(0.0)
+    assert t.loc[("ads", "filter"), "won_back_per_seed"] == "0.50 0.50"
+    assert bool(t.loc[("ads", "filter"), "gains_in_every_seed"]) and not bool(t.loc[("ads", "reweight"), "gains_in_every_seed"])
+    lo, hi = t.loc[("ads", "filter"), ["won_back_lo", "won_back_hi"]]
+    assert lo <= 0.5 <= hi
+    assert pd.isna(t.loc[("ads", "none")].get("won_back"))  # the protected student itself has no share
+
+
 @pytest.mark.slow
 def test_tiny_evidence_run_end_to_end(tmp_path, monkeypatch):
     from antidistill.eval.experiment import evidence
@@ -90,7 +109,14 @@ def test_tiny_evidence_run_end_to_end(tmp_path, monkeypatch):
     t = pd.read_csv(out / "e4_attacks.csv")
     assert set(t.attack) == {"none (raw teacher)", "none", "canonicalize", "answer-only",
                              "decode:temperature=1,top_p=0.5"}
-    assert "## E1" in (out / "report.md").read_text()
+    report = (out / "report.md").read_text()
+    assert "## E1" in report and "wins back" in report
+    w = pd.read_csv(out / "e4_won_back.csv")
+    assert {(p, a) for p, a in zip(w.protection, w.attack)} == {
+        ("none", "none"), ("temperature:t=2", "none"), ("temperature:t=2", "filter:by=recompute,k=3"),
+        ("temperature:t=2", "reweight:eps=0.001,beta=1,holdout=8")}
+    f = w.set_index("attack").loc["filter:by=recompute,k=3"]
+    assert f.records <= w.set_index("attack").loc["none"].records.max()  # filter only drops records
     assert not list(out.rglob("*.safetensors"))
 
 
