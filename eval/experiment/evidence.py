@@ -26,6 +26,7 @@ from antidistill.watermark import parse_protection
 from antidistill.watermark.errors import UserError
 
 from .presets import DEFAULT, _merge, check_config
+from .runner import Runner, _finetune, _train, public_config
 
 KGW = "kgw:gamma=0.25,delta=2,h=1,hash=left"
 GUMBEL = "gumbel:h=1"
@@ -118,8 +119,6 @@ def _say(msg: str, quiet: bool) -> None:
 
 class Evidence:
     def __init__(self, cfg: dict, out, cache_dir=None, quiet: bool = False):
-        from .runner import Runner
-
         self.cfg = cfg
         self.out = Path(out)
         self.quiet = quiet
@@ -215,9 +214,9 @@ class Evidence:
             if self._plan is None:
                 self.r.log.add("students", item, "cached", 0.0)
         elif self._plan is not None:
-            self._plan.append(("student", item, job))
+            self._plan.append((item, _train, job))
         else:
-            self._run_jobs([("student", item, job)])
+            self.r.train_many([(item, _train, job)])
         return target
 
     def finetuned(self, student_dir: Path, steps: int, seed: int) -> Path:
@@ -235,42 +234,21 @@ class Evidence:
                        cache_dir=self.cache_dir)
             item = f"{spec} of {student_dir.name[:8]}"
             if self._plan is not None:
-                self._plan.append(("finetune", item, job))
+                self._plan.append((item, _finetune, job))
             else:
-                self._run_jobs([("finetune", item, job)])
+                self.r.train_many([(item, _finetune, job)])
         return target
-
-    def _run_jobs(self, jobs: list) -> None:
-        """Trainings and fine-tunes, `students.workers` at a time in single-thread processes (as the
-        runner trains its students), each logged with its seconds."""
-        import os
-        from concurrent.futures import ProcessPoolExecutor, as_completed
-        from multiprocessing import get_context
-
-        workers = min(int(self.cfg["run"]["students"]["workers"]), len(jobs))
-        if workers <= 1:
-            for kind, item, job in jobs:
-                dt = _train_job(kind, job)
-                self.r.log.add("students", item, "computed", dt)
-                _say(f"  students: {item} ({dt:.0f}s)", self.quiet)
-            return
-        threads = max(1, (os.cpu_count() or 1) // workers)
-        with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-            futures = {pool.submit(_train_job, kind, job, threads): item for kind, item, job in jobs}
-            for f in as_completed(futures):
-                dt = f.result()
-                self.r.log.add("students", futures[f], "computed", dt)
-                _say(f"  students: {futures[f]} ({dt:.0f}s)", self.quiet)
 
     def prepare(self) -> None:
         """Every corpus, student and fine-tune the findings need, built before any is measured: the
         trainings run `students.workers` at a time, in rounds (a reweight corpus needs its first-pass
         student, so its own student comes a round later)."""
-        jobs = [(self.prot[s], role) for s in self._specs_used() for role in ("train",)]
-        jobs += [(self.prot[s], "audit") for s in self._audited_specs()]
         from tqdm.auto import tqdm
 
-        with tqdm(total=len(jobs), disable=True) as bar:
+        jobs = [(self.prot[s], "train") for s in self._specs_used()]
+        jobs += [(self.prot[s], "audit") for s in self._audited_specs()]
+        with tqdm(total=len(jobs), desc="[evidence] corpora", unit="corpus", disable=self.quiet, file=sys.stderr,
+                  dynamic_ncols=True) as bar:
             self.r.corpora(jobs, bar)
         for round_ in range(1, 4):
             self._plan = []
@@ -281,8 +259,10 @@ class Evidence:
                 planned, self._plan = self._plan, None
             if not planned:
                 return
-            _say(f"[evidence] training round {round_}: {len(planned)} student(s)", self.quiet)
-            self._run_jobs(list({job["out"]: (kind, item, job) for kind, item, job in planned}.values()))
+            todo = list({job["out"]: (item, fn, job) for item, fn, job in planned}.values())
+            with tqdm(total=len(todo), desc=f"[evidence] training, round {round_}", unit="student",
+                      disable=self.quiet, file=sys.stderr, dynamic_ncols=True) as bar:
+                self.r.train_many(todo, bar)
         raise AssertionError("trainings still planned after three rounds")
 
     def _specs_used(self) -> list[str]:
@@ -454,7 +434,6 @@ class Evidence:
 
     def run(self) -> dict:
         from .evidence_report import write_evidence
-        from .runner import public_config
 
         t0 = time.perf_counter()
         _say(f"[evidence] teacher {self.r.teacher_id()}, seeds {self.cfg['seeds']}", self.quiet)
@@ -475,28 +454,6 @@ class Evidence:
             meta["findings_done"] = list(res)
             write_evidence(self.out, {**self.cfg, "run": public_config(self.cfg["run"], self.r.key)}, res, meta)
         return {"results": res, "meta": meta, "out": self.out, "log": self.r.log}
-
-
-def _train_job(kind: str, job: dict, threads: int | None = None) -> float:
-    """One training in this process or a worker with `threads` torch threads: a distilled student
-    (the runner's `train_student` arguments) or a clean fine-tune; seconds."""
-    if kind == "student":
-        from .runner import _train
-
-        return _train(job, threads)
-    import torch
-
-    from antidistill.students.attacks import apply_student_attack
-
-    from .runner import library_chatter
-
-    if threads:
-        torch.set_num_threads(threads)
-    t0 = time.perf_counter()
-    with library_chatter(False):
-        apply_student_attack(job["spec"], job["student_dir"], job["out"], clean_corpus=job["clean_corpus"],
-                             seed=job["seed"], cache_dir=job["cache_dir"])
-    return time.perf_counter() - t0
 
 
 def run_evidence(cfg: dict, out, cache_dir=None, quiet: bool = False) -> dict:

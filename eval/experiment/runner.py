@@ -102,6 +102,7 @@ class Runner:
         # does not grow when other jobs share the machine (wall ~ cpu / cores on an idle one).
         self.stage_cpu_seconds: dict[str, float] = {}
         self._teacher = None
+        self._clean = None  # the attacker's clean records, made once
         self._bar = None
         self.seed = int(config["seed"])
         n_seeds = config["students"]["seeds"]
@@ -269,18 +270,9 @@ class Runner:
         """Every (protection, seed) student; with students.workers > 1 the trainings run in that many
         processes at once, each with an equal share of the CPU's threads (small models train faster
         as parallel single-thread jobs than as one job over several threads)."""
-        import os
-        from concurrent.futures import ProcessPoolExecutor, as_completed
-        from multiprocessing import get_context
-
+        if self.attacks:
+            return self._attacked_students(bar)
         out: dict[str, dict[int, Path]] = {}
-        if self.attacks:  # attacked corpora and weights are built in order, in this process
-            for p in self.protections:
-                for sd in self.seeds:
-                    bar.set_postfix_str(f"{p.spec} (seed {sd})")
-                    out.setdefault(p.spec, {})[sd] = self.attacked_student(p, sd)
-                    bar.update(1)
-            return out
         todo = []
         for p in self.protections:
             for sd in self.seeds:
@@ -290,21 +282,67 @@ class Runner:
                     self.log.add("students", item, "cached", 0.0)
                     bar.update(1)
                 else:
-                    todo.append((item, job))
+                    todo.append((item, _train, job))
+        self.train_many(todo, bar)
+        return out
+
+    def train_many(self, todo: list, bar=None) -> None:
+        """Run `todo` ((item, function, job) triples: `_train` or `_finetune` and its arguments),
+        `students.workers` at a time in spawned processes, each logged under students with its seconds;
+        `bar` (when given) advances by one per job."""
+        import os
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+        from multiprocessing import get_context
+
+        def done(item: str, seconds: float) -> None:
+            self.log.add("students", item, "computed", seconds)
+            if bar is not None:
+                bar.set_postfix_str(item)
+                bar.update(1)
+
         workers = min(int(self.cfg["students"]["workers"]), len(todo))
         if workers <= 1:
-            for item, job in todo:
-                bar.set_postfix_str(item)
-                self.log.add("students", item, "computed", _train(job))
-                bar.update(1)
-            return out
+            for item, fn, job in todo:
+                if bar is not None:
+                    bar.set_postfix_str(item)
+                done(item, fn(job))
+            return
         threads = max(1, (os.cpu_count() or 1) // workers)
         with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-            futures = {pool.submit(_train, job, threads): item for item, job in todo}
+            futures = {pool.submit(fn, job, threads): item for item, fn, job in todo}
             for f in as_completed(futures):
-                self.log.add("students", futures[f], "computed", f.result())
-                bar.set_postfix_str(futures[f])
-                bar.update(1)
+                done(futures[f], f.result())
+
+    def _attacked_students(self, bar) -> dict[str, dict[int, Path]]:
+        """attacked_student for every (protection, seed), the trainings run in parallel like the
+        unattacked ones, in rounds: first-pass students (reweight), students of the attacked corpora,
+        then each student attack in order. The same cache entries as attacked_student."""
+        from antidistill.students.attacks import by_stage
+
+        pairs = [(p, sd) for p in self.protections for sd in self.seeds]
+        if any(a.name == "reweight" for a in self.attacks):
+            self.train_many([(item, _train, job) for p, sd in pairs
+                             for _, item, job in [self.student_job(p, sd)] if job is not None])
+        corpora = {(p.spec, sd): self.attacked_corpus(p, sd) for p, sd in pairs}
+        current, todo = {}, []
+        for p, sd in pairs:
+            target, item, job = self.student_job(p, sd, corpora[(p.spec, sd)])
+            current[(p.spec, sd)] = target
+            if job is not None:
+                todo.append((item, _train, job))
+        self.train_many(todo)
+        for a in by_stage(self.attacks, "student"):
+            todo = []
+            for p, sd in pairs:
+                target, item, job = self.student_attack_job(a, p, current[(p.spec, sd)], sd)
+                current[(p.spec, sd)] = target
+                if job is not None:
+                    todo.append((item, _finetune, job))
+            self.train_many(todo)
+        out: dict[str, dict[int, Path]] = {}
+        for p, sd in pairs:
+            out.setdefault(p.spec, {})[sd] = current[(p.spec, sd)]
+            bar.update(1)
         return out
 
     def _student(self, prot, seed: int, corpus: Path) -> Path:
@@ -313,40 +351,65 @@ class Runner:
         self.log.add("students", item, "cached" if job is None else "computed", 0.0 if job is None else _train(job))
         return target
 
-    def attacked_student(self, prot, seed: int) -> Path:
-        """The config's attacks on prot's student of training seed `seed`: its corpus attacked, then
-        trained, then its weights attacked. Every seed learns from the same attacked corpus, except
-        under reweight, whose weights come from that seed's first-pass (unattacked) student."""
-        from antidistill.students.attacks import (apply_student_attack, attack_corpus_folder, by_stage,
-                                                  clean_records, write_corpus)
-        from antidistill.students.tokenizer import tokenizer_fingerprint
+    def attacked_corpus(self, prot, seed: int) -> Path:
+        """prot's training corpus after the config's corpus attacks (itself when there are none).
+        Every seed shares one attacked corpus, except under reweight, whose weights come from that
+        seed's first-pass (unattacked) student, trained here if it is not yet."""
+        from antidistill.students.attacks import attack_corpus_folder, by_stage
 
+        corpus = self.corpus(prot, "train")
+        if not by_stage(self.attacks, "corpus"):
+            return corpus
         specs = [a.spec for a in self.attacks]
         tok = self.teacher()[1]
-        clean = clean_records(max(self.cfg["corpus"]["n_prompts"], 64), tok, seed=self.seed + 777)
-        corpus = self.corpus(prot, "train")
-        if by_stage(self.attacks, "corpus"):
-            raw = corpus
-            first = self._student(prot, seed, raw) if any(a.name == "reweight" for a in self.attacks) else None
-            corpus = self._artifact("students", f"{prot.spec} corpus attacked", "attacked-corpora",
-                                    {"corpus": raw.name, "attacks": specs, "seed": self.seed,
-                                     "first_pass": first.name if first else None},
-                                    lambda tmp: attack_corpus_folder(specs, raw, tmp, tokenizer=tok, clean=clean,
-                                                                     student=lambda: self._load(first, seed),
-                                                                     seed=self.seed))
-        student = self._student(prot, seed, corpus)
+        first = self._student(prot, seed, corpus) if any(a.name == "reweight" for a in self.attacks) else None
+        return self._artifact("students", f"{prot.spec} corpus attacked", "attacked-corpora",
+                              {"corpus": corpus.name, "attacks": specs, "seed": self.seed,
+                               "first_pass": first.name if first else None},
+                              lambda tmp: attack_corpus_folder(specs, corpus, tmp, tokenizer=tok, clean=self.clean(),
+                                                               student=lambda: self._load(first, seed), seed=self.seed))
+
+    def clean(self) -> list[dict]:
+        """The attacker's clean records: task-suite traces the key never touched."""
+        from antidistill.students.attacks import clean_records
+
+        if self._clean is None:
+            self._clean = clean_records(max(self.cfg["corpus"]["n_prompts"], 64), self.teacher()[1],
+                                        seed=self.seed + 777)
+        return self._clean
+
+    def clean_corpus(self) -> Path:
+        from antidistill.students.attacks import write_corpus
+        from antidistill.students.tokenizer import tokenizer_fingerprint
+
+        clean = self.clean()
+        source = {"teacher": "task-suite", "protection": "none",
+                  "tokenizer_fingerprint": tokenizer_fingerprint(self.teacher()[1])}
+        return self._artifact("students", "clean corpus", "clean-corpora", {"n": len(clean), "seed": self.seed},
+                              lambda tmp: write_corpus(clean, tmp, source_manifest=source, attacks=[]))
+
+    def student_attack_job(self, attack, prot, student: Path, seed: int) -> tuple[Path, str, dict | None]:
+        """Where `student` after one student attack (clean fine-tuning) lives, its name, and the
+        arguments of `_finetune` (None when it is cached)."""
+        clean_dir = self.clean_corpus()
+        out = self._dir("students", {"attack": attack.spec, "of": student.name, "clean": clean_dir.name, "seed": seed})
+        item = f"{attack.spec} of {prot.spec} (seed {seed})"
+        if (out / "model" / "config.json").is_file():
+            self.log.add("students", item, "cached", 0.0)
+            return out, item, None
+        return out, item, dict(spec=attack.spec, student_dir=str(student), out=str(out), clean_corpus=str(clean_dir),
+                               seed=seed, cache_dir=self.cache_dir)
+
+    def attacked_student(self, prot, seed: int) -> Path:
+        """The config's attacks on prot's student of training seed `seed`, one after another in this
+        process: its corpus attacked, then trained, then its weights attacked."""
+        from antidistill.students.attacks import by_stage
+
+        student = self._student(prot, seed, self.attacked_corpus(prot, seed))
         for a in by_stage(self.attacks, "student"):
-            source = {"teacher": "task-suite", "protection": "none", "tokenizer_fingerprint": tokenizer_fingerprint(tok)}
-            clean_dir = self._artifact("students", "clean corpus", "clean-corpora", {"n": len(clean), "seed": self.seed},
-                                       lambda tmp: write_corpus(clean, tmp, source_manifest=source, attacks=[]))
-            out = self._dir("students", {"attack": a.spec, "of": student.name, "clean": clean_dir.name, "seed": seed})
-            item, t0 = f"{a.spec} of {prot.spec} (seed {seed})", time.perf_counter()
-            if (out / "model" / "config.json").is_file():
-                self.log.add("students", item, "cached", 0.0)
-                student = out
-                continue
-            student = apply_student_attack(a, student, out, clean_corpus=clean_dir, seed=seed, cache_dir=self.cache_dir)
-            self.log.add("students", item, "computed", time.perf_counter() - t0)
+            student, item, job = self.student_attack_job(a, prot, student, seed)
+            if job is not None:
+                self.log.add("students", item, "computed", _finetune(job))
         return student
 
     def _load(self, student_dir: Path | None, seed: int):
@@ -644,6 +707,21 @@ def _train(job: dict, threads: int | None = None) -> float:
     t0 = time.perf_counter()
     with library_chatter(job["progress"]):
         train_student(**job)
+    return time.perf_counter() - t0
+
+
+def _finetune(job: dict, threads: int | None = None) -> float:
+    """One student attack (clean fine-tuning of a trained student), here or in a worker; seconds."""
+    import torch
+
+    from antidistill.students.attacks import apply_student_attack
+
+    if threads:
+        torch.set_num_threads(threads)
+    t0 = time.perf_counter()
+    with library_chatter(False):
+        apply_student_attack(job["spec"], job["student_dir"], job["out"], clean_corpus=job["clean_corpus"],
+                             seed=job["seed"], cache_dir=job["cache_dir"])
     return time.perf_counter() - t0
 
 

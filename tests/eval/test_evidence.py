@@ -149,3 +149,29 @@ def test_run_config_attacks_reach_corpus_student_and_decoding(tmp_path):
     assert set(det.key_kind) == {"key", "wrong key"}
     with pytest.raises(UserError, match="corpus attacks first"):
         Runner(_merge(cfg, {"attacks": ["finetune", "canonicalize"]}), tmp_path / "x", cache_dir=tmp_path / "c")
+
+
+@pytest.mark.slow
+def test_attacked_students_in_parallel_are_the_sequential_ones(tmp_path):
+    """With attacks and students.workers = 2 the runner trains in parallel rounds (first passes for
+    reweight, attacked corpora, fine-tunes) into the cache entries attacked_student uses one at a time."""
+    from tqdm import tqdm
+
+    from antidistill.eval.experiment.presets import _merge, preset_config
+    from antidistill.eval.experiment.runner import Runner
+
+    cfg = _merge(preset_config("smoke"), {
+        "protections": ["none", "kgw:gamma=0.25,delta=4,h=1,hash=left"],
+        "attacks": ["reweight:eps=0.001,beta=1,holdout=8", "finetune:steps=2,lr=0.0003,batch_size=8"],
+        "corpus": {"n_prompts": 24}, "students": {"max_steps": 3, "seeds": 2, "workers": 2}})
+    r = Runner(cfg, tmp_path / "out", cache_dir=tmp_path / "c", quiet=True)
+    with tqdm(total=4, disable=True) as bar:
+        got = r.students(bar)
+    computed = r.log.computed("students")
+    assert len([c for c in computed if c.startswith("finetune")]) == 4  # one fine-tune per student
+    again = Runner(cfg, tmp_path / "out", cache_dir=tmp_path / "c", quiet=True)
+    for p in again.protections:
+        for sd in again.seeds:
+            assert again.attacked_student(p, sd) == got[p.spec][sd]
+            assert (got[p.spec][sd] / "model" / "config.json").is_file()
+    assert not again.log.computed("students")  # nothing trained twice
