@@ -186,22 +186,23 @@ class Evidence:
 
         a = parse_attack(attack)
         source = self.r.corpus(self.prot[spec], "train")
-        src = read_corpus(source)
         # Only reweighting depends on the student seed (its gradient is the seed's first-pass student's).
         first = self.student(source, seed) if a.name == "reweight" else None
         if first is not None and not (first / "model" / "config.json").is_file():
             return None  # planned: the first pass trains, then the next planning round builds this
-        inputs = {"corpus": src.path.name, "attack": a.spec, "seed": seed if first else self.r.seed,
+        inputs = {"corpus": source.name, "attack": a.spec, "seed": seed if first else self.r.seed,
                   "first_pass": first.name if first else None, "clean_seed": self.cfg["clean_seed"]}
 
         def build(tmp: Path):
+            src = read_corpus(source)
             student = load_model(str(first / "model"), cache_dir=self.cache_dir) if first else None
             recs = apply_corpus_attack(a, src.records, tokenizer=self.tokenizer(), clean=self.clean(),
                                        student=student, seed=self.r.seed)
             write_corpus(recs, tmp, source_manifest=src.manifest, attacks=[a])
 
         out = self.r._artifact("attacks", f"{a.spec} on {spec}", "attacked-corpora", inputs, build)
-        if a.name in ("filter", "dedup") and read_manifest(out)["counts"]["records"] == len(src.records):
+        n = read_manifest(source)["counts"]["records"]
+        if a.name in ("filter", "dedup") and read_manifest(out)["counts"]["records"] == n:
             return source
         return out
 
