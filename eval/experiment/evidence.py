@@ -167,10 +167,11 @@ class Evidence:
             return self.r.corpus(self.prot[spec], "train")
         if rho == 0.0:
             return self.r.corpus(self.prot["none"], "train")
-        raw, marked = (read_corpus(self.r.corpus(self.prot[s], "train")) for s in ("none", spec))
-        inputs = {"raw": raw.path.name, "marked": marked.path.name, "rho": rho, "seed": self.r.seed}
+        raw_dir, marked_dir = (self.r.corpus(self.prot[s], "train") for s in ("none", spec))
+        inputs = {"raw": raw_dir.name, "marked": marked_dir.name, "rho": rho, "seed": self.r.seed}
 
         def build(tmp: Path):
+            raw, marked = read_corpus(raw_dir), read_corpus(marked_dir)
             recs = mix_records(raw.records, marked.records, rho, self.r.seed)
             write_corpus(recs, tmp, source_manifest={**marked.manifest, "mix_rho": rho}, attacks=[])
 
