@@ -72,7 +72,8 @@ def processor_from_bias(bias: pd.Series, vocab_size: int, h: int, strength: floa
         dense.index_put_((torch.from_numpy(tok),), val, accumulate=True)
         return NeutralizeProcessor(dense, 0)
     idx = torch.from_numpy(np.stack([ctx, tok]))
-    return NeutralizeProcessor(torch.sparse_coo_tensor(idx, val, (vocab_size, vocab_size)), 1)
+    # check_invariants: indices in range, checked once here (and torch's warning about not checking stays away)
+    return NeutralizeProcessor(torch.sparse_coo_tensor(idx, val, (vocab_size, vocab_size), check_invariants=True), 1)
 
 
 def _sample(model, tokenizer, prompts, *, processor=None, seed: int, max_new_tokens: int, batch_size: int = 32):
