@@ -48,12 +48,15 @@ EVIDENCE = {
     "e2": {"protections": [KGW, GUMBEL], "steps": [0, 100, 400, 1600], "clean_records": 20000, "lr": 3e-4},
     "e4": {"protection": KGW, "corpus_attacks": ["canonicalize", "dedup:threshold=0.8,num_perm=128,shingle=3",
                                                  "filter:by=recompute,k=3", "dilute:rho=0.5",
-                                                 "reweight:eps=0.001,beta=1,holdout=64", "answer-only"],
+                                                 "reweight:eps=0.001,beta=1,holdout=64",
+                                                 "reweight:eps=0.001,beta=1,holdout=64,weights=rank", "answer-only"],
            "decode_attacks": ["decode:temperature=1,top_p=0.9", "neutralize:strength=4,h=1,min_count=2,margin=0.5"],
            # The adaptive attacker against capability-denying protections: how much of the transfer the
            # protection took away (raw student minus protected student) the attack wins back.
            "denying": {"protections": [ADS],
-                       "attacks": ["filter:by=recompute,k=3", "reweight:eps=0.001,beta=1,holdout=64"]}},
+                       # weights=rank added after the first run showed the score weights collapse (NOTES.md)
+                       "attacks": ["filter:by=recompute,k=3", "reweight:eps=0.001,beta=1,holdout=64",
+                                   "reweight:eps=0.001,beta=1,holdout=64,weights=rank"]}},
     "clean_seed": 777,  # the attacker's clean data: task-suite traces drawn with this seed
 }
 
@@ -385,7 +388,8 @@ class Evidence:
                 if corpus is None:  # planning: its first-pass student is not trained yet
                     continue
                 n = read_manifest(corpus)["counts"]["records"]
-                sizes.append({"attack": attack, "seed": seed, "records": n, "same_as_source": corpus == base_corpus})
+                sizes.append({"attack": attack, "seed": seed, "records": n, "same_as_source": corpus == base_corpus,
+                              "effective_records": _effective_records(corpus, n)})
                 if n == 0:  # e.g. nothing verifies: no student to train, reported as such
                     continue
                 sdir = self.student(corpus, seed)
@@ -417,8 +421,9 @@ class Evidence:
         if d["protections"]:
             raw = self.student(raw_corpus, seed)
             if self._plan is None:
+                n = read_manifest(raw_corpus)["counts"]["records"]
                 out.append(self.grades(f"none (raw teacher)/seed={seed}", raw, seed)
-                           .assign(protection="none", attack="none", records=read_manifest(raw_corpus)["counts"]["records"]))
+                           .assign(protection="none", attack="none", records=n, effective_records=float(n)))
         for spec in d["protections"]:
             spec = parse_protection(spec).spec
             source = self.r.corpus(self.prot[spec], "train")
@@ -431,7 +436,8 @@ class Evidence:
                 sdir = self.student(corpus, seed)
                 if self._plan is None:
                     out.append(self.grades(f"{spec}+{attack}/seed={seed}", sdir, seed)
-                               .assign(protection=spec, attack=attack, records=n))
+                               .assign(protection=spec, attack=attack, records=n,
+                                       effective_records=_effective_records(corpus, n)))
         return out
 
     def run(self) -> dict:
@@ -456,6 +462,17 @@ class Evidence:
             meta["findings_done"] = list(res)
             write_evidence(self.out, {**self.cfg, "run": public_config(self.cfg["run"], self.r.key)}, res, meta)
         return {"results": res, "meta": meta, "out": self.out, "log": self.r.log}
+
+
+def _effective_records(corpus: Path, n: int) -> float:
+    """How many equally weighted traces a corpus is worth: n, or Kish's effective size when its
+    records carry reweighting weights."""
+    from antidistill.students.attacks.reweight import effective_size
+    from antidistill.students.corpus import read_corpus, read_manifest
+
+    if not any(a.startswith("reweight") for a in read_manifest(corpus).get("attacks", [])):
+        return float(n)
+    return effective_size([r.get("weight", 1.0) for r in read_corpus(corpus).records])
 
 
 def run_evidence(cfg: dict, out, cache_dir=None, quiet: bool = False) -> dict:

@@ -161,16 +161,10 @@ def e4_tables(res: dict, alpha: float) -> pd.DataFrame:
                 row[f"{mode}_null_fp"] = f"{int((n.log10_p < la).sum())}/{len(n)}"
         rows.append(row)
     out = acc.merge(pd.DataFrame(rows), on="attack", how="outer")
-    accs = out.set_index("attack").accuracy
-    if {"none", "none (raw teacher)"} <= set(accs.dropna().index):
-        # Share of the transfer the protection took away that the attack wins back (a
-        # capability-denying protection's students lose some; for a watermark the loss is ~0 and
-        # the share is not defined).
-        lost = accs["none (raw teacher)"] - accs["none"]
-        out["won_back"] = (out.accuracy - accs["none"]) / lost if lost > 0 else np.nan
-    if "sizes" in res:  # training records left after the attack (mean over seeds)
-        out = out.merge(res["sizes"].groupby("attack", sort=False).records.mean().reset_index(), on="attack",
-                        how="outer")
+    if "sizes" in res:  # training records left after the attack, and what they are worth once weighted
+        cols = [c for c in ("records", "effective_records") if c in res["sizes"]]
+        sizes = res["sizes"].groupby("attack", sort=False)[cols].mean().round().astype(int).reset_index()
+        out = out.merge(sizes, on="attack", how="outer")
     order = {a: i for i, a in enumerate(dict.fromkeys(list(res.get("sizes", pd.DataFrame({"attack": []})).attack)
                                                       + list(a["attack"])))}
     return out.sort_values("attack", key=lambda s: s.map(order)).reset_index(drop=True)
@@ -191,7 +185,8 @@ def won_back_table(denying: pd.DataFrame, n_boot: int = 2000, seed: int = 0) -> 
         lo, hi = seed_item_ci(m.to_numpy(), n_boot=n_boot, seed=seed)
         row = {"protection": spec, "attack": attack, "accuracy": float(m.to_numpy().mean()), "acc_lo": lo,
                "acc_hi": hi, "per_seed": " ".join(f"{v:.3f}" for v in m.mean(axis=1)),
-               "records": float(g[(g.protection == spec) & (g.attack == attack)].groupby("seed").records.first().mean())}
+               **{c: int(round(g[(g.protection == spec) & (g.attack == attack)].groupby("seed")[c].first().mean()))
+                  for c in ("records", "effective_records") if c in g}}
         prot = wide.get((spec, "none"))
         if spec != "none" and attack != "none" and raw is not None and prot is not None:
             seeds = sorted(set(m.index) & set(prot.index) & set(raw.index))
@@ -215,6 +210,12 @@ def won_back_table(denying: pd.DataFrame, n_boot: int = 2000, seed: int = 0) -> 
     return pd.DataFrame(rows)
 
 
+def _worth(r) -> str:
+    """', worth N equally weighted' where weights make the records worth fewer."""
+    eff = r.get("effective_records", np.nan)
+    return f", worth {eff:.0f} equally weighted" if not pd.isna(eff) and eff < 0.99 * r.records else ""
+
+
 def _won_back_words(t: pd.DataFrame) -> list[str]:
     out = []
     for _, r in t.dropna(subset=["won_back"]).iterrows() if "won_back" in t else []:
@@ -222,7 +223,7 @@ def _won_back_words(t: pd.DataFrame) -> list[str]:
         every = "in every seed" if r.gains_in_every_seed else "not in every seed"
         out.append(f"- **{r.attack}** against **{r.protection}**: student accuracy {r.accuracy:.1%} "
                    f"[{r.acc_lo:.1%}, {r.acc_hi:.1%}] vs {base.accuracy:.1%} unattacked ({r.records:.0f} of "
-                   f"{base.records:.0f} records kept); wins back {r.won_back:.2f} [{r.won_back_lo:.2f}, "
+                   f"{base.records:.0f} records kept{_worth(r)}); wins back {r.won_back:.2f} [{r.won_back_lo:.2f}, "
                    f"{r.won_back_hi:.2f}] of the lost transfer (per seed {r.won_back_per_seed}); the student gains "
                    f"{every}.")
     return out
@@ -265,7 +266,8 @@ def _e4_words(t: pd.DataFrame) -> list[str]:
         parts = []
         if not pd.isna(r.get("accuracy")):
             parts.append(f"student accuracy {r.accuracy:.1%} [{r.acc_lo:.1%}, {r.acc_hi:.1%}] vs "
-                         f"{base.accuracy:.1%} without the attack")
+                         f"{base.accuracy:.1%} without the attack" + (f" ({r.records:.0f} records{_worth(r)})"
+                                                                     if not pd.isna(r.get("records")) else ""))
         for mode in ("reading", "generation"):
             if not pd.isna(r.get(f"{mode}_log10_p", np.nan)):
                 parts.append(f"{mode} log10 p {r[f'{mode}_log10_p']:.1f} vs {base[f'{mode}_log10_p']:.1f} "

@@ -65,7 +65,7 @@ def apply_corpus_attack(spec, records: list[dict], *, tokenizer=None, clean: lis
 
         model, tok = _need(a.name, student, "a student (model, tokenizer) to take the hold-out gradient of")
         holdout = _need(a.name, clean, "clean hold-out records")[:a.holdout]
-        return reweight(records, model, tok, holdout, eps=a.eps, beta=a.beta)
+        return reweight(records, model, tok, holdout, eps=a.eps, beta=a.beta, by=a.weights)
     if a.name == "paraphrase":
         if paraphraser is None:  # `smollm2` included: converted from its GGUF once, then cached
             from ..models import load_model

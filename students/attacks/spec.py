@@ -42,7 +42,8 @@ class Attack:
     def spec(self) -> str:
         if not self.params:
             return self.name
-        return f"{self.name}:" + ",".join(f"{p.name}={p.format(getattr(self, p.name))}" for p in self.params)
+        return f"{self.name}:" + ",".join(f"{p.name}={p.format(getattr(self, p.name))}" for p in self.params
+                                          if not (p.optional and getattr(self, p.name) == p.default))
 
     def __str__(self) -> str:
         return self.spec
@@ -103,9 +104,13 @@ class Reweight(Attack):
     name, stage = "reweight", "corpus"
     doc = ("weight each trace by the finite-difference directional derivative of its loss along the "
            "student's hold-out gradient (adaptive student)")
+    # weights: "score" is exp(beta z) of the derivative's z-score; "rank" replaces z by the normal
+    # score of its rank, so heavy-tailed derivatives cannot put the weight on a handful of traces
+    # (effective sample size about n exp(-beta^2)); optional: older specs keep their printed form.
     params = (Param("eps", float, 1e-3, _pos, "positive"),
               Param("beta", float, 1.0, lambda v: v >= 0, ">= 0; 0 gives equal weights"),
-              Param("holdout", int, 64, _pos, "positive"))
+              Param("holdout", int, 64, _pos, "positive"),
+              Param("weights", str, "score", choices=("score", "rank"), optional=True))
 
 
 @register

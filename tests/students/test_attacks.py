@@ -186,6 +186,27 @@ def test_reweighting_matches_a_direct_finite_difference_on_a_tiny_model(tok):
     np.testing.assert_allclose([r["weight"] for r in out], w, rtol=1e-6)
 
 
+def test_rank_weights_keep_the_order_and_an_effective_size_that_heavy_tails_cannot_collapse():
+    """Derivatives with one huge outlier: score weights put nearly everything on it, rank weights
+    keep d's order, stay bounded and keep about n exp(-beta^2) effective traces."""
+    from antidistill.students.attacks.reweight import effective_size
+
+    rng = np.random.default_rng(0)
+    d = rng.standard_t(df=1.5, size=20000)  # heavy tails, as at a converged first-pass student
+    score, rank = trace_weights(d, 1.0), trace_weights(d, 1.0, "rank")
+    assert effective_size(score) < 0.05 * len(d)
+    assert effective_size(rank) == pytest.approx(len(d) * np.exp(-1.0), rel=0.05)
+    assert rank.mean() == pytest.approx(1.0) and rank.max() < np.exp(4.0) / np.exp(-0.5)
+    assert np.array_equal(np.argsort(rank, kind="stable"), np.argsort(d, kind="stable"))
+    np.testing.assert_allclose(trace_weights(d, 0.0, "rank"), 1.0)
+    assert effective_size(np.ones(7)) == 7
+    # the new parameter prints only when set: specs written before it keep their form (and cache keys)
+    assert parse_attack("reweight").spec == "reweight:eps=0.001,beta=1,holdout=64"
+    assert parse_attack("reweight:weights=rank").spec == "reweight:eps=0.001,beta=1,holdout=64,weights=rank"
+    with pytest.raises(UserError, match="weights"):
+        parse_attack("reweight:weights=softmax")
+
+
 def test_weighted_sft_loss_is_the_token_mean_at_weight_one_and_drops_zero_weight_traces():
     torch.manual_seed(0)
     logits = torch.randn(2, 6, 11)
