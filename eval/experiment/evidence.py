@@ -43,7 +43,8 @@ EVIDENCE = {
                             "students": {"seeds": 1},  # the seeds are this config's `seeds`
                             "eval": {"n_test": 400, "audit_texts": 256, "wrong_keys": 20}}),
     "seeds": [0, 1, 2],  # student seeds (init and data order); corpora are shared
-    "e1": {"protection": KGW, "rhos": [0.0, 0.1, 0.5, 1.0], "modes": ["reading", "generation"]},
+    # null_keys: each clean (rho = 0) student also audited with this many random keys (seconds per 10,000)
+    "e1": {"protection": KGW, "rhos": [0.0, 0.1, 0.5, 1.0], "modes": ["reading", "generation"], "null_keys": 10000},
     # steps: separate fine-tunes of the seed-0 student, each from its distilled weights
     "e2": {"protections": [KGW, GUMBEL], "steps": [0, 100, 400, 1600], "clean_records": 20000, "lr": 3e-4},
     "e4": {"protection": KGW, "corpus_attacks": ["canonicalize", "dedup:threshold=0.8,num_perm=128,shingle=3",
@@ -70,7 +71,8 @@ EVIDENCE_SMOKE = _merge(EVIDENCE, {
             "students": {"max_steps": 30, "batch_size": 16},
             "eval": {"n_test": 16, "max_new_tokens": 64, "audit_texts": 24, "wrong_keys": 5}},
     "seeds": [0, 1],
-    "e1": {"protection": "kgw:gamma=0.25,delta=4,h=1,hash=left", "rhos": [0.0, 0.5, 1.0], "modes": ["reading"]},
+    "e1": {"protection": "kgw:gamma=0.25,delta=4,h=1,hash=left", "rhos": [0.0, 0.5, 1.0], "modes": ["reading"],
+           "null_keys": 200},
     "e2": {"protections": ["kgw:gamma=0.25,delta=4,h=1,hash=left", GUMBEL], "steps": [0, 10], "clean_records": 64},
     "e4": {"protection": "kgw:gamma=0.25,delta=4,h=1,hash=left",
            "corpus_attacks": ["canonicalize", "filter:by=recompute,k=3", "reweight:eps=0.001,beta=1,holdout=8",
@@ -109,6 +111,9 @@ def evidence_config(preset: str = "evidence", overrides: dict | None = None) -> 
             raise UserError(f"e4.denying.attacks: {a.spec} acts on the {a.stage}; list corpus attacks here")
     if any(not isinstance(x, int) or isinstance(x, bool) or x < 0 for x in cfg["e2"]["steps"]):
         raise UserError(f"e2.steps: every entry must be a whole number of steps >= 0, got {cfg['e2']['steps']}")
+    nk = cfg["e1"].get("null_keys", 0)
+    if not isinstance(nk, int) or isinstance(nk, bool) or nk < 0:
+        raise UserError(f"e1.null_keys: a whole number of random keys >= 0 (0: none), got {nk!r}")
     for r in cfg["e1"]["rhos"]:
         if not 0 <= r <= 1:
             raise UserError(f"e1.rhos: {r} is not in [0, 1]")
@@ -284,44 +289,53 @@ class Evidence:
     def grades(self, label: str, student_dir: Path, seed: int) -> pd.DataFrame:
         return self.r.grades(label, student_dir, seed)
 
+    def _audit_inputs(self, spec: str, student_dir: Path, mode: str, decode: str | None) -> dict:
+        e = self.cfg["run"]["eval"]
+        return {"student": student_dir.name, "texts": self.r.corpus(self.prot[spec], "audit").name, "protection": spec,
+                "mode": mode, "key": self.r.key.fingerprint, "decode": decode, "selection": e["audit_selection"],
+                "temperature": e["audit_temperature"], "choice_filter": e["choice_filter"],
+                "max_new_tokens": self.cfg["run"]["corpus"]["max_new_tokens"], "seed": self.r.seed}
+
+    def _tuples(self, spec: str, student_dir: Path, mode: str, decode: str | None):
+        """The suspect's audit tuples on spec's audit texts and the choice-point mask (None: all)."""
+        from antidistill.students.attacks import decoding_settings
+        from antidistill.students.corpus import read_corpus
+        from antidistill.students.models import load_model
+
+        from ..measures.audit import generation_tuples, reading_tuples, reference_top1
+
+        e = self.cfg["run"]["eval"]
+        model, tok = load_model(str(student_dir / "model"), cache_dir=self.cache_dir)
+        corpus = read_corpus(self.r.corpus(self.prot[spec], "audit"))
+        h = self.prot[spec].detector(self.r.key).h
+        teacher = self.r.teacher()[0]
+        mnt = self.cfg["run"]["corpus"]["max_new_tokens"]
+        if mode == "reading":
+            pairs = [(r["prompt_ids"], r["completion_ids"]) for r in corpus.records]
+            tuples = reading_tuples(model, pairs, h, reference=teacher if e["audit_selection"] == "contrast" else None)
+        else:
+            settings = {"temperature": e["audit_temperature"], "top_p": 1.0, "processor": None}
+            if decode:
+                settings.update(decoding_settings(decode, model, tok, prompts=corpus.prompts, reference=teacher,
+                                                  seed=self.r.seed + 3, max_new_tokens=mnt))
+            tuples, comps = generation_tuples(model, tok, corpus.prompts, h, max_new_tokens=mnt, seed=self.r.seed + 7,
+                                              **settings)
+            pairs = list(zip(corpus.prompts, comps))
+        keep = reference_top1(teacher, pairs, h) < float(e["choice_filter"]) if e["choice_filter"] else None
+        return tuples, keep
+
     def audit(self, spec: str, student_dir: Path, mode: str, decode: str | None = None) -> pd.DataFrame:
         """The student audited with the key and the runner's wrong keys, deduplicated and not."""
-        from ..measures.audit import generation_tuples, reading_tuples, reference_top1, score, wrong_keys
+        from ..measures.audit import score, wrong_keys
 
         prot = self.prot[spec]
         e = self.cfg["run"]["eval"]
-        texts = self.r.corpus(prot, "audit")
-        inputs = {"student": student_dir.name, "texts": texts.name, "protection": spec, "mode": mode,
-                  "key": self.r.key.fingerprint, "wrong_keys": e["wrong_keys"], "decode": decode,
-                  "selection": e["audit_selection"], "temperature": e["audit_temperature"],
-                  "choice_filter": e["choice_filter"], "max_new_tokens": self.cfg["run"]["corpus"]["max_new_tokens"],
-                  "seed": self.r.seed, "v": 1}
+        inputs = {**self._audit_inputs(spec, student_dir, mode, decode), "wrong_keys": e["wrong_keys"], "v": 1}
 
         def build(tmp: Path):
             import warnings
 
-            from antidistill.students.attacks import decoding_settings
-            from antidistill.students.corpus import read_corpus
-            from antidistill.students.models import load_model
-
-            model, tok = load_model(str(student_dir / "model"), cache_dir=self.cache_dir)
-            corpus = read_corpus(texts)
-            det = prot.detector(self.r.key)
-            teacher = self.r.teacher()[0]
-            mnt = self.cfg["run"]["corpus"]["max_new_tokens"]
-            if mode == "reading":
-                pairs = [(r["prompt_ids"], r["completion_ids"]) for r in corpus.records]
-                tuples = reading_tuples(model, pairs, det.h,
-                                        reference=teacher if e["audit_selection"] == "contrast" else None)
-            else:
-                settings = {"temperature": e["audit_temperature"], "top_p": 1.0, "processor": None}
-                if decode:
-                    settings.update(decoding_settings(decode, model, tok, prompts=corpus.prompts, reference=teacher,
-                                                      seed=self.r.seed + 3, max_new_tokens=mnt))
-                tuples, comps = generation_tuples(model, tok, corpus.prompts, det.h, max_new_tokens=mnt,
-                                                  seed=self.r.seed + 7, **settings)
-                pairs = list(zip(corpus.prompts, comps))
-            keep = reference_top1(teacher, pairs, det.h) < float(e["choice_filter"]) if e["choice_filter"] else None
+            tuples, keep = self._tuples(spec, student_dir, mode, decode)
             rows = []
             for kind, key in [("key", self.r.key)] + [("wrong key", k) for k in wrong_keys(e["wrong_keys"])]:
                 for dedup in (True, False):
@@ -336,12 +350,33 @@ class Evidence:
         d = self.r._artifact("evaluations", label, "evidence-audits", inputs, build)
         return pd.read_csv(d / "audit.csv").assign(protection=spec, mode=mode, decode=decode or "none")
 
+    def key_null(self, spec: str, student_dir: Path, mode: str, n_keys: int) -> pd.DataFrame:
+        """A clean student's deduplicated audit p-value under n_keys random keys (the same tuples):
+        what the guarantee is about. A fixed wrong key's p-values cluster over students that share
+        tuples; over keys they must be uniform (at most alpha below alpha)."""
+        from antidistill.watermark import Key
+
+        from ..measures.audit import score
+
+        prot = self.prot[spec]
+        inputs = {**self._audit_inputs(spec, student_dir, mode, None), "null_keys": n_keys, "v": 1}
+
+        def build(tmp: Path):
+            tuples, keep = self._tuples(spec, student_dir, mode, None)
+            lp = [score(prot.detector(Key.from_text(f"antidistill/key-null/{i}")), tuples, mode=mode, keep=keep)
+                  .detection.log10_p for i in range(n_keys)]
+            pd.DataFrame({"key_index": range(n_keys), "log10_p": lp}).to_csv(tmp / "key_null.csv", index=False)
+
+        label = f"key null {student_dir.name[:8]} {spec.split(':')[0]} {mode} ({n_keys} keys)"
+        d = self.r._artifact("evaluations", label, "evidence-key-nulls", inputs, build)
+        return pd.read_csv(d / "key_null.csv").assign(protection=spec, mode=mode)
+
     # ------------------------------------------------------------ the three findings
     # Each finding asks for its students and then measures them; while planning (self._plan is a
     # list) it only asks, so prepare() learns every training before any measurement starts.
     def e1(self) -> dict | None:
         c = self.cfg["e1"]
-        grades, audits = [], []
+        grades, audits, nulls = [], [], []
         for rho in c["rhos"]:
             corpus = self.mixed_corpus(c["protection"], rho)
             for seed in self.cfg["seeds"]:
@@ -351,9 +386,14 @@ class Evidence:
                 grades.append(self.grades(f"rho={rho:g}/seed={seed}", sdir, seed).assign(rho=rho))
                 for mode in c["modes"]:
                     audits.append(self.audit(c["protection"], sdir, mode).assign(rho=rho, seed=seed))
+                    if rho == 0 and c.get("null_keys", 0):
+                        nulls.append(self.key_null(c["protection"], sdir, mode, c["null_keys"]).assign(seed=seed))
         if self._plan is not None:
             return None
-        return {"grades": pd.concat(grades, ignore_index=True), "audits": pd.concat(audits, ignore_index=True)}
+        out = {"grades": pd.concat(grades, ignore_index=True), "audits": pd.concat(audits, ignore_index=True)}
+        if nulls:
+            out["key_nulls"] = pd.concat(nulls, ignore_index=True)
+        return out
 
     def e2(self) -> dict | None:
         c = self.cfg["e2"]

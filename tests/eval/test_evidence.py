@@ -7,8 +7,8 @@ import pytest
 
 from antidistill.eval.cli import main
 from antidistill.eval.experiment.evidence import evidence_config
-from antidistill.eval.experiment.evidence_report import (e1_tables, e2_tables, e4_tables, seed_item_ci,
-                                                            won_back_table)
+from antidistill.eval.experiment.evidence_report import (e1_tables, e2_tables, e4_tables, key_null_table,
+                                                            seed_item_ci, won_back_table)
 from antidistill.watermark.errors import UserError
 
 
@@ -61,6 +61,15 @@ def test_e1_nulls_are_uniform_with_dedup_and_counted_without():
     assert t["rho"].set_index("rho").loc[1.0, "significant_seeds"] == "1/1"
 
 
+def test_key_null_table_counts_keys_below_each_level_with_an_exact_upper_bound():
+    p = (np.arange(1000) + 0.5) / 1000  # perfectly uniform p-values over 1000 keys
+    kn = pd.DataFrame({"log10_p": np.log10(p), "mode": "reading", "seed": 0})
+    row = key_null_table(kn, alpha=1e-4).iloc[0]
+    assert row["keys"] == 1000 and row["below 0.01"].startswith("10 (0.01;")
+    assert row["below 0.0001"].startswith("0 (0;") and row["below 0.05"].startswith("50 ")
+    assert float(row["below 0.01"].split("<= ")[1].rstrip(")")) > 0.01  # the bound lies above the share
+
+
 def test_e4_puts_capability_beside_evidence():
     audits = pd.DataFrame([_audit_rows(-10.0, attack="none", mode="reading", seed=0),
                            _audit_rows(-1.0, attack="canonicalize", mode="reading", seed=0),
@@ -103,7 +112,8 @@ def test_tiny_evidence_run_end_to_end(tmp_path, monkeypatch):
     out = tmp_path / "ev"
     assert main(["evidence", "--preset", "evidence-tiny", "--out", str(out), "--cache-dir", str(tmp_path / "c"),
                  "--quiet"]) == 0
-    for name in ("report.md", "config.json", "run.json", "e1_rho.png", "e1_rho.csv", "e1_nulls.csv", "e2_finetune.png",
+    for name in ("report.md", "config.json", "run.json", "e1_rho.png", "e1_rho.csv", "e1_nulls.csv", "e1_key_nulls.csv",
+                 "e2_finetune.png",
                  "e2_fades.csv", "e4_attacks.png", "e4_attacks.csv"):
         assert (out / name).is_file(), name
     t = pd.read_csv(out / "e4_attacks.csv")
