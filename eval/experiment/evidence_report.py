@@ -152,6 +152,7 @@ def e2_figures(out: Path, table: pd.DataFrame, alpha: float) -> None:
         ax.plot(t.steps, t.log10_p, marker="o", label=f"{spec.split(':')[0]}, {mode}")
     ax.axhline(math.log10(alpha), color="r", ls=":", lw=0.8, label=f"alpha = {alpha:g}")
     ax.set_xscale("symlog", linthresh=10)
+    ax.set_xlim(left=0)
     ax.set_xlabel("steps of continued fine-tuning on clean data")
     ax.set_ylabel("audit log10 p (the key)")
     ax.set_title("E2: audit evidence against steps of clean fine-tuning", fontsize=9)
@@ -251,11 +252,12 @@ def e4_figures(out: Path, table: pd.DataFrame, alpha: float) -> None:
     for ax, mode in zip(axes, ("reading", "generation")):
         col = f"{mode}_log10_p"
         t = table.dropna(subset=[col, "accuracy"]) if col in table else table.iloc[:0]
-        for _, r in t.iterrows():
+        for i, (_, r) in enumerate(t.iterrows()):
             ax.errorbar(r.accuracy, -r[col], xerr=[[r.accuracy - r.acc_lo], [r.acc_hi - r.accuracy]], fmt="o",
                         capsize=3)
-            ax.annotate(r.attack.split(":")[0], (r.accuracy, -r[col]), fontsize=7, xytext=(4, 3),
-                        textcoords="offset points")
+            label = r.attack.split(":")[0] + (" (rank)" if "weights=rank" in r.attack else "")
+            ax.annotate(label, (r.accuracy, -r[col]), fontsize=7, xytext=(4, 3 if i % 2 else -10),
+                        textcoords="offset points")  # alternate above and below: neighbours overlap less
         ax.axhline(-math.log10(alpha), color="r", ls=":", lw=0.8, label=f"alpha = {alpha:g}")
         ax.set_xlabel("attacker's capability: student accuracy (CI over seeds and items)")
         ax.set_ylabel("auditor's evidence: -log10 p (median over seeds)")
