@@ -79,7 +79,8 @@ EVIDENCE_SMOKE = _merge(EVIDENCE, {
                               "answer-only"],
            "decode_attacks": ["neutralize:strength=4,h=1,min_count=2,margin=0.5,samples=16"],
            "denying": {"protections": ["temperature:t=2"],
-                       "attacks": ["filter:by=recompute,k=3", "reweight:eps=0.001,beta=1,holdout=8"]}},
+                       "attacks": ["filter:by=recompute,k=3", "reweight:eps=0.001,beta=1,holdout=8",
+                                   "reweight:eps=0.001,beta=1,holdout=8,weights=rank"]}},
 })
 
 PRESETS = {"evidence": EVIDENCE, "evidence-smoke": EVIDENCE_SMOKE}

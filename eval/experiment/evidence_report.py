@@ -341,7 +341,7 @@ def write_evidence(out: Path, cfg: dict, res: dict, meta: dict) -> Path:
             md += ["The guarantee is over the key: one fixed wrong key's p-values cluster over students that share "
                    "most of their tuples (so a KS test over (student, key) audits overstates any departure), while "
                    f"over random keys a clean student's p-value must put at most a share `level` below `level`. Each "
-                   f"clean student audited (dedup on) with {int(t['key_nulls'].keys.max())} random keys; count below "
+                   f"clean student audited (dedup on) with {int(t['key_nulls']['keys'].max())} random keys; count below "
                    "each level (share; exact 95% upper bound):", "", md_table(t["key_nulls"]), ""]
     if "e2" in res:
         t = e2_tables(res["e2"], alpha)

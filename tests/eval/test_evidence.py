@@ -122,11 +122,14 @@ def test_tiny_evidence_run_end_to_end(tmp_path, monkeypatch):
     report = (out / "report.md").read_text()
     assert "## E1" in report and "wins back" in report
     w = pd.read_csv(out / "e4_won_back.csv")
-    assert {(p, a) for p, a in zip(w.protection, w.attack)} == {
-        ("none", "none"), ("temperature:t=2", "none"), ("temperature:t=2", "filter:by=recompute,k=3"),
-        ("temperature:t=2", "reweight:eps=0.001,beta=1,holdout=8")}
-    f = w.set_index("attack").loc["filter:by=recompute,k=3"]
-    assert f.records <= w.set_index("attack").loc["none"].records.max()  # filter only drops records
+    rows = {(p, a) for p, a in zip(w.protection, w.attack)}
+    assert {("none", "none"), ("temperature:t=2", "none"), ("temperature:t=2", "reweight:eps=0.001,beta=1,holdout=8"),
+            ("temperature:t=2", "reweight:eps=0.001,beta=1,holdout=8,weights=rank")} <= rows
+    # the tiny teacher's filtered corpus may keep no record at all (then there is no student to grade)
+    assert rows - {("temperature:t=2", "filter:by=recompute,k=3")} <= {
+        ("none", "none"), ("temperature:t=2", "none"), ("temperature:t=2", "reweight:eps=0.001,beta=1,holdout=8"),
+        ("temperature:t=2", "reweight:eps=0.001,beta=1,holdout=8,weights=rank")}
+    assert (w.effective_records <= w.records).all()
     assert not list(out.rglob("*.safetensors"))
 
 
