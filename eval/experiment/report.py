@@ -22,6 +22,8 @@ def md_table(df: pd.DataFrame, digits: int = 3) -> str:
                 return "–"
             if math.isinf(v):
                 return "inf" if v > 0 else "-inf"
+            if v == int(v) and abs(v) < 1e9:  # counts (records, tokens) stored as floats: print them whole
+                return str(int(v))
             return f"{v:.{digits}g}" if abs(v) < 1e-3 or abs(v) >= 1e4 else f"{v:.{digits}f}".rstrip("0").rstrip(".")
         return str(v)
 
