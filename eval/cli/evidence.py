@@ -9,7 +9,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "evidence", help="reproduce the attack findings (E1 dilution, E2 fine-tuning away, E4 attacks side by side)",
         description="E1: audit log10 p against the protected fraction rho, clean-student nulls with dedup on and "
                     "off. E2: KGW and Gumbel students fine-tuned on clean data for a swept number of steps. E4: each "
-                    "attack's student accuracy (CIs over seeds and items) beside the audit's evidence. Stages are "
+                    "attack's student accuracy (CIs over seeds and items) beside the audit's evidence, and the share of "
+                    "the lost transfer that filtering and reweighting win back against capability-denying "
+                    "protections. Stages are "
                     "cached under $ANTIDISTILL_CACHE with the runner's; results/NAME/ gets report.md, CSVs, PNGs.")
     p.add_argument("--preset", default="evidence", help="evidence (default) or evidence-smoke")
     p.add_argument("--seeds", help="student seeds, comma-separated (overrides the preset's; e.g. 0 first, then 0,1 "

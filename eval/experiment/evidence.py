@@ -102,8 +102,11 @@ def evidence_config(preset: str = "evidence", overrides: dict | None = None) -> 
                         + [("e4.denying.protections", s) for s in denying["protections"]]):
         if parse_protection(spec).spec not in [parse_protection(s).spec for s in specs]:
             raise UserError(f"{where}: {spec} is not among run.protections ({', '.join(specs)})")
-    if not cfg["seeds"]:
+    seeds = cfg["seeds"]
+    if not isinstance(seeds, list) or not seeds:
         raise UserError("seeds: list at least one student seed")
+    if any(not isinstance(x, int) or isinstance(x, bool) or x < 0 for x in seeds) or len(set(seeds)) < len(seeds):
+        raise UserError(f"seeds: distinct whole numbers >= 0, got {seeds}")
     from antidistill.students.attacks import parse_attacks
 
     parse_attacks(cfg["e4"]["corpus_attacks"] + cfg["e4"]["decode_attacks"])
