@@ -328,9 +328,11 @@ class Runner:
         for p, sd in pairs:
             target, item, job = self.student_job(p, sd, corpora[(p.spec, sd)])
             current[(p.spec, sd)] = target
-            if job is not None:
+            if job is None:
+                bar.update(1)
+            else:
                 todo.append((item, _train, job))
-        self.train_many(todo)
+        self.train_many(todo, bar)  # the bar counts these students; first passes and fine-tunes are extra
         for a in by_stage(self.attacks, "student"):
             todo = []
             for p, sd in pairs:
@@ -342,7 +344,6 @@ class Runner:
         out: dict[str, dict[int, Path]] = {}
         for p, sd in pairs:
             out.setdefault(p.spec, {})[sd] = current[(p.spec, sd)]
-            bar.update(1)
         return out
 
     def _student(self, prot, seed: int, corpus: Path) -> Path:
