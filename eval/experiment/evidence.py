@@ -432,8 +432,9 @@ class Evidence:
                 if corpus is None:  # planning: its first-pass student is not trained yet
                     continue
                 n = read_manifest(corpus)["counts"]["records"]
-                sizes.append({"attack": attack, "seed": seed, "records": n, "same_as_source": corpus == base_corpus,
-                              "effective_records": _effective_records(corpus, n)})
+                if not planning:  # (effective sizes read the whole corpus)
+                    sizes.append({"attack": attack, "seed": seed, "records": n, "same_as_source": corpus == base_corpus,
+                                  "effective_records": _effective_records(corpus, n)})
                 if n == 0:  # e.g. nothing verifies: no student to train, reported as such
                     continue
                 sdir = self.student(corpus, seed)
