@@ -105,7 +105,7 @@ def evidence_config(preset: str = "evidence", overrides: dict | None = None) -> 
     seeds = cfg["seeds"]
     if not isinstance(seeds, list) or not seeds:
         raise UserError("seeds: list at least one student seed")
-    if any(not isinstance(x, int) or isinstance(x, bool) or x < 0 for x in seeds) or len(set(seeds)) < len(seeds):
+    if not all(map(_whole, seeds)) or len(set(seeds)) < len(seeds):
         raise UserError(f"seeds: distinct whole numbers >= 0, got {seeds}")
     from antidistill.students.attacks import parse_attacks
 
@@ -113,15 +113,20 @@ def evidence_config(preset: str = "evidence", overrides: dict | None = None) -> 
     for a in parse_attacks(denying["attacks"]):
         if a.stage != "corpus":
             raise UserError(f"e4.denying.attacks: {a.spec} acts on the {a.stage}; list corpus attacks here")
-    if any(not isinstance(x, int) or isinstance(x, bool) or x < 0 for x in cfg["e2"]["steps"]):
+    if not isinstance(cfg["e2"]["steps"], list) or not all(map(_whole, cfg["e2"]["steps"])):
         raise UserError(f"e2.steps: every entry must be a whole number of steps >= 0, got {cfg['e2']['steps']}")
     nk = cfg["e1"].get("null_keys", 0)
-    if not isinstance(nk, int) or isinstance(nk, bool) or nk < 0:
+    if not _whole(nk):
         raise UserError(f"e1.null_keys: a whole number of random keys >= 0 (0: none), got {nk!r}")
     for r in cfg["e1"]["rhos"]:
         if not 0 <= r <= 1:
             raise UserError(f"e1.rhos: {r} is not in [0, 1]")
     return cfg
+
+
+def _whole(x) -> bool:
+    """A whole number >= 0 (a count of seeds, steps or keys; True is not one)."""
+    return isinstance(x, int) and not isinstance(x, bool) and x >= 0
 
 
 def _say(msg: str, quiet: bool) -> None:
@@ -301,32 +306,11 @@ class Evidence:
                 "max_new_tokens": self.cfg["run"]["corpus"]["max_new_tokens"], "seed": self.r.seed}
 
     def _tuples(self, spec: str, student_dir: Path, mode: str, decode: str | None):
-        """The suspect's audit tuples on spec's audit texts and the choice-point mask (None: all)."""
-        from antidistill.students.attacks import decoding_settings
-        from antidistill.students.corpus import read_corpus
+        """The student's audit tuples on spec's audit texts and the choice-point mask (the runner's)."""
         from antidistill.students.models import load_model
 
-        from ..measures.audit import generation_tuples, reading_tuples, reference_top1
-
-        e = self.cfg["run"]["eval"]
         model, tok = load_model(str(student_dir / "model"), cache_dir=self.cache_dir)
-        corpus = read_corpus(self.r.corpus(self.prot[spec], "audit"))
-        h = self.prot[spec].detector(self.r.key).h
-        teacher = self.r.teacher()[0]
-        mnt = self.cfg["run"]["corpus"]["max_new_tokens"]
-        if mode == "reading":
-            pairs = [(r["prompt_ids"], r["completion_ids"]) for r in corpus.records]
-            tuples = reading_tuples(model, pairs, h, reference=teacher if e["audit_selection"] == "contrast" else None)
-        else:
-            settings = {"temperature": e["audit_temperature"], "top_p": 1.0, "processor": None}
-            if decode:
-                settings.update(decoding_settings(decode, model, tok, prompts=corpus.prompts, reference=teacher,
-                                                  seed=self.r.seed + 3, max_new_tokens=mnt))
-            tuples, comps = generation_tuples(model, tok, corpus.prompts, h, max_new_tokens=mnt, seed=self.r.seed + 7,
-                                              **settings)
-            pairs = list(zip(corpus.prompts, comps))
-        keep = reference_top1(teacher, pairs, h) < float(e["choice_filter"]) if e["choice_filter"] else None
-        return tuples, keep
+        return self.r.audit_tuples(self.prot[spec], model, tok, mode, [decode] if decode else [])
 
     def audit(self, spec: str, student_dir: Path, mode: str, decode: str | None = None) -> pd.DataFrame:
         """The student audited with the key and the runner's wrong keys, deduplicated and not."""

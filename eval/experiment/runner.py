@@ -442,9 +442,7 @@ class Runner:
 
     def audit(self, prot, label: str, student_dir: Path, mode: str, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
         """Audit one student with prot's key and with wrong keys on the same tuples."""
-        from antidistill.students.corpus import read_corpus
-
-        from ..measures.audit import generation_tuples, reading_tuples, reference_top1, score, wrong_keys
+        from ..measures.audit import score, wrong_keys
 
         e = self.cfg["eval"]
         texts = self.corpus(prot, "audit")
@@ -460,28 +458,10 @@ class Runner:
             inputs["attacks"] = [a.spec for a in self.attacks]
 
         def build(tmp: Path):
-            from antidistill.students.attacks import by_stage, decoding_settings
+            from antidistill.students.attacks import by_stage
 
             model, tok = self._load(student_dir, seed)
-            corpus = read_corpus(texts)
-            det = prot.detector(self.key)
-            if mode == "reading":
-                pairs = [(r["prompt_ids"], r["completion_ids"]) for r in corpus.records]
-                ref = self.teacher()[0] if e["audit_selection"] == "contrast" else None
-                tuples = reading_tuples(model, pairs, det.h, reference=ref)
-            else:
-                settings = {"temperature": e["audit_temperature"]}
-                for a in by_stage(self.attacks, "decode"):  # the suspect's own decoding choices
-                    settings.update(decoding_settings(a, model, tok, prompts=corpus.prompts, reference=self.teacher()[0],
-                                                      seed=self.seed + 3,
-                                                      max_new_tokens=self.cfg["corpus"]["max_new_tokens"]))
-                tuples, comps = generation_tuples(model, tok, corpus.prompts, det.h,
-                                                  max_new_tokens=self.cfg["corpus"]["max_new_tokens"],
-                                                  seed=self.seed + 7, **settings)
-                pairs = list(zip(corpus.prompts, comps))
-            keep = None
-            if e["choice_filter"]:
-                keep = reference_top1(self.teacher()[0], pairs, det.h) < float(e["choice_filter"])
+            tuples, keep = self.audit_tuples(prot, model, tok, mode, by_stage(self.attacks, "decode"))
             rows, curves = [], []
             for kind, key in [("key", self.key)] + [("wrong key", k) for k in wrong_keys(e["wrong_keys"])]:
                 r = score(prot.detector(key), tuples, mode=mode, keep=keep)
@@ -494,6 +474,34 @@ class Runner:
                            inputs, build)
         tag = dict(protection=prot.spec, student=label, mode=mode, seed=seed)
         return pd.read_csv(d / "detections.csv").assign(**tag), pd.read_csv(d / "curves.csv").assign(**tag)
+
+    def audit_tuples(self, prot, model, tok, mode: str, decode_attacks=()):
+        """A suspect's audit tuples on prot's audit texts, and the choice-point mask (None: every
+        position). Reading mode teacher-forces the texts; generation mode answers their prompts,
+        decoded the audit's way unless the suspect's own `decode_attacks` change it."""
+        from antidistill.students.attacks import decoding_settings
+        from antidistill.students.corpus import read_corpus
+
+        from ..measures.audit import generation_tuples, reading_tuples, reference_top1
+
+        e = self.cfg["eval"]
+        mnt = self.cfg["corpus"]["max_new_tokens"]
+        corpus = read_corpus(self.corpus(prot, "audit"))
+        h = prot.detector(self.key).h
+        if mode == "reading":
+            pairs = [(r["prompt_ids"], r["completion_ids"]) for r in corpus.records]
+            ref = self.teacher()[0] if e["audit_selection"] == "contrast" else None
+            tuples = reading_tuples(model, pairs, h, reference=ref)
+        else:
+            settings = {"temperature": e["audit_temperature"]}
+            for a in decode_attacks:  # the suspect's own decoding choices
+                settings.update(decoding_settings(a, model, tok, prompts=corpus.prompts, reference=self.teacher()[0],
+                                                  seed=self.seed + 3, max_new_tokens=mnt))
+            tuples, comps = generation_tuples(model, tok, corpus.prompts, h, max_new_tokens=mnt, seed=self.seed + 7,
+                                              **settings)
+            pairs = list(zip(corpus.prompts, comps))
+        keep = reference_top1(self.teacher()[0], pairs, h) < float(e["choice_filter"]) if e["choice_filter"] else None
+        return tuples, keep
 
     def quality(self, corpora: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
         """The teacher-quality table and the per-prompt correctness of each corpus (for the frontier)."""
