@@ -143,7 +143,6 @@ class Evidence:
         self.runner = Runner(copy.deepcopy(cfg["run"]), self.out, cache_dir=cache_dir, quiet=quiet)
         self.r = self.runner
         self.prot = {p.spec: p for p in self.r.protections}
-        self._clean = None
         # While planning, student() and finetuned() list the trainings they would run instead of
         # running them, and the findings skip their measurements; prepare() then runs the list on
         # `students.workers` processes and plans again (reweight needs its first-pass students first).
@@ -154,25 +153,14 @@ class Evidence:
         return self.r.teacher()[1]
 
     def clean(self) -> list[dict]:
-        """The attacker's clean records (task-suite traces, never touched by the key)."""
-        from antidistill.students.attacks import clean_records
-
-        if self._clean is None:
-            n = max(self.cfg["e2"]["clean_records"], self.cfg["run"]["corpus"]["n_prompts"])
-            self._clean = clean_records(n, self.tokenizer(), seed=self.cfg["clean_seed"])
-        return self._clean
+        """The attacker's clean records (task-suite traces, never touched by the key): enough for E2's
+        fine-tuning and for diluting a whole corpus."""
+        n = max(self.cfg["e2"]["clean_records"], self.cfg["run"]["corpus"]["n_prompts"])
+        return self.r.clean(n, self.cfg["clean_seed"])
 
     def clean_corpus(self) -> Path:
-        from antidistill.students.attacks import write_corpus
-        from antidistill.students.tokenizer import tokenizer_fingerprint
-
         n = self.cfg["e2"]["clean_records"]
-        tok = self.tokenizer()
-        inputs = {"teacher": self.r.teacher_id(), "n": n, "seed": self.cfg["clean_seed"]}
-        source = {"teacher": "task-suite", "protection": "none", "tokenizer_fingerprint": tokenizer_fingerprint(tok),
-                  "vocab_size": len(tok)}
-        return self.r._artifact("attacks", f"clean corpus ({n})", "clean-corpora", inputs,
-                                lambda tmp: write_corpus(self.clean()[:n], tmp, source_manifest=source, attacks=[]))
+        return self.r.clean_corpus(seed=self.cfg["clean_seed"], records=self.clean()[:n])
 
     def mixed_corpus(self, spec: str, rho: float) -> Path:
         """E1: a fraction rho of the training records from the protected corpus, the rest raw."""

@@ -102,7 +102,7 @@ class Runner:
         # does not grow when other jobs share the machine (wall ~ cpu / cores on an idle one).
         self.stage_cpu_seconds: dict[str, float] = {}
         self._teacher = None
-        self._clean = None  # the attacker's clean records, made once
+        self._clean: dict = {}  # the attacker's clean records per (count, seed), made once
         self._bar = None
         self.seed = int(config["seed"])
         n_seeds = config["students"]["seeds"]
@@ -370,24 +370,31 @@ class Runner:
                               lambda tmp: attack_corpus_folder(specs, corpus, tmp, tokenizer=tok, clean=self.clean(),
                                                                student=lambda: self._load(first, seed), seed=self.seed))
 
-    def clean(self) -> list[dict]:
-        """The attacker's clean records: task-suite traces the key never touched."""
+    def clean(self, n: int | None = None, seed: int | None = None) -> list[dict]:
+        """The attacker's clean records: n task-suite traces drawn with `seed`, which the key never
+        touched (default: as many as the corpus has prompts, seed + 777)."""
         from antidistill.students.attacks import clean_records
 
-        if self._clean is None:
-            self._clean = clean_records(max(self.cfg["corpus"]["n_prompts"], 64), self.teacher()[1],
-                                        seed=self.seed + 777)
-        return self._clean
+        n = max(self.cfg["corpus"]["n_prompts"], 64) if n is None else n
+        seed = self.seed + 777 if seed is None else seed
+        if (n, seed) not in self._clean:
+            self._clean[(n, seed)] = clean_records(n, self.teacher()[1], seed=seed)
+        return self._clean[(n, seed)]
 
-    def clean_corpus(self) -> Path:
+    def clean_corpus(self, n: int | None = None, seed: int | None = None, records: list[dict] | None = None) -> Path:
+        """clean(n, seed) saved as a corpus folder (or `records`, the first n of a larger draw with that
+        seed), keyed by the teacher whose tokenizer encoded them, the count and the seed."""
         from antidistill.students.attacks import write_corpus
         from antidistill.students.tokenizer import tokenizer_fingerprint
 
-        clean = self.clean()
-        source = {"teacher": "task-suite", "protection": "none",
-                  "tokenizer_fingerprint": tokenizer_fingerprint(self.teacher()[1])}
-        return self._artifact("students", "clean corpus", "clean-corpora", {"n": len(clean), "seed": self.seed},
-                              lambda tmp: write_corpus(clean, tmp, source_manifest=source, attacks=[]))
+        seed = self.seed + 777 if seed is None else seed
+        records = self.clean(n, seed) if records is None else records
+        tok = self.teacher()[1]
+        source = {"teacher": "task-suite", "protection": "none", "tokenizer_fingerprint": tokenizer_fingerprint(tok),
+                  "vocab_size": len(tok)}
+        return self._artifact("students", f"clean corpus ({len(records)})", "clean-corpora",
+                              {"teacher": self.teacher_id(), "n": len(records), "seed": seed},
+                              lambda tmp: write_corpus(records, tmp, source_manifest=source, attacks=[]))
 
     def student_attack_job(self, attack, prot, student: Path, seed: int) -> tuple[Path, str, dict | None]:
         """Where `student` after one student attack (clean fine-tuning) lives, its name, and the
