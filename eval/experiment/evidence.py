@@ -97,6 +97,12 @@ def evidence_config(preset: str = "evidence", overrides: dict | None = None) -> 
     check_config(cfg["run"])
     specs = cfg["run"]["protections"]
     denying = cfg["e4"].get("denying") or {"protections": [], "attacks": []}
+    for where, v in [("e2.protections", cfg["e2"]["protections"]), ("e4.corpus_attacks", cfg["e4"]["corpus_attacks"]),
+                     ("e4.decode_attacks", cfg["e4"]["decode_attacks"]),
+                     ("e4.denying.protections", denying.get("protections")),
+                     ("e4.denying.attacks", denying.get("attacks"))]:
+        if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+            raise UserError(f"{where}: a list of spec strings, got {v!r}")
     for where, spec in ([("e1.protection", cfg["e1"]["protection"]), ("e4.protection", cfg["e4"]["protection"])]
                         + [("e2.protections", s) for s in cfg["e2"]["protections"]]
                         + [("e4.denying.protections", s) for s in denying["protections"]]):
@@ -118,9 +124,11 @@ def evidence_config(preset: str = "evidence", overrides: dict | None = None) -> 
     nk = cfg["e1"].get("null_keys", 0)
     if not _whole(nk):
         raise UserError(f"e1.null_keys: a whole number of random keys >= 0 (0: none), got {nk!r}")
+    if not isinstance(cfg["e1"]["rhos"], list) or not cfg["e1"]["rhos"]:
+        raise UserError(f"e1.rhos: a list of protected fractions in [0, 1], got {cfg['e1']['rhos']!r}")
     for r in cfg["e1"]["rhos"]:
-        if not 0 <= r <= 1:
-            raise UserError(f"e1.rhos: {r} is not in [0, 1]")
+        if not isinstance(r, (int, float)) or isinstance(r, bool) or not 0 <= r <= 1:  # nan fails the range too
+            raise UserError(f"e1.rhos: {r!r} is not a number in [0, 1]")
     return cfg
 
 

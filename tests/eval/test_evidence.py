@@ -31,6 +31,15 @@ def test_config_checks():
         evidence_config("evidence", {"e4": {"corpus_attacks": ["shuffle"]}})
     with pytest.raises(UserError, match="unknown config key"):
         evidence_config("evidence", {"e2": {"stepz": [1]}})
+    # wrong types get one line naming the key, never a traceback
+    for over, where in [({"e4": {"denying": {"protections": "ads:lam=3"}}}, "e4.denying.protections"),
+                        ({"e4": {"denying": {"attacks": None}}}, "e4.denying.attacks"),
+                        ({"e4": {"denying": {"attacks": ["finetune"]}}}, "e4.denying.attacks"),
+                        ({"e1": {"rhos": ["a"]}}, "e1.rhos"), ({"e1": {"rhos": "0.5"}}, "e1.rhos"),
+                        ({"e1": {"null_keys": float("inf")}}, "e1.null_keys"), ({"e2": {"steps": [-1]}}, "e2.steps"),
+                        ({"seeds": [0, 0]}, "seeds"), ({"seeds": [True]}, "seeds")]:
+        with pytest.raises(UserError, match=where.replace(".", r"\.")):
+            evidence_config("evidence", over)
 
 
 def _audit_rows(log10_p, key_kind="key", dedup=True, **tags):
