@@ -23,9 +23,9 @@ import torch
 from tqdm.auto import tqdm
 
 from antidistill.watermark import check_vocab, load_key, parse_protection
-from antidistill.watermark.errors import UserError, atomic_write, check_text, read_lines
+from antidistill.watermark.errors import UserError, atomic_write, check_text, output_lock, read_lines
 
-from .cache import ensure_out_dir
+from .cache import check_out_dir
 from .countermeasures import check_inputs, prepare
 from .sampling import encode_prompts, generate_batch
 from .tasks import make_split
@@ -144,19 +144,21 @@ def generate_corpus(teacher, out, *, protection="none", key=None, key_file=None,
     if topk_logprobs < 0:
         raise UserError(f"--topk-logprobs must be >= 0, got {topk_logprobs}")
     out = Path(out)
-    existed = out.exists()
-    ensure_out_dir(out)
-    try:
-        return _generate_into(out, teacher, teacher_name, protection, key, prompts, temperature, max_new_tokens,
-                              topk_logprobs, seed, batch_size, shard_size, device, progress, cache_dir)
-    except BaseException:
-        _drop_empty_start(out, existed)
-        raise
+    check_out_dir(out)
+    # A second generation into this folder is refused while this one runs (the lock also removes the
+    # folder again when this call created it and wrote nothing into it).
+    with output_lock(out, "corpus folder"):
+        try:
+            return _generate_into(out, teacher, teacher_name, protection, key, prompts, temperature, max_new_tokens,
+                                  topk_logprobs, seed, batch_size, shard_size, device, progress, cache_dir)
+        except BaseException:
+            _drop_empty_start(out)
+            raise
 
 
-def _drop_empty_start(out: Path, existed: bool) -> None:
+def _drop_empty_start(out: Path) -> None:
     """After a failure, remove what records no progress, so the corrected command is not refused:
-    a manifest without finished shards, and the folder if this call created it and it is empty."""
+    a manifest without finished shards."""
     path = out / MANIFEST
     try:
         m = json.loads(path.read_text(encoding="utf-8"))
@@ -164,11 +166,6 @@ def _drop_empty_start(out: Path, existed: bool) -> None:
             path.unlink()
     except (OSError, ValueError):
         pass
-    if not existed:
-        try:
-            out.rmdir()
-        except OSError:
-            pass
 
 
 def _generate_into(out: Path, teacher, teacher_name, protection, key, prompts, temperature, max_new_tokens,

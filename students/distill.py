@@ -13,6 +13,7 @@ complete) and `train_manifest.json` (what was trained on, losses, throughput).
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -26,7 +27,7 @@ from torch.utils.data import Dataset
 from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
-from antidistill.watermark.errors import UserError, atomic_write
+from antidistill.watermark.errors import UserError, atomic_write, output_lock
 from antidistill.watermark.vocab import output_vocab_size
 
 from .cache import check_out_dir, ensure_out_dir
@@ -54,6 +55,8 @@ def parse_lora(spec: str | None) -> dict | None:
         name, raw = name.strip(), raw.strip()
         if not eq or not raw:
             raise UserError(f"--lora: {item!r} must look like name=value (e.g. r=16,alpha=32)")
+        if name not in ("r", "alpha", "dropout", "targets"):
+            raise UserError(f"--lora: unknown setting {name!r}; valid: r, alpha, dropout, targets")
         try:
             if name == "r":
                 out["r"] = int(raw)
@@ -67,11 +70,9 @@ def parse_lora(spec: str | None) -> dict | None:
                 out["dropout"] = float(raw)
                 if not 0 <= out["dropout"] < 1:
                     raise ValueError
-            elif name == "targets":
-                out["targets"] = [t for t in raw.split("+") if t]
             else:
-                raise UserError(f"--lora: unknown setting {name!r}; valid: r, alpha, dropout, targets")
-        except ValueError:
+                out["targets"] = [t for t in raw.split("+") if t]
+        except ValueError:  # a UserError is a ValueError too: none is raised inside this block
             raise UserError(f"--lora: {name}={raw!r} is out of range (r positive integer, 0 < alpha <= 1e4, "
                             "0 <= dropout < 1)") from None
     return out
@@ -336,115 +337,119 @@ def train_student(student: str, corpus, out, *, mix_corpus=None, mix: float | No
     resolve_device(device)
     out = Path(out)
     check_out_dir(out)
-    main = read_corpus(corpus)
-    other = read_corpus(mix_corpus) if mix_corpus is not None else None
-    records = mix_records(main.records, other.records if other else None, mix, seed)
-    if not records:
-        raise UserError(f"corpus {corpus} holds no records")
+    # A second training into this folder is refused while this one runs. Under data-parallel training every
+    # process trains into the same folder: the first one (rank 0, which writes the model) holds the lock.
+    first = int(os.environ.get("RANK", "0")) == 0
+    with output_lock(out, "student folder") if first else contextlib.nullcontext():
+        main = read_corpus(corpus)
+        other = read_corpus(mix_corpus) if mix_corpus is not None else None
+        records = mix_records(main.records, other.records if other else None, mix, seed)
+        if not records:
+            raise UserError(f"corpus {corpus} holds no records")
 
-    model, tokenizer = load_model(student, seed=seed, cache_dir=cache_dir)
-    fp = tokenizer_fingerprint(tokenizer)
-    for c in (main, other):
-        if c is not None and c.manifest.get("tokenizer_fingerprint") != fp and not retokenize:
-            raise UserError(f"corpus {c.path} was tokenized with tokenizer {c.manifest.get('tokenizer_fingerprint')} "
-                            f"but student {student!r} uses {fp}; pick a student with the teacher's tokenizer"
-                            + (", or pass --retokenize (sft only)" if mode == "sft" else ""))
-    if not retokenize:
-        vocab = output_vocab_size(model)
+        model, tokenizer = load_model(student, seed=seed, cache_dir=cache_dir)
+        fp = tokenizer_fingerprint(tokenizer)
         for c in (main, other):
-            top = max((max(r["prompt_ids"] + r["completion_ids"], default=0) for r in c.records), default=0) \
-                if c is not None else 0
-            if top >= vocab:
-                raise UserError(f"corpus {c.path} holds token id {top} but student {student!r} has a vocabulary "
-                                f"of {vocab}")
-    from_scratch = student in PRESETS
-    lr = lr if lr is not None else default_lr(from_scratch, lora_cfg)
-    plan = {"student": student, "corpus": _corpus_summary(main),
-            "mix_corpus": _corpus_summary(other) if other else None, "mix": mix, "mode": mode, "lora": lora_cfg,
-            "epochs": epochs, "max_steps": max_steps, "lr": lr, "batch_size": batch_size, "seed": seed,
-            "retokenize": retokenize}
-    plan_path = out / PLAN_FILE
-    finished = (out / MANIFEST_FILE).is_file() and (out / "model" / "config.json").is_file()
-    ckpts = complete_checkpoints(out / "checkpoints")
-    if plan_path.is_file() and (finished or ckpts):  # a plan without progress binds nothing
-        old = _read_json(plan_path)
-        diffs = [k for k in plan if old.get(k) != plan[k]]
-        if diffs:
-            raise UserError(f"{out} holds a training run with other settings ({', '.join(diffs)} differ); use a "
-                            "new --out folder or delete this one")
-    if finished:
-        return _read_json(out / MANIFEST_FILE)
+            if c is not None and c.manifest.get("tokenizer_fingerprint") != fp and not retokenize:
+                raise UserError(f"corpus {c.path} was tokenized with tokenizer {c.manifest.get('tokenizer_fingerprint')} "
+                                f"but student {student!r} uses {fp}; pick a student with the teacher's tokenizer"
+                                + (", or pass --retokenize (sft only)" if mode == "sft" else ""))
+        if not retokenize:
+            vocab = output_vocab_size(model)
+            for c in (main, other):
+                top = max((max(r["prompt_ids"] + r["completion_ids"], default=0) for r in c.records), default=0) \
+                    if c is not None else 0
+                if top >= vocab:
+                    raise UserError(f"corpus {c.path} holds token id {top} but student {student!r} has a vocabulary "
+                                    f"of {vocab}")
+        from_scratch = student in PRESETS
+        lr = lr if lr is not None else default_lr(from_scratch, lora_cfg)
+        plan = {"student": student, "corpus": _corpus_summary(main),
+                "mix_corpus": _corpus_summary(other) if other else None, "mix": mix, "mode": mode, "lora": lora_cfg,
+                "epochs": epochs, "max_steps": max_steps, "lr": lr, "batch_size": batch_size, "seed": seed,
+                "retokenize": retokenize}
+        plan_path = out / PLAN_FILE
+        finished = (out / MANIFEST_FILE).is_file() and (out / "model" / "config.json").is_file()
+        ckpts = complete_checkpoints(out / "checkpoints")
+        if plan_path.is_file() and (finished or ckpts):  # a plan without progress binds nothing
+            old = _read_json(plan_path)
+            diffs = [k for k in plan if old.get(k) != plan[k]]
+            if diffs:
+                raise UserError(f"{out} holds a training run with other settings ({', '.join(diffs)} differ); use a "
+                                "new --out folder or delete this one")
+        if finished:
+            return _read_json(out / MANIFEST_FILE)
 
-    max_len = getattr(model.config, "max_position_embeddings", 2048) or 2048
-    feats = _features(records, tokenizer, mode, retokenize, max_len, vocab=output_vocab_size(model))
-    if lora_cfg:
-        from peft import LoraConfig, get_peft_model
+        max_len = getattr(model.config, "max_position_embeddings", 2048) or 2048
+        feats = _features(records, tokenizer, mode, retokenize, max_len, vocab=output_vocab_size(model))
+        if lora_cfg:
+            from peft import LoraConfig, get_peft_model
 
-        present = {n.rsplit(".", 1)[-1] for n, _ in model.named_modules()}
-        targets = [t for t in lora_cfg["targets"] if t in present]
-        if not targets:
-            raise UserError(f"--lora targets {'+'.join(lora_cfg['targets'])} match no module of {student!r}")
-        model = get_peft_model(model, LoraConfig(r=lora_cfg["r"], lora_alpha=lora_cfg["alpha"],
-                                                 lora_dropout=lora_cfg["dropout"], target_modules=targets,
-                                                 task_type="CAUSAL_LM"))
-    n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    use_cpu = resolve_device(device).type == "cpu"
-    ensure_out_dir(out)
-    args = TrainingArguments(
-        output_dir=str(out / "checkpoints"), per_device_train_batch_size=batch_size, num_train_epochs=epochs,
-        max_steps=max_steps if max_steps else -1, learning_rate=lr, lr_scheduler_type="cosine",
-        warmup_steps=0.05, weight_decay=0.01, max_grad_norm=1.0, logging_steps=logging_steps,
-        save_strategy="steps", save_steps=save_steps, save_total_limit=2, seed=seed, data_seed=seed,
-        report_to="none", disable_tqdm=not progress, remove_unused_columns=False, use_cpu=use_cpu,
-        dataloader_num_workers=0, label_names=["labels"], ddp_find_unused_parameters=False)
-    collator = Collator(tokenizer.pad_token_id, kd=mode == "logit-kd")
-    losses = _Losses()
-    trainer = DistillTrainer(model=model, args=args, train_dataset=_ListDataset(feats), data_collator=collator,
-                             callbacks=[losses])
-    if not progress:  # keep stdout for the one-line result
-        trainer.remove_callback(PrinterCallback)
-        trainer.remove_callback(ProgressCallback)
-    with atomic_write(plan_path) as fh:
-        json.dump(plan, fh, indent=2)
-    t0 = time.perf_counter()
-    try:
-        result = trainer.train(resume_from_checkpoint=str(ckpts[-1]) if ckpts else None)
-        final = model.merge_and_unload() if lora_cfg else model
-        _check_finite(final)
-    except Diverged:  # its checkpoints would only diverge again; a corrected command starts clean
-        shutil.rmtree(out / "checkpoints", ignore_errors=True)
-        plan_path.unlink(missing_ok=True)
-        raise
-    except BaseException:
-        if not complete_checkpoints(out / "checkpoints"):
+            present = {n.rsplit(".", 1)[-1] for n, _ in model.named_modules()}
+            targets = [t for t in lora_cfg["targets"] if t in present]
+            if not targets:
+                raise UserError(f"--lora targets {'+'.join(lora_cfg['targets'])} match no module of {student!r}")
+            model = get_peft_model(model, LoraConfig(r=lora_cfg["r"], lora_alpha=lora_cfg["alpha"],
+                                                     lora_dropout=lora_cfg["dropout"], target_modules=targets,
+                                                     task_type="CAUSAL_LM"))
+        n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        use_cpu = resolve_device(device).type == "cpu"
+        ensure_out_dir(out)
+        args = TrainingArguments(
+            output_dir=str(out / "checkpoints"), per_device_train_batch_size=batch_size, num_train_epochs=epochs,
+            max_steps=max_steps if max_steps else -1, learning_rate=lr, lr_scheduler_type="cosine",
+            warmup_steps=0.05, weight_decay=0.01, max_grad_norm=1.0, logging_steps=logging_steps,
+            save_strategy="steps", save_steps=save_steps, save_total_limit=2, seed=seed, data_seed=seed,
+            report_to="none", disable_tqdm=not progress, remove_unused_columns=False, use_cpu=use_cpu,
+            dataloader_num_workers=0, label_names=["labels"], ddp_find_unused_parameters=False)
+        collator = Collator(tokenizer.pad_token_id, kd=mode == "logit-kd")
+        losses = _Losses()
+        trainer = DistillTrainer(model=model, args=args, train_dataset=_ListDataset(feats), data_collator=collator,
+                                 callbacks=[losses])
+        if not progress:  # keep stdout for the one-line result
+            trainer.remove_callback(PrinterCallback)
+            trainer.remove_callback(ProgressCallback)
+        with atomic_write(plan_path) as fh:
+            json.dump(plan, fh, indent=2)
+        t0 = time.perf_counter()
+        try:
+            result = trainer.train(resume_from_checkpoint=str(ckpts[-1]) if ckpts else None)
+            final = model.merge_and_unload() if lora_cfg else model
+            _check_finite(final)
+        except Diverged:  # its checkpoints would only diverge again; a corrected command starts clean
+            shutil.rmtree(out / "checkpoints", ignore_errors=True)
             plan_path.unlink(missing_ok=True)
-        raise
-    seconds = time.perf_counter() - t0
+            raise
+        except BaseException:
+            if not complete_checkpoints(out / "checkpoints"):
+                plan_path.unlink(missing_ok=True)
+            raise
+        seconds = time.perf_counter() - t0
 
-    # Data-parallel (`accelerate launch ... train`): every process trained the same weights; one writes them.
-    if not trainer.is_world_process_zero():
+        # Data-parallel (`accelerate launch ... train`): every process trained the same weights; one writes them.
+        if not trainer.is_world_process_zero():
+            trainer.accelerator.wait_for_everyone()
+            return json.loads((out / MANIFEST_FILE).read_text())
+        tmp = Path(tempfile.mkdtemp(prefix=".model.", dir=out))
+        try:
+            final.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+            if (out / "model").exists():
+                shutil.rmtree(out / "model")
+            os.rename(tmp, out / "model")
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+        manifest = {
+            **plan, "n_examples": len(feats), "n_parameters": count_parameters(final), "n_trainable": n_trainable,
+            "global_step": trainer.state.global_step, "resumed_from": ckpts[-1].name if ckpts else None,
+            "train_loss": round(float(result.training_loss), 5), "losses": losses.losses,
+            "train_seconds": round(seconds, 2), "tokens_this_run": collator.n_tokens,
+            "tokens_per_second": round(collator.n_tokens / seconds, 1) if seconds > 0 else None,
+            "tokenizer_fingerprint": fp, "torch": torch.__version__,
+        }
+        manifest["world_size"] = trainer.args.world_size
+        with atomic_write(out / MANIFEST_FILE) as fh:
+            json.dump(manifest, fh, indent=2)
         trainer.accelerator.wait_for_everyone()
-        return json.loads((out / MANIFEST_FILE).read_text())
-    tmp = Path(tempfile.mkdtemp(prefix=".model.", dir=out))
-    try:
-        final.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        if (out / "model").exists():
-            shutil.rmtree(out / "model")
-        os.rename(tmp, out / "model")
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    manifest = {
-        **plan, "n_examples": len(feats), "n_parameters": count_parameters(final), "n_trainable": n_trainable,
-        "global_step": trainer.state.global_step, "resumed_from": ckpts[-1].name if ckpts else None,
-        "train_loss": round(float(result.training_loss), 5), "losses": losses.losses,
-        "train_seconds": round(seconds, 2), "tokens_this_run": collator.n_tokens,
-        "tokens_per_second": round(collator.n_tokens / seconds, 1) if seconds > 0 else None,
-        "tokenizer_fingerprint": fp, "torch": torch.__version__,
-    }
-    manifest["world_size"] = trainer.args.world_size
-    with atomic_write(out / MANIFEST_FILE) as fh:
-        json.dump(manifest, fh, indent=2)
-    trainer.accelerator.wait_for_everyone()
-    return manifest
+        return manifest

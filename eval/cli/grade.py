@@ -5,6 +5,10 @@ import argparse
 import json
 from pathlib import Path
 
+from antidistill.students.tasks import N_TEST_MAX
+
+from .options import POSITIVE, SEED, integer
+
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
@@ -13,10 +17,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                     "final answer: per-skill accuracy with exact (Clopper-Pearson) 95%% intervals, as JSON on stdout "
                     "(and in --out).")
     p.add_argument("model", metavar="MODEL", help="a model folder (a `train` output folder works), a preset or 'demo'")
-    p.add_argument("--n-test", type=int, default=400, help="test problems, split evenly over the skills (default 400)")
-    p.add_argument("--seed", type=int, default=0, help="which test problems are drawn")
-    p.add_argument("--max-new-tokens", type=int, default=128)
-    p.add_argument("--batch-size", type=int, default=100)
+    p.add_argument("--n-test", type=integer(1, N_TEST_MAX), default=400,
+                   help=f"test problems, split evenly over the skills (default 400, at most {N_TEST_MAX:,})")
+    p.add_argument("--seed", type=SEED, default=0, help="which test problems are drawn")
+    p.add_argument("--max-new-tokens", type=POSITIVE, default=128)
+    p.add_argument("--batch-size", type=POSITIVE, default=100)
     p.add_argument("--items", metavar="CSV", help="also write each item's id, skill and correctness here")
     p.add_argument("--out", metavar="JSON", help="also write the result here")
     p.set_defaults(func=run)
@@ -26,15 +31,15 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args) -> int:
     from antidistill.students.models import load_model
     from antidistill.students.tasks import make_split
-    from antidistill.watermark.errors import UserError, atomic_write
+    from antidistill.watermark.errors import atomic_write, check_writable
 
     from ..experiment.runner import library_chatter
     from ..measures.stats import clopper_pearson
     from ..measures.transfer import grade_items
 
-    for name in ("n_test", "max_new_tokens", "batch_size"):
-        if getattr(args, name) <= 0:
-            raise UserError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+    for path in (args.out, args.items):  # before grading: a path refused after minutes of grading loses them
+        if path:
+            check_writable(path)
     with library_chatter(verbose=False):
         model, tok = load_model(args.model)
         items = grade_items(model, tok, make_split("test", args.n_test, seed=args.seed),

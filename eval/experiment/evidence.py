@@ -25,7 +25,7 @@ import pandas as pd
 from antidistill.watermark import parse_protection
 from antidistill.watermark.errors import UserError
 
-from .presets import DEFAULT, _merge, check_config
+from .presets import DEFAULT, MAX_SEEDS, RULES, _merge, check_config
 from .runner import Runner, _finetune, _train, public_config
 
 KGW = "kgw:gamma=0.25,delta=2,h=1,hash=left"
@@ -111,8 +111,10 @@ def evidence_config(preset: str = "evidence", overrides: dict | None = None) -> 
     seeds = cfg["seeds"]
     if not isinstance(seeds, list) or not seeds:
         raise UserError("seeds: list at least one student seed")
-    if not all(map(_whole, seeds)) or len(set(seeds)) < len(seeds):
-        raise UserError(f"seeds: distinct whole numbers >= 0, got {seeds}")
+    if not all(_whole(s) and s <= RULES["seed"][1] for s in seeds) or len(set(seeds)) < len(seeds):
+        raise UserError(f"seeds: distinct whole numbers in 0 <= x <= {RULES['seed'][1]}, got {seeds}")
+    if len(seeds) > MAX_SEEDS:
+        raise UserError(f"seeds: at most {MAX_SEEDS} student seeds (each a full set of trainings), got {len(seeds)}")
     from antidistill.students.attacks import parse_attacks
 
     parse_attacks(cfg["e4"]["corpus_attacks"] + cfg["e4"]["decode_attacks"])
@@ -466,6 +468,14 @@ class Evidence:
         return out
 
     def run(self) -> dict:
+        from antidistill.students.cache import check_out_dir
+        from antidistill.watermark.errors import output_lock
+
+        check_out_dir(self.out)  # an --out that is a file, before any stage starts
+        with output_lock(self.out, "results folder"):
+            return self._run()
+
+    def _run(self) -> dict:
         from .evidence_report import write_evidence
 
         t0 = time.perf_counter()
@@ -485,7 +495,8 @@ class Evidence:
             meta = self.r.meta(time.perf_counter() - t0)
             meta["finding_seconds"] = seconds
             meta["findings_done"] = list(res)
-            write_evidence(self.out, {**self.cfg, "run": public_config(self.cfg["run"], self.r.key)}, res, meta)
+            public = public_config(self.cfg["run"], self.r.key, self.r.key_source)
+            write_evidence(self.out, {**self.cfg, "run": public}, res, meta)
         return {"results": res, "meta": meta, "out": self.out, "log": self.r.log}
 
 

@@ -29,15 +29,15 @@ import numpy as np
 import pandas as pd
 import torch
 
-from antidistill.students.cache import cache_root, config_hash
+from antidistill.students.cache import cache_root, check_out_dir, config_hash
 from antidistill.students.corpus import generate_corpus, read_corpus
 from antidistill.students.distill import train_student
 from antidistill.students.models import load_model
 from antidistill.students.prompts import gsm_correct, gsm_symbolic, instructions
 from antidistill.students.sampling import encode_prompts
-from antidistill.watermark import Key, parse_protection
+from antidistill.watermark import Key, parse_protection, resolve_key
 from antidistill.watermark.entropy import ChoiceRule, reference_uncertainty
-from antidistill.watermark.errors import UserError, atomic_write
+from antidistill.watermark.errors import UserError, atomic_write, output_lock
 
 from ..measures.audit import generation_tuples, reading_tuples, score, wrong_keys
 from ..measures.quality import perplexity
@@ -65,7 +65,8 @@ PRESETS = {
 # What a cached corpus / student depends on: a preset differing elsewhere reuses them.
 GENERATION_KEYS = ("teacher", "n_instructions", "n_gsm", "max_new_tokens", "temperature", "batch_size", "seed")
 TRAINING_KEYS = ("radio_protection", "lora", "train_epochs", "train_batch_size")
-KEY_TEXT = "antidistill natural preset key"  # a fixed, public demo key: only its fingerprint is reported
+# The public key used when $ANTIDISTILL_KEY is unset (resolve_key); only its fingerprint is reported
+KEY_TEXT = "antidistill natural preset key"
 RESAMPLE = "none (another sample)"
 
 
@@ -98,11 +99,34 @@ def run_natural(preset: str = "natural", out=None, *, device: str | None = None,
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise UserError("--device cuda: no CUDA device is available")
     out = Path(out or f"results/{cfg['name']}")
-    out.mkdir(parents=True, exist_ok=True)
+    check_requirements(cfg)  # a missing extra, before anything is created
+    key, key_source = resolve_key(default=Key.from_text(KEY_TEXT))
+    check_out_dir(out)
+    with output_lock(out, "results folder"):
+        return _run(cfg, preset, out, device, cache_dir, key, key_source)
+
+
+def check_requirements(cfg: dict) -> None:
+    """The teacher, gsm_symbolic's reasoning-gym and the MiniLM encoder are there (one line naming the
+    missing package and how to install it)."""
+    import importlib.util
+
+    from antidistill.students.models import check_model
+
+    from ..measures.similarity import minilm_dir
+
+    check_model(cfg["teacher"], "teacher")
+    if cfg["n_gsm"] and importlib.util.find_spec("reasoning_gym") is None:
+        raise UserError('gsm_symbolic prompts need the reasoning-gym package: pip install -e ".[smollm2]"')
+    minilm_dir()
+
+
+def _run(cfg: dict, preset: str, out: Path, device, cache_dir, key, key_source: str) -> dict:
     work = cache_root(cache_dir) / "natural"
     stages = Stages(out)
     t_start = time.perf_counter()
-    key = Key.from_text(KEY_TEXT)
+    # The user's own key is part of the cached corpora's and students' names (the public key keeps the old ones).
+    keyed = {} if key_source == "demo" else {"key": key.fingerprint}
 
     teacher, tok = stages("load teacher", load_model, cfg["teacher"], cache_dir=cache_dir)
     teacher = teacher.to(device).eval()
@@ -115,7 +139,7 @@ def run_natural(preset: str = "natural", out=None, *, device: str | None = None,
         # table (two raw samples of one prompt differ too)
         for name in ["none", RESAMPLE, *cfg["protections"]]:
             spec, seed = ("none", cfg["seed"] + 1) if name == RESAMPLE else (name, cfg["seed"])
-            folder = work / "corpora" / config_hash({"spec": name, **{k: cfg[k] for k in GENERATION_KEYS}})
+            folder = work / "corpora" / config_hash({"spec": name, **{k: cfg[k] for k in GENERATION_KEYS}, **keyed})
             generate_corpus((teacher, tok), folder, protection=spec, key=key, prompts=texts,
                             max_new_tokens=cfg["max_new_tokens"], temperature=cfg["temperature"],
                             batch_size=cfg["batch_size"], shard_size=cfg["batch_size"], seed=seed, device=device,
@@ -127,12 +151,13 @@ def run_natural(preset: str = "natural", out=None, *, device: str | None = None,
     records = {spec: read_corpus(folder).records for spec, folder in corpora.items()}
     detect_df = stages("detect", detect_table, teacher, records, key, cfg)
     quality_df = stages("quality", quality_table, teacher, tok, records, prompts, device)
-    radio_df = stages("radioactivity", radioactivity, corpora, records, key, cfg, work, tok, device, cache_dir)
+    radio_df = stages("radioactivity", radioactivity, corpora, records, key, cfg, work, tok, device, cache_dir, keyed)
 
     for name, df in (("detect", detect_df), ("quality", quality_df), ("radioactivity", radio_df)):
         with atomic_write(out / f"{name}.csv") as fh:
             df.to_csv(fh, index=False)
     meta = {"preset": preset, "config": cfg, "device": device, "key_fingerprint": key.fingerprint,
+            "key_source": key_source,
             "torch": torch.__version__, "wall_seconds": round(time.perf_counter() - t_start, 1),
             "stages": stages.rows}
     with atomic_write(out / "config.json") as fh:
@@ -219,7 +244,8 @@ def quality_table(teacher, tok, records: dict, prompts: list[dict], device) -> p
 # ---------------------------------------------------------------- radioactivity
 
 
-def radioactivity(corpora: dict, records: dict, key, cfg: dict, work: Path, tok, device, cache_dir) -> pd.DataFrame:
+def radioactivity(corpora: dict, records: dict, key, cfg: dict, work: Path, tok, device, cache_dir,
+                  keyed: dict | None = None) -> pd.DataFrame:
     spec = cfg["radio_protection"]
     protection = parse_protection(spec)
     det = protection.detector(key)
@@ -230,7 +256,8 @@ def radioactivity(corpora: dict, records: dict, key, cfg: dict, work: Path, tok,
     audit_prompt_ids = encode_prompts(tok, [p["prompt"] for p in held_out])
     rows = []
     for rho in cfg["rhos"]:
-        folder = work / "students" / config_hash({"rho": rho, **{k: cfg[k] for k in GENERATION_KEYS + TRAINING_KEYS}})
+        folder = work / "students" / config_hash({"rho": rho, **{k: cfg[k] for k in GENERATION_KEYS + TRAINING_KEYS},
+                                                  **(keyed or {})})
         manifest = train_student(cfg["teacher"], corpora["none"], folder, mix_corpus=corpora[spec], mix=rho,
                                  lora=cfg["lora"], epochs=cfg["train_epochs"], batch_size=cfg["train_batch_size"],
                                  seed=cfg["seed"], progress=False, cache_dir=cache_dir,

@@ -8,7 +8,7 @@ default `default`), so it only needs the keys it changes. Unknown keys are error
     alpha = 1e-3
     protections = ["none", "kgw:gamma=0.25,delta=2,h=2", "synthid:depth=16,h=4"]
     [key]
-    file = "secret.key"          # else the public demo key
+    file = "secret.key"          # or text = "..."; else $ANTIDISTILL_KEY, else the public demo key
     [corpus]
     n_prompts = 2000
     [students]
@@ -25,17 +25,21 @@ import re
 import tomllib
 from pathlib import Path
 
+from antidistill.students.tasks import N_TEST_MAX
 from antidistill.watermark.errors import UserError, read_bytes
 
-# The demo key is public on purpose (anyone can rerun the reference results); use --key-file or
-# [key] file = ... for anything real. Reports show only its fingerprint.
+# The demo key is public on purpose (anyone can rerun the reference results); it is used only when
+# neither [key] nor $ANTIDISTILL_KEY gives one (watermark.keys.resolve_key). Reports show only its fingerprint.
 DEMO_KEY_TEXT = "antidistill public demo key -- not a secret"
+# students.seeds and students.workers: every seed is a full training per protection, every worker a
+# process holding a model; beyond these a config is surely a typo
+MAX_SEEDS, MAX_WORKERS = 100, 64
 
 DEFAULT = {
     "name": "default",
     "seed": 0,
     "alpha": 1e-4,  # significance level of every verdict in the report
-    "key": {"text": DEMO_KEY_TEXT, "file": ""},
+    "key": {"text": "", "file": ""},  # neither: $ANTIDISTILL_KEY, else DEMO_KEY_TEXT
     "teacher": {"model": "demo", "demo": {}},  # demo: TeacherConfig overrides (e.g. steps, preset)
     # none, one watermark and two capability-denying countermeasures; the rest is in the frontier preset
     "protections": ["none", "kgw:gamma=0.25,delta=2,h=1,hash=left", "temperature:t=1.5", "trace:keep=answer"],
@@ -141,7 +145,8 @@ RULES = {
     "seed": (0, 2**32 - 1), "alpha": (0, 1), "corpus.n_prompts": (1, None), "corpus.temperature": (0, 100),
     "corpus.max_new_tokens": (1, None), "corpus.batch_size": (1, None), "students.mode": ("sft", "logit-kd"),
     "students.epochs": (0, 1000), "students.max_steps": (0, None), "students.batch_size": (1, None),
-    "students.lr": (0, 1), "eval.n_test": (1, None), "eval.max_new_tokens": (1, None),
+    "students.lr": (0, 1), "students.seeds": (1, MAX_SEEDS),
+    "students.workers": (1, MAX_WORKERS), "eval.n_test": (1, N_TEST_MAX), "eval.max_new_tokens": (1, None),
     "eval.audit_texts": (1, None), "eval.audit_modes": ("reading", "generation"), "eval.wrong_keys": (0, 1000),
     "eval.audit_temperature": (0, 100), "eval.choice_filter": (0, 1), "eval.audit_selection": ("top1", "contrast"),
     "eval.n_boot": (1, None),
@@ -164,6 +169,11 @@ def check_config(cfg: dict) -> None:
     from antidistill.students.attacks import ATTACKS, parse_attacks
 
     _check_leaves(cfg, DEFAULT, "")
+    if cfg["key"]["text"] and cfg["key"]["file"]:
+        raise UserError("[key] gives both text and file; keep one")
+    last = cfg["seed"] + cfg["students"]["seeds"] - 1  # the training seeds are seed, seed + 1, ...
+    if last > RULES["seed"][1]:
+        raise UserError(f"config key seed + students.seeds - 1 = {last} exceeds the largest seed {RULES['seed'][1]}")
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", cfg["name"]):
         raise UserError(f"config key name {cfg['name']!r} must be a plain folder name (letters, digits, . _ -)")
     _check_teacher(cfg["teacher"]["demo"])

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from antidistill.watermark import Key, load_key, parse_protection
+from antidistill.watermark import Key, parse_protection, resolve_key
 from antidistill.watermark.errors import UserError
 
 RUNNER_VERSION = 2
@@ -88,7 +88,7 @@ class Runner:
     def __init__(self, config: dict, out: Path, cache_dir=None, quiet: bool = False, verbose: bool = False):
         from antidistill.students.cache import cache_root
 
-        from .presets import expand_protections
+        from .presets import DEMO_KEY_TEXT, check_config, expand_protections
 
         self.cfg = config
         self.out = Path(out)
@@ -104,19 +104,10 @@ class Runner:
         self._teacher = None
         self._clean: dict = {}  # the attacker's clean records per (count, seed), made once
         self._bar = None
+        check_config(config)  # types and ranges (a config from Python, not only from a TOML file)
         self.seed = int(config["seed"])
-        n_seeds = config["students"]["seeds"]
-        if not isinstance(n_seeds, int) or n_seeds < 1:
-            raise UserError(f"students.seeds must be a positive integer (training seeds per student), got {n_seeds!r}")
-        self.seeds = [self.seed + k for k in range(n_seeds)]
+        self.seeds = [self.seed + k for k in range(config["students"]["seeds"])]
         self.alpha = float(config["alpha"])
-        if not 0 < self.alpha < 1:
-            raise UserError(f"alpha must lie in (0, 1), got {self.alpha}")
-        e = config["eval"]
-        if e["audit_selection"] not in ("top1", "contrast"):
-            raise UserError(f"eval.audit_selection must be 'top1' or 'contrast', got {e['audit_selection']!r}")
-        if float(e["audit_temperature"]) < 0:
-            raise UserError(f"eval.audit_temperature must be >= 0 (0: greedy), got {e['audit_temperature']}")
         self.sweeps = expand_protections(config["protections"])  # spec -> (family, swept parameter, value)
         self.protections = [parse_protection(s) for s in self.sweeps]
         specs = [p.spec for p in self.protections]
@@ -126,8 +117,8 @@ class Runner:
 
         self.attacks = parse_attacks(config.get("attacks", []))
         kcfg = config["key"]
-        self.key = load_key(kcfg["file"]) if kcfg.get("file") else Key.from_text(kcfg["text"]) if kcfg.get("text") \
-            else load_key(None)
+        self.key, self.key_source = resolve_key(text=kcfg["text"] or None, config_file=kcfg["file"] or None,
+                                                default=Key.from_text(DEMO_KEY_TEXT))
 
     # ------------------------------------------------------------ cache plumbing
     def _dir(self, kind: str, inputs: dict) -> Path:
@@ -569,7 +560,11 @@ class Runner:
         bar.close()
 
     def run(self) -> dict:
-        with library_chatter(self.verbose):
+        from antidistill.students.cache import check_out_dir
+        from antidistill.watermark.errors import output_lock
+
+        check_out_dir(self.out)  # an --out that is a file, before any stage starts
+        with output_lock(self.out, "results folder"), library_chatter(self.verbose):
             return self._run()
 
     def _run(self) -> dict:
@@ -656,7 +651,7 @@ class Runner:
         res["sweeps"] = self.sweeps
         meta = self.meta(time.perf_counter() - t_start)  # up to the report, which takes seconds
         bar = self._stage(5, "report", 1)
-        write_report(self.out, public_config(self.cfg, self.key), res, meta)
+        write_report(self.out, public_config(self.cfg, self.key, self.key_source), res, meta)
         bar.update(1)
         self._end(bar, "report")
         meta["stage_seconds"] = self.stage_seconds
@@ -682,14 +677,14 @@ class Runner:
         }
 
 
-def public_config(cfg: dict, key: Key) -> dict:
-    """The config as written to results/: the key replaced by its fingerprint and where it came from."""
+def public_config(cfg: dict, key: Key, source: str) -> dict:
+    """The config as written to results/: the key replaced by its fingerprint and where it came from
+    (`resolve_key`'s source: file, text, env or demo)."""
     from .presets import DEMO_KEY_TEXT
 
-    k = cfg["key"]
-    source = "file" if k.get("file") else ("demo" if k.get("text") == DEMO_KEY_TEXT else "text") if k.get("text") \
-        else "env"
-    return {**cfg, "key": {"fingerprint": key.fingerprint, "source": source, "file": k.get("file", "")}}
+    if source == "text" and cfg["key"]["text"] == DEMO_KEY_TEXT:
+        source = "demo"
+    return {**cfg, "key": {"fingerprint": key.fingerprint, "source": source, "file": cfg["key"].get("file", "")}}
 
 
 def _cpu_seconds() -> float:

@@ -17,7 +17,7 @@ from pathlib import Path
 from antidistill.watermark.errors import UserError, atomic_write
 
 from . import corpus as C
-from .spec import Attack, parse_attack
+from .spec import MAX_RECORDS, Attack, parse_attack
 
 
 def clean_records(n: int, tokenizer, *, seed: int = 0, split: str = "train") -> list[dict]:
@@ -25,6 +25,9 @@ def clean_records(n: int, tokenizer, *, seed: int = 0, split: str = "train") -> 
     from ..sampling import encode_prompts
     from ..tasks import make_split
 
+    if not (isinstance(n, int) and not isinstance(n, bool) and 0 <= n <= MAX_RECORDS):
+        raise UserError(f"clean_records: n must be a whole number in 0 <= n <= {MAX_RECORDS}, got {n!r}")
+    _tokenizer("clean_records", tokenizer)
     examples = make_split(split, n, seed=seed, unique=False)
     prompts = encode_prompts(tokenizer, [e.prompt for e in examples])
     comps = tokenizer([e.completion for e in examples], add_special_tokens=False)["input_ids"] if examples else []
@@ -39,6 +42,47 @@ def _need(name: str, value, what: str):
     return value
 
 
+def _tokenizer(name: str, tok):
+    """A tokenizer (something `tok(texts)` encodes), not a name or a model."""
+    if not (callable(tok) and hasattr(tok, "batch_decode")):
+        raise UserError(f"{name}: tokenizer must be a transformers tokenizer, got {type(tok).__name__}")
+    return tok
+
+
+def _model_pair(name: str, pair, what: str):
+    """(model, tokenizer): a torch module and its tokenizer."""
+    import torch
+
+    if not (isinstance(pair, (tuple, list)) and len(pair) == 2 and isinstance(pair[0], torch.nn.Module)):
+        raise UserError(f"attack {name}: {what} must be a (model, tokenizer) pair, got {type(pair).__name__}"
+                        f"{f' of {[type(x).__name__ for x in pair]}' if isinstance(pair, (tuple, list)) else ''}")
+    _tokenizer(f"attack {name}", pair[1])
+    return pair
+
+
+def _check_records(name: str, records, what: str = "records", ids: bool = False) -> list[dict]:
+    """Corpus records as the attacks read them: dicts with string `prompt` and `completion` (and, where
+    the attack reads token ids, `prompt_ids` / `completion_ids` lists of token ids and an `id`); one
+    line naming the first record that is not."""
+    from ..corpus import _token_ids
+
+    if not isinstance(records, (list, tuple)):
+        raise UserError(f"attack {name}: {what} must be a list of corpus records (dicts), got {type(records).__name__}")
+    for i, r in enumerate(records):
+        if not isinstance(r, dict):
+            raise UserError(f"attack {name}: {what}[{i}] is a {type(r).__name__}, not a corpus record (dict)")
+        for field in ("prompt", "completion"):
+            if not isinstance(r.get(field), str):
+                raise UserError(f"attack {name}: {what}[{i}] needs a string `{field}`, got {r.get(field)!r:.60}")
+        if ids:
+            for field in ("prompt_ids", "completion_ids"):
+                if not _token_ids(r.get(field), None):
+                    raise UserError(f"attack {name}: {what}[{i}] needs `{field}`, a list of token ids")
+            if not isinstance(r.get("id"), (str, int)):
+                raise UserError(f"attack {name}: {what}[{i}] needs an `id` (string or integer)")
+    return list(records)
+
+
 def apply_corpus_attack(spec, records: list[dict], *, tokenizer=None, clean: list[dict] | None = None,
                         student=None, paraphraser=None, seed: int = 0) -> list[dict]:
     """The records after one corpus attack.
@@ -50,12 +94,17 @@ def apply_corpus_attack(spec, records: list[dict], *, tokenizer=None, clean: lis
     a = parse_attack(spec)
     if a.stage != "corpus":
         raise UserError(f"attack {a.spec} acts on the {a.stage}, not on the corpus")
+    ids = a.name in ("dilute", "reweight")  # these read ids (mixing by prompt id; losses of token ids)
+    records = _check_records(a.name, records, ids=ids)
+    if a.name in ("canonicalize", "answer-only") or (a.name == "paraphrase" and tokenizer is not None):
+        _tokenizer(f"attack {a.name}", _need(a.name, tokenizer, "the student's tokenizer"))
     if a.name == "canonicalize":
-        return C.canonicalize(records, _need(a.name, tokenizer, "the student's tokenizer"))
+        return C.canonicalize(records, tokenizer)
     if a.name == "answer-only":
-        return C.strip_traces(records, _need(a.name, tokenizer, "the student's tokenizer"))
+        return C.strip_traces(records, tokenizer)
     if a.name == "dilute":
-        return C.dilute(records, _need(a.name, clean, "clean records"), a.rho, seed)
+        return C.dilute(records, _check_records(a.name, _need(a.name, clean, "clean records"), "clean", ids=True),
+                        a.rho, seed)
     if a.name == "filter":
         return C.verified(records, a.by, a.k)
     if a.name == "dedup":
@@ -63,15 +112,16 @@ def apply_corpus_attack(spec, records: list[dict], *, tokenizer=None, clean: lis
     if a.name == "reweight":
         from .reweight import reweight
 
-        model, tok = _need(a.name, student, "a student (model, tokenizer) to take the hold-out gradient of")
-        holdout = _need(a.name, clean, "clean hold-out records")[:a.holdout]
+        model, tok = _model_pair(a.name, _need(a.name, student, "a student (model, tokenizer) to take the hold-out "
+                                                                "gradient of"), "student")
+        holdout = _check_records(a.name, _need(a.name, clean, "clean hold-out records"), "clean", ids=True)[:a.holdout]
         return reweight(records, model, tok, holdout, eps=a.eps, beta=a.beta, by=a.weights)
     if a.name == "paraphrase":
         if paraphraser is None:  # `smollm2` included: converted from its GGUF once, then cached
             from ..models import load_model
 
             paraphraser = load_model(a.model)
-        model, tok = paraphraser
+        model, tok = _model_pair(a.name, paraphraser, "paraphraser")
         return C.paraphrase(records, model, tok, student_tokenizer=tokenizer, temperature=a.temperature,
                             max_new_tokens=a.max_new_tokens, batch_size=a.batch_size, seed=seed)
     raise AssertionError(a.name)
