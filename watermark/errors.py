@@ -112,8 +112,9 @@ def output_lock(folder: str | os.PathLike, what: str = "output folder"):
         except BlockingIOError:
             holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
             os.close(fd)
+            _remove_if_empty(folder, created)
             raise UserError(f"{what} {folder} is being written by another process (pid {holder}); wait for it "
-                            "to finish or choose another --out") from None
+                            "to finish, or write elsewhere") from None
         # The holder before us unlinks the file as it lets go: a lock on that unlinked file guards nothing.
         try:
             now = os.stat(path)

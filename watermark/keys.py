@@ -61,7 +61,8 @@ def resolve_key(key_file: str | os.PathLike | None = None, *, text: str | None =
     if key_file is not None:
         given.append(("key-file", f"--key-file {key_file}", _read_key_file(key_file)))
     if config_file:
-        given.append(("file", f"{where} [key] file {config_file}", _read_key_file(config_file)))
+        name = f"{where} [key] file"
+        given.append(("file", f"{name} {config_file}", _read_key_file(config_file, name)))
     elif text:
         given.append(("text", f"{where} [key] text", Key.from_text(text)))
     env = os.environb.get(KEY_ENV.encode()) if os.supports_bytes_environ else os.environ.get(KEY_ENV, "").encode()
@@ -79,14 +80,15 @@ def resolve_key(key_file: str | os.PathLike | None = None, *, text: str | None =
     raise UserError(f"no watermark key: pass --key-file PATH or set the {KEY_ENV} environment variable")
 
 
-def _read_key_file(key_file: str | os.PathLike) -> Key:
+def _read_key_file(key_file: str | os.PathLike, what: str = "key file") -> Key:
     """A key file's bytes. Its trailing newline is ignored so `echo secret > key` and `printf secret > key`
     agree; it must be a regular file (a FIFO would wait for a writer forever)."""
     path = Path(key_file)
     if not path.exists() and not path.is_symlink():
-        raise UserError(f"key file {path} does not exist; pass --key-file PATH or set {KEY_ENV}")
-    check_regular_file(path, "key file")
-    secret = read_bytes(path, "key file").rstrip(b"\r\n")
+        how = f"pass --key-file PATH or set {KEY_ENV}" if what == "key file" else "name an existing file"
+        raise UserError(f"{what} {path} does not exist; {how}")
+    check_regular_file(path, what)
+    secret = read_bytes(path, what).rstrip(b"\r\n")
     if not secret:
-        raise UserError(f"key file {path} is empty; put the secret key bytes in it")
+        raise UserError(f"{what} {path} is empty; put the secret key bytes in it")
     return Key(secret)
