@@ -351,7 +351,8 @@ def train_student(student: str, corpus, out, *, mix_corpus=None, mix: float | No
         fp = tokenizer_fingerprint(tokenizer)
         for c in (main, other):
             if c is not None and c.manifest.get("tokenizer_fingerprint") != fp and not retokenize:
-                raise UserError(f"corpus {c.path} was tokenized with tokenizer {c.manifest.get('tokenizer_fingerprint')} "
+                raise UserError(f"corpus {c.path} was tokenized with tokenizer "
+                                f"{c.manifest.get('tokenizer_fingerprint')} "
                                 f"but student {student!r} uses {fp}; pick a student with the teacher's tokenizer"
                                 + (", or pass --retokenize (sft only)" if mode == "sft" else ""))
         if not retokenize:

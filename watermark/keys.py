@@ -55,6 +55,12 @@ def resolve_key(key_file: str | os.PathLike | None = None, *, text: str | None =
     is a config giving both `text` and `file`. With none given, `default` ("demo", a public key some
     presets use) or an error. An empty variable counts as unset. Only fingerprints appear in messages.
     """
+    path = (str, os.PathLike)
+    for name, value, kinds in (("key_file", key_file, path), ("config_file", config_file, path),
+                               ("text", text, (str,))):
+        if value is not None and not isinstance(value, kinds):
+            raise UserError(f"the key's {name} must be {'a string' if name == 'text' else 'a path'}, "
+                            f"got {type(value).__name__}")
     if text and config_file:
         raise UserError(f"{where}: [key] gives both text and file; keep one")
     given: list[tuple[str, str, Key]] = []  # (source, how to name it, key)

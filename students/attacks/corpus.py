@@ -62,11 +62,15 @@ def verified(records: list[dict], by: str = "recompute", k: int = 3) -> list[dic
     samples of it; keep those whose answer is the strict majority answer of their prompt's samples
     (prompts with fewer than k samples, or no majority, lose all of theirs)."""
     if by == "recompute":
-        out = []
+        out, checkable = [], 0
         for r in records:
             truth = recompute_answer(r["prompt"])
+            checkable += truth is not None
             if truth is not None and parse_answer(r["completion"], _skill(r)) == truth:
                 out.append(r)
+        if records and not checkable:  # not "every answer was wrong": nothing could be checked at all
+            raise UserError(f"attack filter: by=recompute checks task-suite prompts, and none of the {len(records)} "
+                            "records has one; use by=majority")
         return out
     if by != "majority":
         raise UserError(f"filter: by must be recompute or majority, got {by!r}")
@@ -74,6 +78,9 @@ def verified(records: list[dict], by: str = "recompute", k: int = 3) -> list[dic
     answers = [parse_answer(r["completion"], _skill(r)) for r in records]
     for i, r in enumerate(records):
         groups[r["prompt"]].append(i)
+    if records and max(map(len, groups.values())) < k:
+        raise UserError(f"attack filter: by=majority needs k={k} samples of a prompt, and no prompt of the "
+                        f"{len(records)} records has that many")
     keep = set()
     for idx in groups.values():
         if len(idx) < k:
