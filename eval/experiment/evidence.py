@@ -121,8 +121,11 @@ def evidence_config(preset: str = "evidence", overrides: dict | None = None) -> 
     for a in parse_attacks(denying["attacks"]):
         if a.stage != "corpus":
             raise UserError(f"e4.denying.attacks: {a.spec} acts on the {a.stage}; list corpus attacks here")
-    if not isinstance(cfg["e2"]["steps"], list) or not all(map(_whole, cfg["e2"]["steps"])):
-        raise UserError(f"e2.steps: every entry must be a whole number of steps >= 0, got {cfg['e2']['steps']}")
+    from antidistill.students.attacks.spec import MAX_STEPS
+
+    if not isinstance(cfg["e2"]["steps"], list) or not all(_whole(x) and x <= MAX_STEPS for x in cfg["e2"]["steps"]):
+        raise UserError(f"e2.steps: every entry must be a whole number of fine-tuning steps in 0 <= x <= {MAX_STEPS}, "
+                        f"got {cfg['e2']['steps']}")
     nk = cfg["e1"].get("null_keys", 0)
     if not _whole(nk):
         raise UserError(f"e1.null_keys: a whole number of random keys >= 0 (0: none), got {nk!r}")
