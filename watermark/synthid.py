@@ -100,7 +100,8 @@ class SynthIDLogitsProcessor(SamplingLogitsProcessor):
 
     def choose(self, input_ids: torch.Tensor, log_p: torch.Tensor) -> torch.Tensor:
         support = int(torch.isfinite(log_p).sum(-1).max())
-        if support * self.depth <= 4 * self.vocab_size or self.depth > self.PATTERN_MAX_DEPTH:
+        # by pattern costs O(V + 2**depth) per row: worth it only when that beats O(support * depth)
+        if support * self.depth <= max(4 * self.vocab_size, 1 << self.depth) or self.depth > self.PATTERN_MAX_DEPTH:
             log_top, candidates = torch.topk(log_p, support, dim=-1)
             prf = as_tensor(self.candidate_prf(input_ids, candidates), log_p.device)
             probs = tournament(log_top.double().exp(), g_values(prf, self.depth))
