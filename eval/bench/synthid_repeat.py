@@ -1,6 +1,7 @@
 """Repetition and detection power of SynthID's repeated-context mask (issue 18), beside the reference.
 
     python -m antidistill.eval.bench.synthid_repeat [--quick] [--out results/bench]
+    python -m antidistill.eval.bench.synthid_repeat --cost [--quick] [--out results/bench]
 
 A keyed sampler that sees the same context twice draws from the same keyed values twice, so on
 low-entropy text it repeats itself. On the same models, prompts and sampling seed, this bench
@@ -15,6 +16,10 @@ mask. It reports, over the completions (contexts within the completion only):
 - `mean_g`: the mean g-value over scored tuples (SynthID; 0.5 without the key's trace) and
   `tpr`/`fpr`: per-text p < 0.01 on the watermarked / plain texts, each text detected alone with
   the variant's own detector (for transformers: mean g-value over its unmasked n-grams, no test).
+
+`--cost` times what the mask adds instead (synthid_repeat_cost.md): one processor call on
+[16, 49,152] scores halfway through a generation, and pooled detection of 2,000 x 500 random token
+ids (the watermark bench's P1-step and P2 settings), mask on and off, alternating, medians.
 
 Models: small random Llamas (2 layers, hidden 64) with vocabularies 512 and 1024, the head scaled
 up to make the text low-entropy (the scale was chosen by looking at plain sampling's repetition
@@ -170,6 +175,51 @@ def run(plan: Plan) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def run_cost(quick: bool, repeats: int = 7) -> pd.DataFrame:
+    """Median seconds of one processor step and of one pooled detection, mask on and off."""
+    vocab, batch, width = 49152, 16, 8 + 32
+    n_texts, length = (200, 100) if quick else (2000, 500)
+    key = Key.from_text("bench")
+    gen = torch.Generator().manual_seed(0)
+    ids = torch.randint(3, vocab, (batch, width), generator=gen)
+    scores = torch.randn(batch, vocab, generator=gen)
+    texts = np.random.default_rng(0).integers(0, vocab, size=(n_texts, length), dtype=np.int64)
+    specs = ("synthid:depth=16,h=4,mask=repeated", "synthid:depth=16,h=4,mask=none")
+    step, det = {s: [] for s in specs}, {s: [] for s in specs}
+    detectors = {s: parse_protection(s).detector(key) for s in specs}
+    for r in range(repeats):
+        for spec in (specs if r % 2 == 0 else specs[::-1]):
+            proc = parse_protection(spec).processor(key, vocab)
+            for t in range(4, width):  # the timed call is a step of a generate call whose history holds 36 steps
+                proc(ids[:, :t], scores)
+            t0 = time.perf_counter()
+            proc(ids, scores)
+            step[spec].append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            detectors[spec].detect(texts)
+            det[spec].append(time.perf_counter() - t0)
+    return pd.DataFrame([{"spec": s, "step_ms": 1e3 * float(np.median(step[s])),
+                          "detect_s": float(np.median(det[s])), "detect_tokens_per_s": texts.size / float(np.median(det[s])),
+                          "repeats": repeats, "batch": batch, "texts": n_texts, "length": length} for s in specs])
+
+
+def write_cost(df: pd.DataFrame, info: dict, wall: float, out: Path) -> None:
+    with atomic_write(out / "synthid_repeat_cost.csv") as f:
+        df.to_csv(f, index=False)
+    r = df.iloc[0]
+    lines = ["# What SynthID's repeated-context mask costs", "",
+             f"`{info['command']}`; {wall:.0f} s wall on {info['cpu']} ({info['cores usable (sched_getaffinity)']} "
+             f"usable cores, torch {info['torch']}); commit {git_commit()}; {info['date (UTC)']} UTC; medians of "
+             f"{int(r.repeats)} alternating repeats.", "",
+             f"Processor step: one call on [{int(r.batch)}, 49,152] scores after 36 steps of one generate call. "
+             f"Detection: `detector.detect(texts)` on {int(r.texts)} x {int(r.length)} random token ids (pooled).", "",
+             "| spec | processor step ms | detect s | detect tokens/s |", "|---|---:|---:|---:|"]
+    for r in df.itertuples():
+        lines.append(f"| `{r.spec}` | {r.step_ms:.1f} | {r.detect_s:.3f} | {r.detect_tokens_per_s:,.0f} |")
+    with atomic_write(out / "synthid_repeat_cost.md") as f:
+        f.write("\n".join(lines) + "\n")
+
+
 def _f(x, digits=3):
     return "" if x is None or (isinstance(x, float) and np.isnan(x)) else f"{x:.{digits}f}"
 
@@ -212,6 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m antidistill.eval.bench.synthid_repeat",
                                      description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="one small vocabulary, few short texts (a smoke test)")
+    parser.add_argument("--cost", action="store_true", help="time the mask's processor step and detection instead")
     parser.add_argument("--out", default="results/bench", help="output folder (default results/bench)")
     args = parser.parse_args(argv)
     plan = make_plan(args.quick)
@@ -220,6 +271,10 @@ def main(argv: list[str] | None = None) -> int:
     info = machine_info(argv)
     info["command"] = " ".join(["python -m antidistill.eval.bench.synthid_repeat", *argv])
     t0 = time.perf_counter()
+    if args.cost:
+        write_cost(run_cost(args.quick), info, time.perf_counter() - t0, out)
+        log(f"wrote {out / 'synthid_repeat_cost.csv'} and {out / 'synthid_repeat_cost.md'}")
+        return 0
     df = run(plan)
     write(df, plan, info, time.perf_counter() - t0, out)
     log(f"wrote {out / 'synthid_repeat.csv'} and {out / 'synthid_repeat.md'}")
