@@ -40,7 +40,7 @@ def prepare(protection, model, tokenizer, teacher_name: str, *, cache_dir=None, 
             out.resources["proxy"] = proxy.to(device)
         if "grad" in protection.resources:
             out.resources["grad"] = proxy_gradient(proxy, proxy_id, model, tokenizer, teacher_name,
-                                                   cache_dir=cache_dir, progress=progress)
+                                                   cache_dir=cache_dir, progress=progress, mode=protection.grad)
     return out
 
 

@@ -9,7 +9,8 @@ A protection's `proxy=` names the defender's stand-in for a distilling student:
   - a folder      a saved model
 It must share the teacher's tokenizer. `proxy_gradient` is the gradient of the proxy's mean SFT
 loss on held-out teacher traces (other train-split prompts), computed once per (teacher, proxy,
-data) and cached as safetensors.
+data, mode) and cached as safetensors: `ads:grad=token` averages the loss over all completion
+tokens, `grad=sequence` over traces (each trace's mean first), as the reference code does.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from antidistill.watermark.ads import GRAD_MODES
 from antidistill.watermark.errors import UserError
 
 from .cache import build_once, cache_root, config_hash
@@ -119,39 +121,70 @@ def load_proxy(name: str, teacher, tokenizer, teacher_name: str, *, cache_dir=No
 
 
 def proxy_gradient(proxy, proxy_id: str, teacher, tokenizer, teacher_name: str, *, cache_dir=None,
-                   progress: bool = True, cfg: ProxyConfig | None = None) -> dict[str, torch.Tensor]:
-    """Gradient of the proxy's mean per-token SFT loss on held-out teacher traces, by parameter name."""
+                   progress: bool = True, cfg: ProxyConfig | None = None, mode: str = "token") -> dict[str, torch.Tensor]:
+    """Gradient of the proxy's mean SFT loss on held-out teacher traces, by parameter name; `mode`
+    as in `sft_gradient`."""
     cfg = cfg or DEFAULT_PROXY
     from safetensors.torch import load_file, save_file
 
+    _check_mode(mode)
     key = {**_teacher_key(teacher_name, tokenizer), "proxy": proxy_id, "n": cfg.n_grad, "seed": cfg.seed,
            "max_new_tokens": cfg.max_new_tokens, "version": PROXY_VERSION}
+    if mode != "token":  # the token mean's key predates the option and stays as it was
+        key["mode"] = mode
     target = cache_root(cache_dir) / "proxies" / f"grad-{config_hash(key)}"
 
     def build(tmp: Path):
         corpus = _teacher_traces(teacher, tokenizer, tmp / "held-out",
                                  _train_prompts(cfg.n_grad, HELD_OUT_SEED + cfg.seed), cfg, cfg.seed + 1, progress)
-        save_file(sft_gradient(proxy, corpus, tokenizer), str(tmp / "grad.safetensors"))
+        save_file(sft_gradient(proxy, corpus, tokenizer, mode=mode), str(tmp / "grad.safetensors"))
 
     build_once(target, build)
     return load_file(str(target / "grad.safetensors"))
 
 
-def sft_gradient(model, corpus, tokenizer, batch_size: int = 32) -> dict[str, torch.Tensor]:
-    """d/dθ of the mean next-token loss over every completion token (and EOS) of `corpus`."""
+def _check_mode(mode: str) -> None:
+    if mode not in GRAD_MODES:
+        raise UserError(f"ads gradient mode must be one of {', '.join(GRAD_MODES)}, got {mode!r}")
+
+
+def sft_gradient(model, corpus, tokenizer, batch_size: int = 32, mode: str = "token") -> dict[str, torch.Tensor]:
+    """d/dθ of the proxy's next-token loss on every completion token (and EOS) of `corpus`, averaged
+    over all those tokens (`mode="token"`) or, per trace first, then over traces (`"sequence"`, the
+    reference code's form: a short trace weighs as much as a long one).
+
+    Both are one sum of per-token losses with fixed weights (1/total tokens, or 1/(traces * the
+    trace's tokens)), so batches of any size add up to the same gradient.
+    """
     from .corpus import read_corpus
+
+    return records_gradient(model, read_corpus(corpus).records, tokenizer, batch_size, mode)
+
+
+def records_gradient(model, records: list[dict], tokenizer, batch_size: int = 32,
+                     mode: str = "token") -> dict[str, torch.Tensor]:
+    """`sft_gradient` of corpus records (`prompt_ids`, `completion_ids`, `stop`)."""
     from .distill import Collator, _features
 
-    feats = _features(read_corpus(corpus).records, tokenizer, "sft", False, model.config.max_position_embeddings)
+    _check_mode(mode)
+    feats = _features(records, tokenizer, "sft", False, model.config.max_position_embeddings)
     collate = Collator(tokenizer.pad_token_id, kd=False)
     batches = [collate(feats[i:i + batch_size]) for i in range(0, len(feats), batch_size)]
     total = sum(int((b["labels"][:, 1:] != -100).sum()) for b in batches)
+    n_traces = sum(int((b["labels"][:, 1:] != -100).any(-1).sum()) for b in batches)
     device = next(model.parameters()).device
     model.zero_grad(set_to_none=True)
     for b in batches:
-        n = int((b["labels"][:, 1:] != -100).sum())
-        loss = model(**{k: v.to(device) for k, v in b.items()}).loss * (n / total)
-        loss.backward()
+        labels = b["labels"][:, 1:].to(device)
+        logits = model(input_ids=b["input_ids"].to(device), attention_mask=b["attention_mask"].to(device)).logits
+        token_loss = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels.flatten(),
+                                                       ignore_index=-100, reduction="none").view(labels.shape)
+        scored = labels != -100
+        if mode == "token":
+            weight = scored / total
+        else:
+            weight = scored / (n_traces * scored.sum(-1, keepdim=True).clamp_min(1))
+        (token_loss * weight).sum().backward()
     grad = {name: p.grad.detach().cpu().clone().contiguous() for name, p in model.named_parameters()}
     model.zero_grad(set_to_none=True)
     return grad

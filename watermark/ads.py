@@ -1,7 +1,8 @@
 """Antidistillation sampling (Savani et al. 2025, arXiv 2504.13146).
 
 g is the gradient of a proxy student's mean SFT loss on held-out teacher traces (students/proxy.py
-computes and caches it). A student trained one SGD step on token x moves along
+computes and caches it): the mean over all completion tokens (`grad=token`, the default) or the
+mean over traces of each trace's mean token loss (`grad=sequence`, the reference code's form). A student trained one SGD step on token x moves along
 grad log p_P(x; theta), which changes its held-out loss by about lr * <grad log p_P(x), g>: the
 directional derivative
 
@@ -25,6 +26,8 @@ from .poe import PROXY
 from .spec import Param, Protection, register
 from .stepwise import StepwiseModel
 
+GRAD_MODES = ("token", "sequence")
+
 
 @register
 class ADS(Protection):
@@ -35,6 +38,10 @@ class ADS(Protection):
         Param("lam", float, 1.0, lambda v: v >= 0.0, "lam >= 0"),
         Param("eps", float, 0.01, lambda v: v > 0.0, "eps > 0"),
         PROXY,
+        # How the held-out loss behind g averages (students/proxy.py): over all completion tokens, or
+        # each trace's mean over traces as the reference code does. Left out of the spec at its
+        # default, so specs and cache keys from before it existed keep their meaning.
+        Param("grad", str, "token", choices=GRAD_MODES, optional=True),
     )
     resources = ("proxy", "grad")
     extra_forwards = 2

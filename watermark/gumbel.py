@@ -13,9 +13,10 @@ import math
 import numpy as np
 import torch
 
+from .context import SkipRepeatedContexts, check_mask, mask_param
 from .detection import TokenHashDetector
 from .hashing import as_tensor, mix, to_unit
-from .processing import SamplingLogitsProcessor, one_hot_scores
+from .processing import SamplingLogitsProcessor
 from .spec import KeyedProtection, Param, register
 from .stats import gamma_log_sf
 
@@ -23,27 +24,26 @@ from .stats import gamma_log_sf
 @register
 class Gumbel(KeyedProtection):
     scheme = "gumbel"
-    params = (Param("h", int, 2, lambda v: 0 <= v <= 16, "0 <= h <= 16"),)
+    params = (Param("h", int, 2, lambda v: 0 <= v <= 16, "0 <= h <= 16"), mask_param("none", optional=True))
+
+    def validate(self) -> None:
+        check_mask(self)
 
 
 class GumbelLogitsProcessor(SamplingLogitsProcessor):
     """Chooses the Gumbel-max token of the sampling distribution and returns scores forcing it.
 
-    Rows with fewer than h tokens fall back to that distribution unchanged.
+    Rows with fewer than h tokens (and, with `mask=repeated`, repeated contexts) pass unchanged.
     """
 
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        log_p = self.log_probs(scores)
-        if not self.check(input_ids, scores):
-            return log_p.to(scores.dtype)
-        log_u = torch.log(as_tensor(to_unit(self.window_prf(input_ids)), scores.device)).float()
+    def choose(self, input_ids: torch.Tensor, log_p: torch.Tensor) -> torch.Tensor:
+        log_u = torch.log(as_tensor(to_unit(self.window_prf(input_ids)), log_p.device)).float()
         # argmax u ** (1/p) = argmax log(u) / p: one log per candidate; -inf where p = 0. The
         # ratio in float32 (relative error 1e-7) only reorders near-ties.
-        chosen = torch.argmax(log_u / log_p.exp(), dim=-1)
-        return one_hot_scores(scores, chosen)
+        return torch.argmax(log_u / log_p.exp(), dim=-1)
 
 
-class GumbelDetector(TokenHashDetector):
+class GumbelDetector(SkipRepeatedContexts, TokenHashDetector):
     """Sum of -log(1 - u) over distinct tuples; exact Gamma(n, 1) upper tail."""
 
     monotone_selection = True

@@ -6,6 +6,7 @@ import torch
 from transformers import LogitsProcessor
 
 from .errors import UserError
+from .context import ContextHistory
 from .hashing import KeyedHash, mix_
 
 
@@ -60,6 +61,12 @@ class SamplingLogitsProcessor(KeyedLogitsProcessor):
 
     It must see the final sampling distribution, but `generate` applies its own warpers after
     user processors; so it takes (temperature, top_k, top_p) itself: pass the same to both.
+
+    The temperature contract, owned here: a row it watermarks comes back one-hot on the token it
+    drew from the tempered distribution (one-hot is invariant under every warper); every other row
+    (fewer than h tokens, or a repeated context under `mask=repeated`) comes back as the input
+    scores, untouched, so `generate`'s warpers apply (temperature, top_k, top_p) exactly once.
+    Subclasses implement `choose` only.
     """
 
     def __init__(self, protection, key, vocab_size: int, *, temperature: float = 1.0, top_k: int = 0,
@@ -72,9 +79,28 @@ class SamplingLogitsProcessor(KeyedLogitsProcessor):
         if not 0 < top_p <= 1:
             raise UserError(f"top_p must lie in (0, 1], got {top_p}")
         self.temperature, self.top_k, self.top_p = temperature, top_k, top_p
+        self.history = ContextHistory(self.h) if getattr(protection, "mask", "none") == "repeated" else None
 
     def log_probs(self, scores: torch.Tensor) -> torch.Tensor:
         return sampling_log_probs(scores, self.temperature, self.top_k, self.top_p)
+
+    def choose(self, input_ids: torch.Tensor, log_p: torch.Tensor) -> torch.Tensor:
+        """The watermarked token [b] of each row, given its sampling log-probabilities [b, V]."""
+        raise NotImplementedError
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        if not self.check(input_ids, scores):
+            return scores
+        if self.history is None:
+            return one_hot_scores(scores, self.choose(input_ids, self.log_probs(scores)))
+        rows = ~self.history.repeated(input_ids)  # a repeated context is sampled unwatermarked
+        if not rows.any():
+            return scores
+        if rows.all():
+            return one_hot_scores(scores, self.choose(input_ids, self.log_probs(scores)))
+        out = scores.clone()
+        out[rows] = one_hot_scores(scores[rows], self.choose(input_ids[rows], self.log_probs(scores[rows])))
+        return out
 
 
 def sampling_log_probs(scores: torch.Tensor, temperature: float, top_k: int, top_p: float) -> torch.Tensor:

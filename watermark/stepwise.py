@@ -15,6 +15,12 @@ from transformers import DynamicCache
 from .errors import UserError
 
 
+def continues(prev: torch.Tensor | None, input_ids: torch.Tensor) -> bool:
+    """True when `input_ids` are `prev` plus one column: the next step of the same `generate` call."""
+    return (prev is not None and input_ids.shape[0] == prev.shape[0]
+            and input_ids.shape[1] == prev.shape[1] + 1 and torch.equal(input_ids[:, :-1], prev))
+
+
 class StepwiseModel:
     def __init__(self, model, vocab_size: int, pad_token_id: int | None = None):
         self.model = model.eval()
@@ -25,9 +31,7 @@ class StepwiseModel:
         self._ids = self._mask = self._pos = self._cache = None
 
     def _continues(self, input_ids: torch.Tensor) -> bool:
-        prev = self._ids
-        return (prev is not None and input_ids.shape[0] == prev.shape[0]
-                and input_ids.shape[1] == prev.shape[1] + 1 and torch.equal(input_ids[:, :-1], prev))
+        return continues(self._ids, input_ids)
 
     @torch.no_grad()
     def __call__(self, input_ids: torch.Tensor) -> torch.Tensor:

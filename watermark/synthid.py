@@ -6,15 +6,21 @@ one hash serves all layers. A two-candidate tournament per layer has the closed 
 which is non-distortionary in expectation over keys (E[g_l(v)] = 1/2 for every v). The processor
 draws the token from p_depth. Detection counts ones among the depth g-values of each distinct
 tuple: Binomial(n * depth, 1/2) under H0, exact.
+
+`mask=repeated` (the default, the reference's rule): a step whose context window already occurred
+in the last 1024 steps of the same text is sampled unwatermarked, and the detector leaves those
+positions out (`context.py`: why the test stays exact). `mask=none` watermarks every step, as
+antidistill did before (specs printed without `mask` meant that).
 """
 from __future__ import annotations
 
 import numpy as np
 import torch
 
+from .context import SkipRepeatedContexts, check_mask, mask_param
 from .detection import TokenHashDetector
 from .hashing import as_tensor, mix
-from .processing import SamplingLogitsProcessor, one_hot_scores, sample_rows
+from .processing import SamplingLogitsProcessor, sample_rows
 from .spec import KeyedProtection, Param, register
 from .stats import binom_log_sf
 
@@ -25,7 +31,12 @@ class SynthID(KeyedProtection):
     params = (
         Param("depth", int, 16, lambda v: 1 <= v <= 32, "1 <= depth <= 32"),
         Param("h", int, 4, lambda v: 0 <= v <= 16, "0 <= h <= 16"),
+        # printed always: the default changed its meaning (specs without it were unmasked)
+        mask_param("repeated"),
     )
+
+    def validate(self) -> None:
+        check_mask(self)
 
 
 def g_values(prf, depth: int):
@@ -87,25 +98,24 @@ class SynthIDLogitsProcessor(SamplingLogitsProcessor):
         super().__init__(protection, key, vocab_size, **sampling)
         self.depth = protection.depth
 
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        log_p = self.log_probs(scores)
-        if not self.check(input_ids, scores):
-            return log_p.to(scores.dtype)
+    def choose(self, input_ids: torch.Tensor, log_p: torch.Tensor) -> torch.Tensor:
         support = int(torch.isfinite(log_p).sum(-1).max())
-        if support * self.depth <= 4 * self.vocab_size or self.depth > self.PATTERN_MAX_DEPTH:
+        # by pattern costs O(V + 2**depth) per row: worth it only when that beats O(support * depth)
+        if support * self.depth <= max(4 * self.vocab_size, 1 << self.depth) or self.depth > self.PATTERN_MAX_DEPTH:
             log_top, candidates = torch.topk(log_p, support, dim=-1)
-            prf = as_tensor(self.candidate_prf(input_ids, candidates), scores.device)
+            prf = as_tensor(self.candidate_prf(input_ids, candidates), log_p.device)
             probs = tournament(log_top.double().exp(), g_values(prf, self.depth))
-            pick = candidates.gather(-1, sample_rows(probs.clamp_min(0)))
-        else:
-            prf = as_tensor(self.window_prf(input_ids) & ((1 << self.depth) - 1), scores.device)
-            probs = tournament_by_pattern(log_p.exp(), prf, self.depth)
-            pick = sample_rows(probs.clamp_min(0))
-        return one_hot_scores(scores, pick[:, 0])
+            return candidates.gather(-1, sample_rows(probs.clamp_min(0)))[:, 0]
+        prf = as_tensor(self.window_prf(input_ids) & ((1 << self.depth) - 1), log_p.device)
+        probs = tournament_by_pattern(log_p.exp(), prf, self.depth)
+        return sample_rows(probs.clamp_min(0))[:, 0]
 
 
-class SynthIDDetector(TokenHashDetector):
-    """Number of g-values equal to 1 over distinct tuples; exact Binomial(n * depth, 1/2) tail."""
+class SynthIDDetector(SkipRepeatedContexts, TokenHashDetector):
+    """Number of g-values equal to 1 over distinct tuples; exact Binomial(n * depth, 1/2) tail.
+
+    With `mask=repeated`, windows whose context repeats an earlier one of the same text are not
+    scored (they were sampled unwatermarked)."""
 
     # Not monotone: raising another token's g-values can knock out the token that would have
     # beaten w in an early round of the tournament, which helps w.

@@ -336,7 +336,7 @@ def test_reading_rules_unseen_tuple_vs_fresh_window():
                 seq_index=np.array([0, 0, 0, 0]), fresh=np.array([True, False, False, False]))
     assert score(uni, t0).detection.n_scored == 2  # 7 (row 0) and 8; 6 was written at row 0
     assert score(uni, t0, reading_rule="fresh-window").detection.n_scored == 1
-    synthid = parse_protection("synthid:depth=4,h=0").detector(KEY)
+    synthid = parse_protection("synthid:depth=4,h=0,mask=none").detector(KEY)
     assert not synthid.monotone_selection
     assert score(synthid, t0).detection.n_scored == 1  # not monotone: fresh windows only
 

@@ -10,7 +10,13 @@ from antidistill.watermark import Key, UserError, check_vocab, known_schemes, pa
     ("KGW: delta=3 , h=4,hash=self", "kgw:gamma=0.25,delta=3,h=4,hash=self"),
     ("unigram:gamma=0.5,delta=2", "unigram:gamma=0.5,delta=2"),
     ("gumbel:h=2", "gumbel:h=2"),
-    ("synthid:depth=16,h=4", "synthid:depth=16,h=4"),
+    ("synthid:depth=16,h=4", "synthid:depth=16,h=4,mask=repeated"),  # the reference's rule by default
+    ("synthid:mask=none", "synthid:depth=16,h=4,mask=none"),  # what "synthid:depth=16,h=4" meant before
+    ("gumbel:h=2,mask=none", "gumbel:h=2"),  # gumbel's default unchanged: its spec (and cache keys) too
+    ("gumbel:mask=repeated", "gumbel:h=2,mask=repeated"),
+    ("ads:lam=1", "ads:lam=1,eps=0.01,proxy=distilled"),
+    ("ads:grad=token", "ads:lam=1,eps=0.01,proxy=distilled"),  # the default stays out: old cache keys hold
+    ("ads:grad=sequence", "ads:lam=1,eps=0.01,proxy=distilled,grad=sequence"),
     ("temperature", "temperature:t=1"),
     ("temperature:t=1.50", "temperature:t=1.5"),
     ("trace", "trace:keep=answer"),
@@ -39,6 +45,10 @@ def test_canonical_round_trip(spec, canonical):
     ("kgw:h=1,h=2", "kgw: parameter 'h' given twice"),
     ("synthid:depth=40", "synthid: depth=40 is out of range (1 <= depth <= 32)"),
     ("kgw:delta=nan", "kgw: delta must be finite"),
+    ("synthid:mask=off", "synthid: mask='off' is not one of repeated, none"),
+    ("synthid:h=0", "synthid: mask=repeated needs h >= 1 (with h=0 every context after the first token is a "
+                    "repeat, so nothing would be watermarked); give mask=none"),
+    ("ads:grad=batch", "ads: grad='batch' is not one of token, sequence"),
     ("temperature:t=0", "temperature: t=0 is out of range (0 < t <= 100)"),
     ("trace:keep=all", "trace: keep='all' is not one of answer, results"),
     ("", "empty protection spec; valid schemes: " + ", ".join(known_schemes())),
