@@ -160,7 +160,7 @@ def write_report(out: Path, cfg: dict, t: dict, meta: dict) -> None:
     lines += ["## Throughput", ""]
     if bench.exists():
         lines += [f"From `{bench}` (python -m antidistill.eval.bench.traffic):", "",
-                  bench.read_text(encoding="utf-8").split("## Figures", 1)[-1].strip(), ""]
+                  bench.read_text(encoding="utf-8").split("## Figures", 1)[-1].split("## False-positive rate", 1)[0].strip(), ""]
     else:
         lines += ["Run `python -m antidistill.eval.bench.traffic` for the streaming-feature and graph timings.", ""]
     with atomic_write(out / "report.md") as fh:

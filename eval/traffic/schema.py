@@ -100,7 +100,7 @@ def _seconds(values: pd.Series, where: str) -> np.ndarray:
     if pd.api.types.is_datetime64_any_dtype(values):
         tz = getattr(values.dt, "tz", None)
         if tz is None:
-            warnings.warn(f"{where}: column 'timestamp' has no time zone; read as UTC")
+            warnings.warn(f"{where}: column 'timestamp' has times without a time zone; read as UTC")
         secs = _epoch(pd.to_datetime(values, utc=True))
     else:
         if pd.api.types.is_bool_dtype(values):
