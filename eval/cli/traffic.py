@@ -138,12 +138,12 @@ def detect_cmd(args) -> int:
         if n_ref < MIN_REFERENCE_ACCOUNTS:
             raise UserError(f"--reference {args.reference} holds {n_ref} account(s); it needs at least "
                             f"{MIN_REFERENCE_ACCOUNTS} (a quarter train the models, the rest calibrate)")
-        C.check_alpha(args.alpha, n_ref - max(1, n_ref // 4))
+        train, calib = C.split_reference(strip_labels(ref))
+        C.check_alpha(args.alpha, calib["account_id"].nunique())
         lo, hi = log["timestamp"].min(), log["timestamp"].max()
         if ref["timestamp"].max() < lo or ref["timestamp"].min() > hi:
             warnings.warn(f"--reference {args.reference} does not overlap the log's time span: calibration accounts "
                           f"and evaluated accounts then meet different populations (co-action, templates)")
-        train, calib = C.split_reference(strip_labels(ref))
     else:
         C.check_alpha(args.alpha, cfg["calibration_accounts"])
         warnings.warn("no --reference: thresholds come from simulated legitimate users, not from yours")
