@@ -58,11 +58,15 @@ def config_key(cfg: dict) -> str:
     return hashlib.sha256(json.dumps({"layout": LAYOUT, **cfg}, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+REUSED: list[str] = []  # stages the current run took from the cache (run.json says so beside its wall time)
+
+
 def resumable(work: Path, name: str, make):
     """The table `name` from an earlier run of the same config, else made now and written atomically,
     so a run killed in a later stage skips this one when rerun."""
     path = work / f"{name}.parquet"
     if path.exists():
+        REUSED.append(name)
         return pd.read_parquet(path)
     table = make()
     write_log(table, path)
@@ -92,8 +96,11 @@ def run_traffic(cfg: dict, out: str | Path, cache_dir=None, quiet: bool = False)
         warnings.simplefilter("ignore")  # scikit-learn convergence and future warnings: library chatter
         stage("simulate")
         paths = {k: work / f"{k}.parquet" for k in ("train", "calibration", "evaluation")}
+        REUSED.clear()
         if not all(p.exists() for p in paths.values()):  # each log is written atomically
             paths = simulate_logs(cfg, work)
+        else:
+            REUSED.append("simulated logs")
         logs = {k: read_log(p) for k, p in paths.items()}
         done("simulate")
         ev = logs["evaluation"]
@@ -144,7 +151,7 @@ def run_traffic(cfg: dict, out: str | Path, cache_dir=None, quiet: bool = False)
     stage("report")
     from .report import write_report
 
-    meta = {"config": cfg, "alpha_curves": alpha0, "stage_seconds": times,
+    meta = {"config": cfg, "alpha_curves": alpha0, "stage_seconds": times, "reused_from_cache": list(REUSED),
             "wall_seconds": round(time.perf_counter() - t_all, 1),
             "sizes": {k: {"requests": len(v), "accounts": int(v["account_id"].nunique())} for k, v in logs.items()},
             "python": platform.python_version(), "platform": platform.platform(), "threads": 1}

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from ..measures.stats import clopper_pearson
+from .calibrate import flag_count_bound
 from .detectors.combined import ALL
 
 
@@ -31,9 +32,11 @@ def detection_table(scores: pd.DataFrame, gt: pd.DataFrame, thresholds: dict, n_
             fp, n_legit = int((flag & legit).sum()), int(legit.sum())
             lo, hi = clopper_pearson(fp, n_legit)
             per = s[camp].assign(f=flag[camp]).groupby("campaign_id")["f"]
+            binom, exact = flag_count_bound(n_legit, n_calib, alpha)
             rows.append(dict(detector=d, alpha=alpha, threshold=t, tpr=float(flag[camp].mean()),
                              campaign_recall=float((per.sum() > 0).mean()), mean_campaign_tpr=float(per.mean().mean()),
                              fpr=fp / n_legit, fpr_lo=lo, fpr_hi=hi, false_positives=fp, legit_accounts=n_legit,
+                             binom_bound=binom, exact_bound=exact,
                              campaign_accounts=int(camp.sum()), calib_accounts=n_calib,
                              resolution=1.0 / (n_calib + 1)))
     return pd.DataFrame(rows)

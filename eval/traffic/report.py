@@ -102,7 +102,9 @@ def write_report(out: Path, cfg: dict, t: dict, meta: dict) -> None:
              f"Thresholds from {sizes['calibration']['accounts']:,} disjoint legitimate calibration accounts "
              f"({sizes['calibration']['requests']:,} requests); models from {sizes['train']['accounts']:,} "
              f"legitimate training accounts. Seed {cfg['seed']}; {meta['wall_seconds']:.0f} s on one thread up to "
-             f"this report (total and stages in run.json). Campaigns wrap their prompts in CoT-elicitation wrappers of the "
+             f"this report (total and stages in run.json"
+             + (f"; reused from an earlier run of the same config: {', '.join(meta['reused_from_cache'])}"
+                if meta.get("reused_from_cache") else "") + "). Campaigns wrap their prompts in CoT-elicitation wrappers of the "
              f"*held-out* families only.", "",
              "## Detection at fixed false-positive rate", "",
              "TPR = share of campaign accounts flagged; FPR = share of the evaluation legitimate accounts flagged "
@@ -112,7 +114,9 @@ def write_report(out: Path, cfg: dict, t: dict, meta: dict) -> None:
              f"Resolution: with n = {int(det['calib_accounts'].iloc[0])} calibration accounts the smallest alpha "
              f"that can be resolved is 1/(n + 1) = {det['resolution'].iloc[0]:.1e}; smaller alphas are refused.", "",
              _md(det[["detector", "alpha", "tpr", "campaign_recall", "mean_campaign_tpr", "fpr", "fpr_lo", "fpr_hi",
-                      "false_positives", "legit_accounts"]]), "",
+                      "false_positives", "legit_accounts", "binom_bound", "exact_bound"]]), "",
+             "binom_bound, exact_bound: 99.9% upper bounds on false_positives, Binomial(N, alpha) and the exact "
+             "law under exchangeability (negative hypergeometric; see the all-legitimate split below).", "",
              "Detectors: " + "; ".join(f"**{k}**: {v}" for k, v in DESCRIBE.items()) + ".", "",
              "ROC per detector over the evaluation accounts: " + ", ".join(f"`roc_{d}.png`" for d in ALL)
              + " (`roc.csv`; AUC " + ", ".join(f"{d} {roc[roc['detector'] == d]['auc'].iloc[0]:.3f}" for d in ALL)
@@ -140,8 +144,8 @@ def write_report(out: Path, cfg: dict, t: dict, meta: dict) -> None:
              _md(t["campaigns"].head(20)), "",
              "## Time to detection", "",
              f"Detectors rerun on the log's prefixes at {', '.join(f'{h:g}' for h in cfg['ttd_hours'])} hours and at "
-             "its end, against the calibration accounts' whole week (conservative for a prefix: fuller accounts "
-             "score higher). Hours from a campaign's first request to the first checkpoint at which one "
+             "its end, each prefix scored together with the calibration accounts' whole week (the legitimate FPR "
+             "at a prefix is not measured here; the conformal guarantee covers whole-period logs). Hours from a campaign's first request to the first checkpoint at which one "
              "of its accounts is flagged (an upper bound: the grid is coarse), and the campaign's requests sent by "
              "then; empty = not flagged by the end (`ttd.csv`, `time_to_detect.png`).", "",
              _md(t["ttd"].pivot(index="campaign_id", columns="detector", values="hours")[list(ALL)].reset_index()), "",
