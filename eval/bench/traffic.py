@@ -147,7 +147,8 @@ def main(argv=None) -> int:
     with atomic_write(out / "traffic.md") as fh:
         fh.write("\n".join(md) + "\n")
     with atomic_write(out / "traffic.json") as fh:
-        json.dump({"meta": meta, "rows": rows, "null_split": null.to_dict("records")}, fh, indent=2, default=lambda v: v.item() if hasattr(v, "item") else str(v))
+        json.dump({"meta": meta, "rows": rows, "null_split": null.to_dict("records")}, fh, indent=2,
+                  default=lambda v: v.item() if hasattr(v, "item") else str(v))  # numpy scalars
     print("\n".join(md))
     return 0
 

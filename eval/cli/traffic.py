@@ -34,7 +34,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                                        "quarter of its accounts train the models, the rest set the thresholds "
                                        "(default: the preset's simulated legitimate traffic)")
     d.add_argument("--alpha", type=ALPHA, default=1e-3, help="target false-positive rate among legitimate "
-                                                             "accounts (default 1e-3)")
+                                                             "accounts (default 1e-3; at least 1/(n+1), n the "
+                                                             "calibration accounts)")
     d.add_argument("--out", required=True, help="output folder: accounts.csv, campaigns.csv")
     _preset_args(d)
     d.set_defaults(func=detect_cmd)

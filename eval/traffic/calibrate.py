@@ -87,9 +87,14 @@ def min_p(calib: dict, scores: dict) -> tuple[np.ndarray, np.ndarray]:
     Each account's statistic is its vector of per-detector conformal ranks, sorted (smallest first) and
     compared lexicographically: min-p first, ties (frequent: ranks are integers) broken by the second
     smallest, and so on. Min-p read as a p-value would be wrong by up to the number of detectors k (k
-    tries: 1 - (1 - alpha)^k for independent detectors, 3.9 alpha for k = 4 at 5%, tested). Bonferroni (k * min p) is valid
-    but pays the full factor k when detectors agree, and needs alpha / k >= 1 / (n + 1); instead the
-    statistic itself is calibrated on the calibration accounts, conformally, leave-one-out:
+    tries: 1 - (1 - alpha)^k for independent detectors, 3.7 alpha for k = 4 at 5%; tested). Bonferroni
+    (k * min p) is valid and nearly exact for independent detectors, but ours are not independent (a
+    heavy single-topic user is extreme on cot, templates and shift at once), it pays the full factor k
+    when they agree, and it needs alpha / k >= 1 / (n + 1): with 3,000 calibration accounts 1e-3 would be
+    out of reach. Simes has the same resolution problem and needs positive dependence. Instead the
+    statistic itself is calibrated on the calibration accounts, conformally, leave-one-out (the
+    tie-break matters: on min-p alone each detector's top calibration account has rank 1, so with k
+    such accounts and m = floor(alpha (n + 1)) <= k nothing could ever be flagged, e.g. 1e-3 with 3,000):
     r_d(c) = 1 + #{c' != c: s_d(c') >= s_d(c)} for a calibration account c, r_d(x) = 1 + #{c: s_d(c) >=
     s_d(x)} for an evaluated account x, and
         p = (1 + #{c: sorted r(c) <=lex sorted r(x)}) / (n + 1).

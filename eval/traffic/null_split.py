@@ -59,6 +59,7 @@ def markdown(t: pd.DataFrame) -> str:
              "|---|---|---|---|---|---|---|"]
     for r in t.itertuples():
         lines.append(f"| {r.seed} | {r.detector} | {r.alpha:g} | {r.flagged} / {r.eval_accounts} | "
-                     f"{r.fpr:.4f} [{r.fpr_lo:.4f}, {r.fpr_hi:.4f}] | {r.binom_bound}{'' if r.within_binom else ' **exceeded**'} | "
+                     f"{r.fpr:.4f} [{r.fpr_lo:.4f}, {r.fpr_hi:.4f}] | "
+                     f"{r.binom_bound}{'' if r.within_binom else ' **exceeded**'} | "
                      f"{r.exact_bound}{'' if r.within_exact else ' **exceeded**'} |")
     return "\n".join(lines)

@@ -130,10 +130,10 @@ def _seconds(values: pd.Series, where: str) -> np.ndarray:
     if out.any():
         i = int(np.argmax(out))
         v = secs[i]
-        unit = next((u for u, f in (("milliseconds", 1e3), ("microseconds", 1e6), ("nanoseconds", 1e9))
+        unit = next(((u, f) for u, f in (("milliseconds", 1e3), ("microseconds", 1e6), ("nanoseconds", 1e9))
                      if T_MIN <= v / f < T_MAX), None)
-        hint = (f"it looks like epoch {unit}; give epoch seconds (divide by {1e3 if unit == 'milliseconds' else 1e6 if unit == 'microseconds' else 1e9:g})"
-                if unit else "times must lie between 2000-01-01 and 2100-01-01 UTC")
+        hint = (f"it looks like epoch {unit[0]}; give epoch seconds (divide by {unit[1]:g})" if unit
+                else "times must lie between 2000-01-01 and 2100-01-01 UTC")
         raise UserError(f"{where}: column 'timestamp' at row {i + 1} is {_show(values.iloc[i])}; {hint}")
     return secs
 

@@ -10,10 +10,10 @@ accounts) the old pipeline broke it three ways, each now removed:
 - the cross-account detectors (templates: accounts per prompt cluster; coordination: co-action and
   shared-attribute degree) count other accounts, so a score depends on the population it is computed
   in, and the calibration log (900 accounts) and the evaluated log (1,200) differ (coordination flagged
-  5.0% at 1e-2). The same 600 legitimate accounts scored inside 600, 1,200 and 2,400 accounts: template
-  score 99th percentile 1.59, 1.91, 2.10; coordination 3.4, 7.7, 14.2. Making the score population-invariant is not enough: edges that scale with the
-  population (co-action, shared VPNs) and edges that do not (a shared household network) would need
-  opposite corrections. Instead calibration and evaluated accounts are scored together, in the union
+  5.0% at 1e-2). The same 600 legitimate accounts scored inside 600, 1,200 and 2,400 accounts:
+  template score 99th percentile 1.59, 1.91, 2.10; coordination 3.4, 7.7, 14.2. Making the score
+  population-invariant is not enough: edges that scale with the population (co-action, shared VPNs)
+  and edges that do not (a shared household network) would need opposite corrections. Instead calibration and evaluated accounts are scored together, in the union
   of the two logs: each account's score is then the same symmetric function of one population, and
   nothing depends on how many legitimate accounts the evaluated log has (a reference of the same period
   as the log is assumed; detect warns otherwise);
@@ -88,7 +88,8 @@ class Suite:
 
     def detect(self, log: pd.DataFrame, con, alpha: float | None = None) -> pd.DataFrame:
         """One row per account of `log`: each detector's score and conformal p-value (p_NAME), the
-        combined score (-log10 of its calibrated p-value) and that p-value, the community; flag_NAME = p_NAME <= alpha when alpha is given.
+        combined score (-log10 of its calibrated p-value) and that p-value, the community;
+        flag_NAME = p_NAME <= alpha when alpha is given.
         attrs['calibration']: the calibration accounts' scores in the same population."""
         require_unlabelled(log)
         shared = np.intersect1d(log["account_id"].unique(), self.calib_own["account_id"].to_numpy())
