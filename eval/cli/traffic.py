@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 from .options import ALPHA, COUNT, POSITIVE, SEED
 
@@ -33,7 +34,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                                        "quarter of its accounts train the models, the rest set the thresholds "
                                        "(default: the preset's simulated legitimate traffic)")
     d.add_argument("--alpha", type=ALPHA, default=1e-3, help="target false-positive rate among legitimate "
-                                                             "accounts (default 1e-3)")
+                                                             "accounts (default 1e-3; at least 1/(n+1), n the "
+                                                             "calibration accounts)")
     d.add_argument("--out", required=True, help="output folder: accounts.csv, campaigns.csv")
     _preset_args(d)
     d.set_defaults(func=detect_cmd)
@@ -68,61 +70,108 @@ def simulate_cmd(args) -> int:
         sim["n_campaigns"] = args.campaigns
     if not args.out.endswith(".parquet"):
         raise UserError(f"--out {args.out}: give a .parquet file")
-    log = simulate(SimConfig(**sim, seed=cfg["seed"] if args.seed is None else args.seed))
+    try:  # bounds before any allocation
+        sc = SimConfig(**sim, seed=cfg["seed"] if args.seed is None else args.seed).check()
+    except UserError as err:
+        msg = str(err)
+        for flag, name in (("--legit-accounts", "n_legit"), ("--campaigns", "n_campaigns")):
+            msg = msg.replace(f"setting {name} ", f"setting {name} ({flag}) ")
+        raise UserError(msg) from None
+    _check_outputs([args.out])
+    log = simulate(sc)
     write_log(log, args.out)
     print(f"{args.out}: {len(log):,} requests, {log['account_id'].nunique():,} accounts "
           f"({int((log.groupby('account_id')['campaign_id'].first() >= 0).sum())} in campaigns)")
     return 0
 
 
-def detect_cmd(args) -> int:
-    import warnings
+MIN_REFERENCE_ACCOUNTS = 40  # a quarter trains the models; the rest must leave a calibration set worth the name
+
+
+def _check_outputs(paths) -> None:
+    """Every output path writable as a regular file, checked before any work or any write."""
     from pathlib import Path
 
-    import numpy as np
+    from antidistill.watermark.errors import UserError, check_replaceable
+
+    for path in paths:
+        check_replaceable(path)
+        parent = Path(path).parent
+        while not parent.exists():
+            parent = parent.parent
+        if not parent.is_dir():
+            raise UserError(f"cannot write {path}: {parent} is not a folder")
+        if not os.access(parent, os.W_OK):
+            raise UserError(f"cannot write {path}: {parent} is not writable; choose another --out")
+
+
+def detect_cmd(args) -> int:
+    import contextlib
+    import warnings
+    from pathlib import Path
 
     from ..traffic import calibrate as C
     from ..traffic.config import load
     from ..traffic.detectors.combined import Suite, campaigns
     from ..traffic.experiment import simulate_logs
-    from ..traffic.report import write_csv
     from ..traffic.schema import LABEL_COLUMNS, strip_labels
     from ..traffic.store import connect, read_log
 
     from antidistill.students.cache import cache_root, ensure_out_dir
+    from antidistill.watermark.errors import UserError, atomic_write
 
     cfg = load(args.config, args.preset)
+    out = Path(args.out)
+    targets = {"accounts": out / "accounts.csv", "campaigns": out / "campaigns.csv"}
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file, not a folder")
+    _check_outputs(targets.values())
     log = read_log(args.log)
     if any(c in log.columns for c in LABEL_COLUMNS):
         warnings.warn(f"{args.log}: ground-truth columns {', '.join(c for c in LABEL_COLUMNS if c in log.columns)} "
                       f"are dropped before detection")
-    log = strip_labels(log)
+    accounts = log["account_id"].unique()
     if args.reference:
-        ref = strip_labels(read_log(args.reference))
-        ids = np.sort(ref["account_id"].unique())
-        train_ids = ids[np.random.default_rng(0).permutation(len(ids))[: max(1, len(ids) // 4)]]
-        train, calib = ref[ref["account_id"].isin(train_ids)], ref[~ref["account_id"].isin(train_ids)]
+        ref = read_log(args.reference)
+        # labels are checked before they are stripped, and against every part of the reference
+        C.check_legit_only(ref, accounts, where=f"--reference {args.reference}")
+        n_ref = ref["account_id"].nunique()
+        if n_ref < MIN_REFERENCE_ACCOUNTS:
+            raise UserError(f"--reference {args.reference} holds {n_ref} account(s); it needs at least "
+                            f"{MIN_REFERENCE_ACCOUNTS} (a quarter train the models, the rest calibrate)")
+        train, calib = C.split_reference(strip_labels(ref))
+        C.check_alpha(args.alpha, calib["account_id"].nunique())
+        lo, hi = log["timestamp"].min(), log["timestamp"].max()
+        if ref["timestamp"].max() < lo or ref["timestamp"].min() > hi:
+            warnings.warn(f"--reference {args.reference} does not overlap the log's time span: calibration accounts "
+                          f"and evaluated accounts then meet different populations (co-action, templates)")
     else:
+        C.check_alpha(args.alpha, cfg["calibration_accounts"])
         warnings.warn("no --reference: thresholds come from simulated legitimate users, not from yours")
         work = cache_root() / "traffic" / f"{cfg['name']}-reference"
         ensure_out_dir(work)
         paths = simulate_logs(cfg, work)
-        train, calib = (strip_labels(read_log(paths[k])) for k in ("train", "calibration"))
-    C.check_legit_only(calib, log["account_id"].unique())
-    out = Path(args.out)
-    ensure_out_dir(out)
+        train, calib = (read_log(paths[k]) for k in ("train", "calibration"))
+        for part in (train, calib):
+            C.check_legit_only(part, accounts, where="the simulated reference")
+        train, calib = strip_labels(train), strip_labels(calib)
+    log = strip_labels(log)
     con = connect()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         suite = Suite(cfg["detectors"], seed=cfg["seed"]).fit(train)
-        suite.calibrate(calib, con, [args.alpha])
+        n_calib = suite.calibrate(calib, con)
         scores = suite.detect(log, con, args.alpha)
-    write_csv(scores, out / "accounts.csv")
     groups = campaigns(scores)
-    write_csv(groups, out / "campaigns.csv")
-    print(f"{len(scores):,} accounts, {int(scores['flag_combined'].sum()):,} flagged (combined, FPR {args.alpha:g} "
-          f"on {len(suite.calib_scores):,} legitimate calibration accounts), {len(groups)} candidate campaigns "
-          f"-> {out}/accounts.csv, {out}/campaigns.csv")
+    _check_outputs(targets.values())  # again: the folder may have changed during the work
+    ensure_out_dir(out)
+    with contextlib.ExitStack() as stack:  # both files complete before either replaces anything
+        fhs = {k: stack.enter_context(atomic_write(p)) for k, p in targets.items()}
+        scores.to_csv(fhs["accounts"], index=False, float_format="%.6g")
+        groups.to_csv(fhs["campaigns"], index=False, float_format="%.6g")
+    print(f"{len(scores):,} accounts, {int(scores['flag_combined'].sum()):,} flagged (combined, conformal p <= "
+          f"{args.alpha:g} on {n_calib:,} legitimate calibration accounts), {len(groups)} candidate campaigns "
+          f"-> {targets['accounts']}, {targets['campaigns']}")
     return 0
 
 

@@ -2,7 +2,8 @@
 
 Data flow: simulator (or a user's own log) -> Parquet -> columnar features through DuckDB (SQL that
 Spark SQL runs unchanged) -> detectors (CoT-elicitation classifier, MinHash template clusters,
-account coordination graph, per-account MMD window test, combined score) -> thresholds set on
-legitimate-only calibration accounts -> TPR at fixed FPR, time to detection, evasion curves.
+account coordination graph, per-account MMD window test, combined score) -> conformal p-values
+from legitimate-only calibration accounts (calibrate.py) -> TPR at fixed FPR, time to detection,
+evasion curves.
 Ground-truth label columns (`LABEL_COLUMNS` in schema.py) never reach a detector.
 """

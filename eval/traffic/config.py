@@ -18,9 +18,11 @@ from pathlib import Path
 
 from antidistill.watermark.errors import UserError, read_bytes
 
+from . import calibrate as C
 from .detectors.combined import PARAMS
 from .simulate import SimConfig
 
+SEED_MAX = 2**31 - 1  # the run adds offsets (calibration world + 100, evasion levels + 1000 + i) below numpy's 2**32
 KNOBS = ("paraphrase_rate", "jitter_s", "accounts_per_campaign", "requests_per_account", "cover_share")
 _SIM = {k: v for k, v in SimConfig().as_dict().items() if k not in ("seed", "prefix")}
 
@@ -30,20 +32,23 @@ DEFAULT = {
     "sim": _SIM,
     "calibration_accounts": 3000,  # legitimate accounts that set the thresholds (disjoint from evaluation)
     "train_accounts": 500,  # legitimate accounts the classifier and the MMD reference learn from
-    "alphas": [1e-3, 1e-4],
+    "alphas": [1e-3, 1e-2, 5e-2],  # each must be >= 1 / (calibration_accounts + 1), the resolution (calibrate.py)
     "detectors": dict(PARAMS),
     "ttd_hours": [6.0, 12.0, 24.0, 36.0, 48.0, 72.0, 96.0, 120.0],  # checkpoints (hours from the log's start) for time to detection
     "evasion": {"background_accounts": 1000, "n_campaigns": 3,
                 "paraphrase_rate": [0.0, 0.3, 0.6, 1.0], "jitter_s": [20.0, 300.0, 1800.0, 7200.0],
                 "accounts_per_campaign": [5, 10, 40, 160], "requests_per_account": [10, 30, 150, 500],
                 "cover_share": [0.1, 0.5, 0.8, 0.95]},
+    # all-legitimate log of `accounts` split in two by account, per seed: the achieved FPR (null_split.py)
+    "null_split": {"seeds": [0, 1, 2], "accounts": 2400, "alphas": [1e-2, 5e-2]},
 }
 PRESETS = {
     "traffic": {},
     "traffic-smoke": {"name": "traffic-smoke",
                       "sim": {"n_legit": 300, "n_campaigns": 2, "accounts_per_campaign": 10, "requests_per_account": 40,
                               "days": 3.0, "pivot_day": 1.5},
-                      "calibration_accounts": 300, "train_accounts": 200, "ttd_hours": [24.0],
+                      "calibration_accounts": 300, "train_accounts": 200, "ttd_hours": [24.0], "alphas": [1e-2, 5e-2],
+                      "null_split": {"seeds": [0], "accounts": 400},
                       "detectors": {"mmd_perm": 50},
                       "evasion": {"background_accounts": 100, "n_campaigns": 2, "paraphrase_rate": [0.3, 1.0], "jitter_s": [20.0, 3600.0],
                                   "accounts_per_campaign": [5, 10], "requests_per_account": [10, 40],
@@ -83,12 +88,31 @@ def _merge(base: dict, over: dict, where: str = "") -> dict:
 def check(cfg: dict) -> dict:
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", cfg["name"]):
         raise UserError(f"config key name {cfg['name']!r} must be a plain folder name (letters, digits, . _ -)")
+    if not 0 <= cfg["seed"] <= SEED_MAX:
+        raise UserError(f"config key seed must be an integer with 0 <= x <= {SEED_MAX}, got {cfg['seed']!r}")
+    if cfg["sim"]["n_legit"] < 10:
+        raise UserError(f"config key sim.n_legit must be >= 10 (the evaluation's legitimate accounts), "
+                        f"got {cfg['sim']['n_legit']!r}")
     SimConfig(**cfg["sim"], seed=cfg["seed"]).check()
+    if cfg["calibration_accounts"] < 10 or cfg["train_accounts"] < 10:
+        raise UserError("config keys calibration_accounts and train_accounts must be >= 10")
+    for k in ("calibration_accounts", "train_accounts"):
+        SimConfig(n_legit=cfg[k], n_campaigns=0).check()  # the same bound as sim.n_legit
     for a in cfg["alphas"]:
         if not 0 < a < 1:
             raise UserError(f"config key alphas: {a!r} must lie in 0 < x < 1")
-    if cfg["calibration_accounts"] < 10 or cfg["train_accounts"] < 10:
-        raise UserError("config keys calibration_accounts and train_accounts must be >= 10")
+        C.check_alpha(a, cfg["calibration_accounts"], "config key alphas:")
+    ns = cfg["null_split"]
+    if not ns["seeds"] or any(int(x) != x or x > SEED_MAX for x in ns["seeds"]):
+        raise UserError(f"config key null_split.seeds must list integers 0 <= x <= {SEED_MAX}, got {ns['seeds']!r}")
+    if not 40 <= ns["accounts"] <= 100_000 or int(ns["accounts"]) != ns["accounts"]:
+        raise UserError(f"config key null_split.accounts must be an integer with 40 <= x <= 100000, "
+                        f"got {ns['accounts']!r}")
+    half = int(ns["accounts"]) // 2
+    for a in ns["alphas"]:
+        if not 0 < a < 1:
+            raise UserError(f"config key null_split.alphas: {a!r} must lie in 0 < x < 1")
+        C.check_alpha(a, half - max(1, half // 4), "config key null_split.alphas:")
     d = cfg["detectors"]
     for k in ("lsh_threshold", "min_overlap", "request_rate"):
         if not 0 < d[k] < 1:

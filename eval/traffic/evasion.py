@@ -1,4 +1,4 @@
-"""Robustness curves: each evasion knob swept alone, thresholds fixed from calibration.
+"""Robustness curves: each evasion knob swept alone, calibration accounts scored with each evaluated log.
 
 For each level `n_campaigns` campaigns are simulated afresh (campaign traffic only, a new seed per level) and
 mixed into a fixed background of evaluation legitimate accounts (`background_accounts` of them, a

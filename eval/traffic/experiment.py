@@ -1,9 +1,12 @@
 """`antidistill traffic run`: simulate, fit, calibrate, detect, time to detection, evasion, report.
 
-Three disjoint sets of accounts, three seeds: training legitimate traffic (the classifier's
-negatives, the MMD reference), calibration legitimate traffic (every threshold), evaluation traffic
-(legitimate accounts and campaigns; its labels reach only metrics.py). Logs are written as Parquet
-under the cache and read back through DuckDB, as a user's own log would be.
+One simulated legitimate population split at random by account into three disjoint sets: training
+traffic (the classifier's negatives, the MMD reference), calibration traffic (every p-value) and the
+legitimate part of the evaluation traffic, to which the campaigns (simulated separately) are added;
+its labels reach only metrics.py. A random split makes calibration and evaluated legitimate accounts
+exchangeable, the condition the conformal p-values rest on (calibrate.py); three separately seeded
+logs were not (each seed draws its own prompt cores, classes and households). Logs are written as
+Parquet under the cache and read back through DuckDB, as a user's own log would be.
 """
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ import time
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
@@ -21,25 +25,40 @@ from antidistill.watermark.errors import atomic_write
 
 from . import calibrate as C
 from . import evasion, metrics
-from .detectors.combined import Suite, campaigns
+from .detectors.combined import Suite, campaigns, thresholds as score_thresholds
+from .null_split import null_table
 from .schema import strip_labels
 from .simulate import DAY, EPOCH0, SimConfig, simulate
 from .store import connect, read_log, write_log
 
 
 def simulate_logs(cfg: dict, work: Path) -> dict[str, Path]:
-    s = cfg["sim"]
-    sets = {"train": SimConfig(**{**s, "n_legit": cfg["train_accounts"], "n_campaigns": 0}, seed=cfg["seed"] + 200,
-                               prefix="t"),
-            "calibration": SimConfig(**{**s, "n_legit": cfg["calibration_accounts"], "n_campaigns": 0},
-                                     seed=cfg["seed"] + 100, prefix="c"),
-            "evaluation": SimConfig(**s, seed=cfg["seed"], prefix="e")}
-    return {k: write_log(simulate(c), work / f"{k}.parquet") for k, c in sets.items()}
+    """train / calibration / evaluation logs: one legitimate population (seed + 100) split at random by
+    account (train_accounts, calibration_accounts, the rest: sim.n_legit), campaigns (seed) added to
+    the evaluation. The legitimate logs do not depend on the campaign settings."""
+    s, n_tr, n_ca = cfg["sim"], cfg["train_accounts"], cfg["calibration_accounts"]
+    world = simulate(SimConfig(**{**s, "n_legit": s["n_legit"] + n_tr + n_ca, "n_campaigns": 0},
+                               seed=cfg["seed"] + 100, prefix="l"))
+    ids = np.sort(world["account_id"].unique())
+    ids = ids[np.random.default_rng(cfg["seed"]).permutation(len(ids))]
+    part = {"train": ids[:n_tr], "calibration": ids[n_tr:n_tr + n_ca], "evaluation": ids[n_tr + n_ca:]}
+    logs = {k: world[world["account_id"].isin(v)] for k, v in part.items()}
+    if s["n_campaigns"]:
+        camp = simulate(SimConfig(**{**s, "n_legit": 0}, seed=cfg["seed"], prefix="e"))
+        logs["evaluation"] = pd.concat([logs["evaluation"], camp], ignore_index=True).sort_values(
+            "timestamp", kind="stable")
+    return {k: write_log(v.reset_index(drop=True), work / f"{k}.parquet") for k, v in logs.items()}
+
+
+LAYOUT = 2  # bump when the stages' outputs change meaning: 2 = one legitimate population split, conformal p-values
 
 
 def config_key(cfg: dict) -> str:
-    """Stage outputs live under the hash of the whole config: another config never reuses them."""
-    return hashlib.sha256(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    """Stage outputs live under the hash of the whole config (and LAYOUT): another config never reuses them."""
+    return hashlib.sha256(json.dumps({"layout": LAYOUT, **cfg}, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+REUSED: list[str] = []  # stages the current run took from the cache (run.json says so beside its wall time)
 
 
 def resumable(work: Path, name: str, make):
@@ -47,6 +66,7 @@ def resumable(work: Path, name: str, make):
     so a run killed in a later stage skips this one when rerun."""
     path = work / f"{name}.parquet"
     if path.exists():
+        REUSED.append(name)
         return pd.read_parquet(path)
     table = make()
     write_log(table, path)
@@ -76,26 +96,29 @@ def run_traffic(cfg: dict, out: str | Path, cache_dir=None, quiet: bool = False)
         warnings.simplefilter("ignore")  # scikit-learn convergence and future warnings: library chatter
         stage("simulate")
         paths = {k: work / f"{k}.parquet" for k in ("train", "calibration", "evaluation")}
+        REUSED.clear()
         if not all(p.exists() for p in paths.values()):  # each log is written atomically
             paths = simulate_logs(cfg, work)
+        else:
+            REUSED.append("simulated logs")
         logs = {k: read_log(p) for k, p in paths.items()}
         done("simulate")
         ev = logs["evaluation"]
         C.check_legit_only(logs["calibration"], ev["account_id"].unique())
-        C.check_legit_only(logs["train"], ev["account_id"].unique())
+        C.check_legit_only(logs["train"], ev["account_id"].unique(), where="training traffic")
         stage("fit")
         suite = Suite(cfg["detectors"], seed=cfg["seed"]).fit(strip_labels(logs["train"]))
         done("fit")
         stage("calibrate")
-        thresholds = suite.calibrate(strip_labels(logs["calibration"]), con, cfg["alphas"])
+        n_calib = suite.calibrate(strip_labels(logs["calibration"]), con)
         done("calibrate")
         stage("detect")
         scores = suite.detect(strip_labels(ev), con, alpha0)
+        thresholds = score_thresholds(scores, cfg["alphas"])
         done("detect")
         gt = metrics.truth(ev)
-        n_calib = len(suite.calib_scores)
         tables = {"detection": metrics.detection_table(scores, gt, thresholds, n_calib),
-                  "collateral": metrics.collateral(scores, gt, thresholds, alpha0),
+                  "collateral": metrics.collateral(scores, gt, alpha0),
                   "roc": metrics.roc(scores, gt),
                   "shift_windows": metrics.shift_windows(scores, gt, suite.p["mmd_min_n"]),
                   "campaigns": campaigns(scores).merge(
@@ -119,10 +142,16 @@ def run_traffic(cfg: dict, out: str | Path, cache_dir=None, quiet: bool = False)
         tables["evasion"] = resumable(work, "stage_evasion", lambda: evasion.sweep(cfg, suite, con, ev, alpha0, quiet))
         done("evasion")
         tables["pivot"] = pivot_table(ev, cfg)
+        stage("null split")
+        ns = cfg["null_split"]
+        tables["null_split"] = resumable(work, "stage_null_split", lambda: null_table(
+            [int(x) for x in ns["seeds"]], int(ns["accounts"]), ns["alphas"], cfg["detectors"],
+            {k: v for k, v in cfg["sim"].items() if k not in ("n_legit", "n_campaigns")}))
+        done("null split")
     stage("report")
     from .report import write_report
 
-    meta = {"config": cfg, "alpha_curves": alpha0, "stage_seconds": times,
+    meta = {"config": cfg, "alpha_curves": alpha0, "stage_seconds": times, "reused_from_cache": list(REUSED),
             "wall_seconds": round(time.perf_counter() - t_all, 1),
             "sizes": {k: {"requests": len(v), "accounts": int(v["account_id"].nunique())} for k, v in logs.items()},
             "python": platform.python_version(), "platform": platform.platform(), "threads": 1}

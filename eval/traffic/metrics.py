@@ -12,9 +12,8 @@ import numpy as np
 import pandas as pd
 
 from ..measures.stats import clopper_pearson
-from .detectors.combined import DETECTORS
-
-ALL = (*DETECTORS, "combined")
+from .calibrate import flag_count_bound
+from .detectors.combined import ALL
 
 
 def truth(labelled_log: pd.DataFrame) -> pd.DataFrame:
@@ -23,32 +22,35 @@ def truth(labelled_log: pd.DataFrame) -> pd.DataFrame:
 
 
 def detection_table(scores: pd.DataFrame, gt: pd.DataFrame, thresholds: dict, n_calib: int) -> pd.DataFrame:
+    """Per detector and alpha (flagged: conformal p-value <= alpha; `thresholds` only reported)."""
     s = scores.merge(gt, on="account_id")
     camp, legit = s["campaign_id"] >= 0, s["campaign_id"] < 0
     rows = []
     for d in ALL:
         for alpha, t in thresholds[d].items():
-            flag = s[d] > t
+            flag = s[f"p_{d}"] <= alpha
             fp, n_legit = int((flag & legit).sum()), int(legit.sum())
             lo, hi = clopper_pearson(fp, n_legit)
             per = s[camp].assign(f=flag[camp]).groupby("campaign_id")["f"]
+            binom, exact = flag_count_bound(n_legit, n_calib, alpha)
             rows.append(dict(detector=d, alpha=alpha, threshold=t, tpr=float(flag[camp].mean()),
                              campaign_recall=float((per.sum() > 0).mean()), mean_campaign_tpr=float(per.mean().mean()),
                              fpr=fp / n_legit, fpr_lo=lo, fpr_hi=hi, false_positives=fp, legit_accounts=n_legit,
+                             binom_bound=binom, exact_bound=exact,
                              campaign_accounts=int(camp.sum()), calib_accounts=n_calib,
-                             resolution=1.0 / n_calib))
+                             resolution=1.0 / (n_calib + 1)))
     return pd.DataFrame(rows)
 
 
-def collateral(scores: pd.DataFrame, gt: pd.DataFrame, thresholds: dict, alpha: float) -> pd.DataFrame:
-    """Flag rate per legitimate archetype and detector at FPR alpha."""
+def collateral(scores: pd.DataFrame, gt: pd.DataFrame, alpha: float) -> pd.DataFrame:
+    """Legitimate accounts flagged per archetype and detector at FPR alpha."""
     s = scores.merge(gt, on="account_id")
     s = s[s["campaign_id"] < 0]
     rows = []
     for arch, g in s.groupby("archetype"):
         row = {"archetype": arch, "accounts": len(g)}
         for d in ALL:
-            row[f"{d}_flagged"] = int((g[d] > thresholds[d][alpha]).sum())
+            row[f"{d}_flagged"] = int((g[f"p_{d}"] <= alpha).sum())
         rows.append(row)
     return pd.DataFrame(rows)
 

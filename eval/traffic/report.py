@@ -10,13 +10,15 @@ from antidistill.watermark.errors import atomic_write
 
 from .evasion import KNOB_LABELS
 from .metrics import ALL
+from .null_split import markdown as null_markdown
 
 DESCRIBE = {
     "cot": "CoT-elicitation classifier (word + char n-gram TF-IDF, logistic regression; held-out wrapper families)",
     "templates": "template clusters (MinHash LSH + exact Jaccard, across accounts)",
     "coordination": "coordination graph (shared payment / network, co-action in 60 s buckets)",
     "shift": "MMD window test against legitimate reference traffic (TF-IDF + SVD embedding)",
-    "combined": "combined: min over detectors of the calibrated tail p-value",
+    "combined": "combined: the detectors' conformal ranks, smallest first (min-p, ties broken by the next), "
+                "calibrated as a statistic of its own on the calibration accounts (leave-one-out, exact)",
 }
 
 
@@ -52,7 +54,7 @@ def write_report(out: Path, cfg: dict, t: dict, meta: dict) -> None:
     import matplotlib.pyplot as plt
 
     for name in ("detection", "collateral", "roc", "shift_windows", "campaigns", "thresholds", "ttd", "evasion",
-                 "pivot"):
+                 "pivot", "null_split"):
         write_csv(t[name], out / f"{name}.csv")
     roc = t["roc"]
     for d in ALL:
@@ -100,19 +102,21 @@ def write_report(out: Path, cfg: dict, t: dict, meta: dict) -> None:
              f"Thresholds from {sizes['calibration']['accounts']:,} disjoint legitimate calibration accounts "
              f"({sizes['calibration']['requests']:,} requests); models from {sizes['train']['accounts']:,} "
              f"legitimate training accounts. Seed {cfg['seed']}; {meta['wall_seconds']:.0f} s on one thread up to "
-             f"this report (total and stages in run.json). Campaigns wrap their prompts in CoT-elicitation wrappers of the "
+             f"this report (total and stages in run.json"
+             + (f"; reused from an earlier run of the same config: {', '.join(meta['reused_from_cache'])}"
+                if meta.get("reused_from_cache") else "") + "). Campaigns wrap their prompts in CoT-elicitation wrappers of the "
              f"*held-out* families only.", "",
              "## Detection at fixed false-positive rate", "",
              "TPR = share of campaign accounts flagged; FPR = share of the evaluation legitimate accounts flagged "
-             "(95% Clopper-Pearson interval), with thresholds set on the calibration accounts only. "
-             f"Resolution: with n = {int(det['calib_accounts'].iloc[0])} calibration accounts the smallest nonzero "
-             f"FPR a threshold can target is 1/n = {det['resolution'].iloc[0]:.1e}; at alpha = 1e-4 < 1/n the rule "
-             "flags only accounts above every calibration account, so those rows show what that strictest "
-             "threshold costs, not a resolved FPR of 1e-4 (that needs >= 10^4 calibration accounts). The combined "
-             "score saturates at log10(n + 1): every account above all calibration accounts on some detector gets it, "
-             "so its thresholds at the two alphas can coincide.", "",
+             "(95% Clopper-Pearson interval). An account is flagged when its conformal p-value "
+             "(1 + #{calibration scores >= its score}) / (n + 1) is <= alpha, calibration and evaluated accounts "
+             "scored in one population (eval/traffic/calibrate.py; exact under exchangeability). "
+             f"Resolution: with n = {int(det['calib_accounts'].iloc[0])} calibration accounts the smallest alpha "
+             f"that can be resolved is 1/(n + 1) = {det['resolution'].iloc[0]:.1e}; smaller alphas are refused.", "",
              _md(det[["detector", "alpha", "tpr", "campaign_recall", "mean_campaign_tpr", "fpr", "fpr_lo", "fpr_hi",
-                      "false_positives", "legit_accounts"]]), "",
+                      "false_positives", "legit_accounts", "binom_bound", "exact_bound"]]), "",
+             "binom_bound, exact_bound: 99.9% upper bounds on false_positives, Binomial(N, alpha) and the exact "
+             "law under exchangeability (negative hypergeometric; see the all-legitimate split below).", "",
              "Detectors: " + "; ".join(f"**{k}**: {v}" for k, v in DESCRIBE.items()) + ".", "",
              "ROC per detector over the evaluation accounts: " + ", ".join(f"`roc_{d}.png`" for d in ALL)
              + " (`roc.csv`; AUC " + ", ".join(f"{d} {roc[roc['detector'] == d]['auc'].iloc[0]:.3f}" for d in ALL)
@@ -121,6 +125,15 @@ def write_report(out: Path, cfg: dict, t: dict, meta: dict) -> None:
              f"(>= {cfg['detectors']['mmd_min_n']}), and those whose Monte-Carlo permutation p-value "
              f"(b + 1) / (m + 1), m = {cfg['detectors']['mmd_perm']} permutations, is <= 0.01 (`shift_windows.csv`; "
              "valid in the permutation sense for any m; resolution 1 / (m + 1)):", "", _md(t["shift_windows"]), "",
+             "## False-positive rate on an all-legitimate split", "",
+             f"Per seed, a simulated log of {int(cfg['null_split']['accounts']):,} legitimate accounts and no "
+             "campaign, split in two at random by account: one half is the reference (a quarter of its accounts "
+             "train the models, the rest calibrate, as `traffic detect --reference` does), the other half is "
+             "evaluated, so every flag is a false positive (`null_split.csv`, eval/traffic/null_split.py). Beside "
+             "each count, two 99.9% upper bounds: Binomial(N, alpha), and the exact law of the count under "
+             "exchangeability (negative hypergeometric: all N accounts are compared with one calibration set, so "
+             "their flags share its luck and vary more than a binomial; a valid procedure exceeds the binomial "
+             "bound in about 1-2% of cells at these sizes).", "", null_markdown(t["null_split"]), "",
              f"## Collateral damage at FPR {meta['alpha_curves']:g}", "",
              "Legitimate accounts flagged, per archetype and detector (heavy single-topic users, classroom accounts "
              "sharing a school network and homework prompts, API integrators with templated prompts are the hard "
@@ -131,7 +144,8 @@ def write_report(out: Path, cfg: dict, t: dict, meta: dict) -> None:
              _md(t["campaigns"].head(20)), "",
              "## Time to detection", "",
              f"Detectors rerun on the log's prefixes at {', '.join(f'{h:g}' for h in cfg['ttd_hours'])} hours and at "
-             "its end, thresholds fixed. Hours from a campaign's first request to the first checkpoint at which one "
+             "its end, each prefix scored together with the calibration accounts' whole week (the legitimate FPR "
+             "at a prefix is not measured here; the conformal guarantee covers whole-period logs). Hours from a campaign's first request to the first checkpoint at which one "
              "of its accounts is flagged (an upper bound: the grid is coarse), and the campaign's requests sent by "
              "then; empty = not flagged by the end (`ttd.csv`, `time_to_detect.png`).", "",
              _md(t["ttd"].pivot(index="campaign_id", columns="detector", values="hours")[list(ALL)].reset_index()), "",
@@ -139,7 +153,7 @@ def write_report(out: Path, cfg: dict, t: dict, meta: dict) -> None:
              "",
              "## Evasion curves", "",
              f"Each knob swept alone from the preset's campaign settings, campaigns re-simulated per level and mixed "
-             f"into {cfg['evasion']['background_accounts']} evaluation legitimate accounts, thresholds fixed at FPR "
+             f"into {cfg['evasion']['background_accounts']} evaluation legitimate accounts, flagged at FPR "
              f"{meta['alpha_curves']:g} (`evasion.csv`, `evasion_*.png`). Account TPR per detector:", ""]
     for knob, label in KNOB_LABELS.items():
         e = t["evasion"][t["evasion"]["knob"] == knob].pivot(index="value", columns="detector", values="tpr")
@@ -150,7 +164,7 @@ def write_report(out: Path, cfg: dict, t: dict, meta: dict) -> None:
     lines += ["## Throughput", ""]
     if bench.exists():
         lines += [f"From `{bench}` (python -m antidistill.eval.bench.traffic):", "",
-                  bench.read_text(encoding="utf-8").split("## Figures", 1)[-1].strip(), ""]
+                  bench.read_text(encoding="utf-8").split("## Figures", 1)[-1].split("## False-positive rate", 1)[0].strip(), ""]
     else:
         lines += ["Run `python -m antidistill.eval.bench.traffic` for the streaming-feature and graph timings.", ""]
     with atomic_write(out / "report.md") as fh:

@@ -60,7 +60,17 @@ class SimConfig:
     pivot_day: float = 4.0
     pivot_share: float = 0.5  # campaign traffic moved to the new model within 24 h of its release
 
+    # Upper bounds, so that a typo is one line instead of a terabyte allocation or an endless loop
+    # (the benchmark's 10^6-request log is 3e4 accounts; these leave two orders of magnitude above it).
+    LIMITS = {"n_legit": 2_000_000, "n_campaigns": 1_000, "accounts_per_campaign": 100_000,
+              "requests_per_account": 100_000, "class_size": 10_000, "days": 366.0}
+    MAX_CAMPAIGN_REQUESTS = 50_000_000
+
     def check(self) -> "SimConfig":
+        for name, hi in self.LIMITS.items():
+            v = getattr(self, name)
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and v > hi:
+                raise UserError(f"simulation setting {name} must lie in 0 <= x <= {hi:,}, got {v!r}")
         for f in fields(self):
             v = getattr(self, f.name)
             if f.name in ("prefix", "wrappers"):
@@ -81,6 +91,15 @@ class SimConfig:
             raise UserError("simulation needs days > 0, some accounts, and class_size >= 2")
         if self.n_campaigns and (self.accounts_per_campaign < 1 or self.requests_per_account < 1):
             raise UserError("campaigns need accounts_per_campaign >= 1 and requests_per_account >= 1")
+        total = self.n_campaigns * self.accounts_per_campaign * self.requests_per_account
+        if total > self.MAX_CAMPAIGN_REQUESTS:
+            raise UserError(f"simulation of {total:,} campaign requests (n_campaigns x accounts_per_campaign x "
+                            f"requests_per_account) is above the limit of {self.MAX_CAMPAIGN_REQUESTS:,}")
+        if self.pivot_day > self.days:
+            raise UserError(f"simulation setting pivot_day ({self.pivot_day:g}) must lie within the log's "
+                            f"days (0 <= x <= {self.days:g})")
+        if not 0 <= self.seed < 2**32:
+            raise UserError(f"simulation seed must be an integer with 0 <= x <= {2**32 - 1}, got {self.seed!r}")
         return self
 
     def as_dict(self) -> dict:

@@ -5,6 +5,7 @@ same way as a simulated one. Connections run on one thread (the per-core figures
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -51,6 +52,11 @@ def read_log(path: str | Path) -> pd.DataFrame:
     con = connect()
     try:
         df = con.execute(f"SELECT * FROM {reader}", [str(path)]).df()
+        # A JSONL column whose rows disagree in type ("1" and 1) comes back as JSON text ('"1"', '1'):
+        # decode it, so that schema.validate sees the values the user wrote (and compares them as text).
+        for name, kind, *_ in con.description:
+            if str(kind) == "JSON":
+                df[name] = df[name].map(lambda v: json.loads(v) if isinstance(v, str) else v)
     except duckdb.Error as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise UserError(f"log {path}: cannot be read ({first})") from None

@@ -10,22 +10,48 @@ from antidistill.eval.traffic.store import read_log
 from antidistill.watermark.errors import UserError
 
 
-def test_threshold_flags_at_most_floor_alpha_n_calibration_accounts():
+def test_threshold_and_pvalue_agree_and_flag_at_most_floor_alpha_n_plus_1_minus_1_calibration_accounts():
     s = np.random.default_rng(0).normal(size=2000)
     for alpha in (1e-3, 1e-2, 0.1):
-        assert (s > C.threshold(s, alpha)).sum() <= int(alpha * len(s))
-        assert (s > C.threshold(s, alpha)).sum() >= int(alpha * len(s)) - 1
-    assert C.threshold(s, 1e-4) == s.max()  # alpha below 1/n: only accounts above every calibration account
+        t, m = C.threshold(s, alpha), int(np.floor(alpha * (len(s) + 1)))
+        assert ((s > t) == (C.pvalue(s, s + 0.0) - 1 / (len(s) + 1) <= alpha - 1 / (len(s) + 1) + 1e-12)).all()
+        assert (s > t).sum() == m - 1  # the m-th largest is the threshold, flagged: strictly above
+        x = np.random.default_rng(1).normal(size=5000)  # fresh exchangeable scores: flags iff p <= alpha
+        assert ((x > t) == (C.pvalue(s, x) <= alpha)).all()
 
 
-def test_tail_pvalue_is_the_empirical_upper_tail():
+def test_alpha_below_the_resolution_is_refused_in_one_line():
+    s = np.arange(999.0)
+    with pytest.raises(UserError, match=r"below the resolution 1/\(n\+1\) = 0.001 of 999 calibration accounts"):
+        C.threshold(s, 9.99e-4)
+    C.check_alpha(1e-3, 999)  # 1/(n+1) exactly: resolvable
+
+
+def test_pvalue_is_the_conformal_upper_tail():
     calib = np.array([1.0, 2.0, 3.0])
-    assert C.tail_pvalue(calib, [0.0, 2.0, 3.5]).tolist() == [1.0, 0.75, 0.25]
+    assert C.pvalue(calib, [0.0, 2.0, 3.5]).tolist() == [1.0, 0.75, 0.25]
 
 
-def test_calibration_refuses_campaign_rows_and_shared_accounts():
+def test_combined_min_p_is_calibrated_on_its_own_null():
+    """Independent uniform detectors, exchangeable accounts: min-p as a p-value would flag about 4 alpha;
+    the calibrated combination flags alpha (its mean over many calibration sets, the exact law's mean)."""
+    rng = np.random.default_rng(0)
+    n, N, alpha, k = 400, 4000, 0.05, 4
+    naive, calibrated = [], []
+    for _ in range(20):
+        cal = {d: rng.random(n) for d in range(k)}
+        ev = {d: rng.random(N) for d in range(k)}
+        p, _ = C.min_p(cal, ev)
+        naive.append((np.min([C.pvalue(cal[d], ev[d]) for d in range(k)], axis=0) <= alpha).mean())
+        calibrated.append((p <= alpha).mean())
+    assert np.mean(naive) > 3 * alpha
+    m = int(np.floor(alpha * (n + 1)))
+    assert m / (n + 1) - 0.006 < np.mean(calibrated) <= m / (n + 1) + 0.006  # sd of the mean over 20 sets ~ 0.0024
+
+
+def test_references_with_campaign_rows_or_shared_accounts_are_refused():
     calib = pd.DataFrame({"account_id": ["a", "b"], "campaign_id": [-1, 3]})
-    with pytest.raises(UserError, match="legitimate only"):
+    with pytest.raises(UserError, match="legitimate only: row 2 has campaign_id 3"):
         C.check_legit_only(calib)
     with pytest.raises(UserError, match="share 1 accounts"):
         C.check_legit_only(calib.assign(campaign_id=-1), ["b", "z"])

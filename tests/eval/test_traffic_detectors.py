@@ -24,7 +24,7 @@ def world():
                             requests_per_account=40))
     con = connect()
     suite = Suite({"mmd_perm": 50}, seed=0).fit(strip_labels(train))
-    suite.calibrate(strip_labels(calib), con, [ALPHA])
+    suite.calibrate(strip_labels(calib), con)
     return suite, con, ev
 
 
@@ -61,7 +61,10 @@ def test_planted_campaign_is_found(world):
     suite, con, ev = world
     r = _flag_rates(suite, con, ev)
     assert r["cot"] >= 0.8 and r["combined"] >= 0.8, r
-    assert r["templates"] >= 0.5 and r["coordination"] >= 0.5 and r["shift"] >= 0.5, r
+    # templates: the campaign's paraphrases split into clusters of a few accounts, and calibration accounts
+    # are now scored in the same population as the evaluated ones (no longer in a smaller one whose lower
+    # scores the old thresholds profited from): about a third of its accounts at 1e-2 in this small world
+    assert r["templates"] >= 0.25 and r["coordination"] >= 0.5 and r["shift"] >= 0.5, r
 
 
 def test_prompt_null_is_ignored_by_text_detectors(world):
@@ -78,7 +81,7 @@ def test_coordination_null_is_ignored_by_the_graph(world):
 
 def test_detectors_refuse_labelled_logs(world):
     suite, con, ev = world
-    for call in (lambda: suite.score(ev, con), lambda: templates.template_scores(ev, con),
+    for call in (lambda: suite.detect(ev, con), lambda: templates.template_scores(ev, con),
                  lambda: coordination.coordination_scores(ev, con), lambda: suite.shift.scores(ev),
                  lambda: cot.account_scores(ev, np.zeros(len(ev)), 0.5, 0.01, con)):
         with pytest.raises(ValueError, match="label columns"):

@@ -51,7 +51,7 @@ def test_settings_are_checked():
 
 
 def _log(**over):
-    base = {"request_id": [1, 2], "account_id": ["a", "b"], "timestamp": [0.0, 1.0], "prompt": ["hi", "yo"],
+    base = {"request_id": [1, 2], "account_id": ["a", "b"], "timestamp": [1767225600.0, 1767225601.0], "prompt": ["hi", "yo"],
             "model": ["m", "m"]}
     base.update(over)
     return pd.DataFrame({k: v for k, v in base.items() if v is not None})
