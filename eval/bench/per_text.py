@@ -1,8 +1,25 @@
 """Per-text verdicts, old rule against new, on templated, natural and random-model text.
 
-    python -m antidistill.eval.bench.per_text [--keys 30] [--out results/bench]
+    python -m antidistill.eval.bench.per_text [--kinds demo,natural,random] [--keys 30] [--tf-keys 5]
+        [--natural 64,224] [--random 200,600] [--demo 1000,1000,300] [--out results/bench]
 
-PLACEHOLDER: the full docstring is written with the measurement.
+Issue 18: a per-text verdict must be a function of the text (and of reference texts passed
+explicitly), with the power of transformers' `WatermarkDetector` and the fixed-key calibration on
+templated text kept. For KGW (gamma 0.25, delta 2, h 1, left hash) on three kinds of text
+
+- `demo`: the demo teacher's task-suite traces (templated; the templated bench's corpora),
+- `natural`: SmolLM2-135M-Instruct answers to the shipped instructions (T 0.7, EOS forbidden so
+  every answer has 200 tokens; cached per batch, so a rerun resumes),
+- `random`: a small randomly initialised Llama (vocab 1024, T 1),
+
+it measures three per-text rules side by side (`verdicts`): the removed batch rule, the new
+default, and the new rule with a reference of unprotected text of the same kind; per rule the
+false-positive rate of 30 fixed null keys on unprotected texts (mean and worst key, exact
+intervals) and the TPR of protected texts at 25/50/100/200 tokens (prefixes of the same texts,
+exact intervals); transformers' own processor and detector on the same model and prompts (its
+TPR under its default key, its FPR under `--tf-keys` hashing keys); and the family guard's report.
+Writes per_text.md, per_text.csv (every row), per_text_family.csv, per_text_targets.csv and
+per_text.json (command, config, machine, wall time) to --out.
 """
 from __future__ import annotations
 
@@ -390,7 +407,10 @@ def write_markdown(path: Path, fpr: pd.DataFrame, tpr: pd.DataFrame, fam: pd.Dat
     t_view.columns = [c if isinstance(c, str) else f"{c} tokens" for c in t_view.columns]
     lines = [
         "# Per-text verdicts: the old batch rule against verdicts that are a function of the text", "",
-        f"`{meta['command']}`: {meta['wall_seconds']:.0f} s on {meta['machine']} ({meta['note']}).", "",
+        f"`{meta['command']}`: {meta['wall_seconds']:.0f} s on {meta['machine']} ({meta['note']}); measuring "
+        "each kind took " + ", ".join(f"{k} {v:.0f} s" for k, v in meta["measure_seconds"].items())
+        + " (a kind measured by an earlier run of the same config is read from the cache; text generation "
+        "not included).", "",
         "KGW (`" + KGW + "`) on three kinds of text. Rules for antidistill's per-text verdicts:", "",
         "- `batch-drop`: the removed default; a text is scored on its own distinct tuples minus every tuple another "
         "text of the same call scores (so a verdict depends on the call).",
@@ -425,6 +445,38 @@ def write_markdown(path: Path, fpr: pd.DataFrame, tpr: pd.DataFrame, fam: pd.Dat
         fh.write("\n".join(lines) + "\n")
 
 
+MEASURE_VERSION = "per_text/measure/v1"  # bump when the measurement changes: cached parts are then redone
+
+
+def measure_kind(kind: str, size: tuple, n_keys: int, tf_keys: int, cache_dir, progress: bool) -> dict:
+    """One kind's rows (cached under its config, so a run over several kinds reuses finished ones)."""
+    from antidistill.students.cache import cache_root, config_hash
+
+    ident = {"v": MEASURE_VERSION, "kind": kind, "size": list(size), "keys": n_keys, "tf_keys": tf_keys,
+             "scheme": KGW, "lengths": list(LENGTHS), "alphas": list(ALPHAS)}
+    path = cache_root(cache_dir) / "bench" / f"per_text-measure-{config_hash(ident)}.json"
+    if path.is_file():
+        return json.loads(path.read_text(encoding="utf-8"))
+    t0 = time.perf_counter()
+    if kind == "natural":
+        sets, reference = natural_sets(*size, cache_dir=cache_dir, progress=progress), "halves"
+    elif kind == "random":
+        sets, reference = random_sets(*size, cache_dir=cache_dir, progress=progress), "halves"
+    else:
+        sets = demo_sets(*size, cache_dir=cache_dir, progress=progress)
+        reference = sets["reference"]
+    sizes = (f"{len(sets['none'][0])} unprotected, {len(sets['antidistill'][0])} antidistill-KGW, "
+             f"{len(sets['transformers'][0])} transformers-KGW texts"
+             + (f", {len(sets['reference'][0])} reference" if "reference" in sets else ""))
+    f, t = ours(kind, sets, n_keys, (None, *LENGTHS), reference)
+    rf, rt = reference_detector(kind, sets, tf_keys, LENGTHS)
+    part = {"fpr": f + rf, "tpr": t + rt, "family": family_rows(kind, sets, reference), "sizes": sizes,
+            "seconds": round(time.perf_counter() - t0, 1)}
+    with atomic_write(path) as fh:
+        json.dump(part, fh, default=lambda v: v.item() if hasattr(v, "item") else str(v))
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
 def run(out: Path, *, kinds, n_keys: int, tf_keys: int, natural: tuple, random_: tuple, demo: tuple,
         cache_dir=None, progress: bool = True, note: str = "", command: str = "") -> dict:
     import os
@@ -433,26 +485,16 @@ def run(out: Path, *, kinds, n_keys: int, tf_keys: int, natural: tuple, random_:
     from antidistill.watermark.detection import TEMPLATED_SHARE
 
     t0 = time.perf_counter()
-    fpr, tpr, fam, sizes = [], [], [], {}
+    fpr, tpr, fam, sizes, seconds = [], [], [], {}, {}
     for kind in kinds:
-        if kind == "natural":
-            sets, reference = natural_sets(*natural, cache_dir=cache_dir, progress=progress), "halves"
-        elif kind == "random":
-            sets, reference = random_sets(*random_, cache_dir=cache_dir, progress=progress), "halves"
-        else:
-            sets = demo_sets(*demo, cache_dir=cache_dir, progress=progress)
-            reference = sets["reference"]
-        sizes[kind] = (f"{len(sets['none'][0])} unprotected, {len(sets['antidistill'][0])} antidistill-KGW, "
-                       f"{len(sets['transformers'][0])} transformers-KGW texts"
-                       + (f", {len(sets['reference'][0])} reference" if "reference" in sets else ""))
-        lengths = (None, *LENGTHS)
-        f, t = ours(kind, sets, n_keys, lengths, reference)
-        rf, rt = reference_detector(kind, sets, tf_keys, LENGTHS)
-        fpr += f + rf
-        tpr += t + rt
-        fam += family_rows(kind, sets, reference)
+        size = {"natural": natural, "random": random_, "demo": demo}[kind]
+        part = measure_kind(kind, size, n_keys, tf_keys, cache_dir, progress)
+        fpr += part["fpr"]
+        tpr += part["tpr"]
+        fam += part["family"]
+        sizes[kind], seconds[kind] = part["sizes"], part["seconds"]
         if progress:
-            print(f"per_text: {kind} measured ({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
+            print(f"per_text: {kind} measured ({part['seconds']:.0f} s)", file=sys.stderr, flush=True)
     fpr, tpr, fam = pd.DataFrame(fpr), pd.DataFrame(tpr), pd.DataFrame(fam)
     tpr = tpr[tpr.n > 0]
     tg = targets(fpr, tpr)
@@ -463,7 +505,7 @@ def run(out: Path, *, kinds, n_keys: int, tf_keys: int, natural: tuple, random_:
                        "temperature": 1.0, "init_std": RANDOM_INIT},
             "demo": {"n_null": demo[0], "n_reference": demo[1], "n_marked": demo[2], "max_new_tokens": 128},
             "templated_share": TEMPLATED_SHARE, "bench_key": BENCH_KEY.fingerprint,
-            "wall_seconds": round(time.perf_counter() - t0, 1),
+            "wall_seconds": round(time.perf_counter() - t0, 1), "measure_seconds": seconds,
             "machine": f"{platform.machine()} {platform.system()}, {os.cpu_count()} CPUs, torch "
                        f"{torch.__version__}, {torch.get_num_threads()} threads", "note": note or "no note"}
     out.mkdir(parents=True, exist_ok=True)
