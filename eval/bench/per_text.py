@@ -569,7 +569,9 @@ def main(argv: list[str] | None = None) -> int:
             raise UserError("--natural: the instruction set has 300 prompts; ask for at most 300 texts per set")
         from ..experiment.runner import library_chatter
 
-        command = "python -m antidistill.eval.bench.per_text " + " ".join(argv)
+        command = (f"python -m antidistill.eval.bench.per_text --kinds {','.join(kinds)} --keys {args.keys} "
+                   f"--tf-keys {args.tf_keys} --natural {','.join(map(str, natural))} "
+                   f"--random {','.join(map(str, random_))} --demo {','.join(map(str, demo))}")
         with library_chatter(verbose=False):
             res = run(Path(args.out), kinds=kinds, n_keys=args.keys, tf_keys=args.tf_keys, natural=natural,
                       random_=random_, demo=demo, cache_dir=args.cache_dir, progress=not args.quiet,
