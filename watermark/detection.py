@@ -9,17 +9,31 @@ A scheme scores (context window, token) tuples. Under H0 (text written without t
    watermarked) and optionally drops windows that also occur in the prompts,
 4. scores what is left (`tuple_scores`) and takes the exact upper tail of the sum (`log_sf`).
 
-Per-text verdicts under one key (`detect_each`). Each p-value is exact over the randomness of the
-key, but an auditor holds one key and tests many texts. Texts of one template share tuples, and a
-shared tuple is one draw that every text containing it scores: with a fixed key, a few shared tuples
-with extreme values lift a whole family of texts at once (measured: one wrong key flagged 7% of raw
-demo traces at alpha = 1e-3). So by default (`shared="drop"`) a per-text verdict scores only tuples
-that no other text of the batch (and no text of an optional unprotected `reference` corpus)
-contains. The rule reads the texts, never the key, so each p-value stays exact; and no two texts
-then score the same draw, so under a random key their verdicts are independent and the number of
-false positives one key produces among N texts is Binomial(N, <= alpha) rather than clustered.
-The price is power on templated text, where most tuples are shared (results/bench/templated.md).
-Pooled verdicts (`detect`) are one test and score every distinct tuple once, as before.
+Per-text verdicts (`detect_each`) are a function of the text, and of reference texts the caller
+passes explicitly, never of the other texts of the call: text i is scored on its own distinct
+tuples (dedup within the text, its own prompt's windows optionally excluded, a key-free `keep`
+mask) minus every tuple that occurs in `reference` (unprotected text the caller holds). Which
+tuples are scored depends on the text and the reference only, both fixed before the key is drawn,
+so over the randomness of the key the scored draws are independent with the scheme's null law and
+the tail is exact: text written without the key is flagged with probability at most alpha, alone
+or in any batch, and the same text gets the same p-value, bit for bit, alone and in any batch
+(its tuples are scored and summed in its own text order whatever surrounds it).
+
+One key, many texts. An auditor holds one key, and texts of one template share tuples: a shared
+tuple is one draw that every text containing it scores, so with a fixed key a few shared tuples
+with extreme values can lift a whole family at once (measured: with every tuple scored and no
+reference, the worst of 30 keys flagged 1.5% of raw demo traces at alpha = 1e-3,
+results/bench/templated.md). Two tools address that without making a p-value depend on the batch:
+
+- `reference`: unprotected texts of the same kind (the template's skeleton occurs in them) remove
+  the template's tuples from every text; what is left is each text's own. Required for templated
+  corpora (README, "What a per-text p-value promises").
+- `family` (the family guard) reads only the texts of the call and changes no p-value: per text, how
+  many of its scored tuples at least `m` other inputs also score; a batch-level warning when the
+  batch looks templated; and one pooled verdict over the distinct recurring tuples (each once,
+  so exact): is the family's shared material itself watermarked?
+
+Pooled verdicts (`detect`) are one test and score every distinct tuple of all texts once.
 
 Dedup on the PRF input rather than on the raw tuple is at least as strict: two tuples that hash to
 the same input would give the same draw, so they count once (a rare 2**-32 event for distinct
@@ -39,9 +53,6 @@ from .errors import UserError
 from .hashing import KeyedHash
 from .stats import LN10, lattice_log_sf, weighted_log_sf_bound
 
-SHARED_KEEP_WARNING = ("shared='keep': tuples that several texts contain are scored in each of them, so "
-                       "under one key the per-text verdicts of templated texts are correlated and false "
-                       "positives can cluster far above alpha (each p-value is still exact over keys)")
 DEDUP_OFF_WARNING = ("dedup=False: repeated (window, token) tuples are scored again, so repetitive "
                      "unwatermarked text can look watermarked; p-values are not valid")
 
@@ -59,7 +70,7 @@ class Detection:
     key_fingerprint: str
     n_tuples: int = 0  # windows seen before dedup and prompt exclusion
     dedup: bool = True
-    n_shared: int = 0  # per-text verdicts: distinct tuples left out because other texts share them
+    n_reference: int = 0  # distinct tuples left out because a reference text contains them
     tail: str = "exact"  # "exact", or "chernoff-bound" for some weighted scores (p never understated)
 
     def as_dict(self) -> dict:
@@ -67,6 +78,51 @@ class Detection:
 
     def significant(self, alpha: float) -> bool:
         return self.log10_p < math.log10(alpha)
+
+
+FAMILY_SHARE = 0.05  # default m of the family guard: a tuple recurs when 5% of the other inputs score it
+TEMPLATED_SHARE = 0.25  # a batch looks templated when the median text has this share of recurring tuples
+# (chosen after looking: median shares 0.12-0.18 on SmolLM2 answers and ~0 on random-model text,
+# 0.33 on the one-key test's synthetic templates and above on demo traces)
+
+
+@dataclass(frozen=True)
+class Family:
+    """The family guard's report on one call (`TokenHashDetector.family`). Batch-level by design:
+    it describes the texts together and changes none of their per-text verdicts."""
+
+    m: int  # a scored tuple recurs when at least m other inputs also score it
+    scored: np.ndarray  # per text: distinct tuples scored (as in its per-text verdict)
+    recurring: np.ndarray  # per text: how many of those recur
+    n_recurring_tuples: int  # distinct recurring tuples in the call
+    pooled: Detection  # one verdict over the distinct recurring tuples, each once (exact)
+    reference: bool  # whether reference texts were given
+
+    @property
+    def share(self) -> np.ndarray:
+        """Per text: the share of its scored tuples that recur (0 for a text with none)."""
+        return self.recurring / np.maximum(self.scored, 1)
+
+    @property
+    def templated(self) -> bool:
+        return bool(len(self.scored) > 1 and np.median(self.share) >= TEMPLATED_SHARE)
+
+    def warning(self) -> str | None:
+        """One line when the batch looks templated, saying what to do; None otherwise."""
+        if not self.templated:
+            return None
+        fix = ("the reference texts do not cover what these texts share; give more unprotected text of the same kind"
+               if self.reference else
+               "pass unprotected texts of the same kind as reference (--reference-texts, reference=) so each "
+               "text is judged on what is its own, or read the pooled family verdict")
+        return (f"the inputs look templated: the median input has {np.median(self.share):.0%} of its scored tuples "
+                f"recurring in >= {self.m} other inputs; under one key such texts' per-text verdicts move together "
+                f"(each p-value is still exact); {fix}")
+
+    def describe(self) -> str:
+        return (f"family guard: {self.n_recurring_tuples} distinct tuples recur in >= {self.m} other inputs "
+                f"(median share per input {np.median(self.share) if len(self.share) else 0:.0%}); pooled over them: "
+                f"log10_p={self.pooled.log10_p:.2f} over {self.pooled.n_scored} tuples")
 
 
 @dataclass(frozen=True)
@@ -201,21 +257,18 @@ class TokenHashDetector:
         return self.prf_inputs(w.contexts, w.tokens)
 
     def _selected(self, sequences, prompts=None, *, dedup: bool = True, exclude_prompt_windows: bool = False,
-                  per_sequence: bool = False, keep: np.ndarray | None = None, shared: str = "keep",
-                  reference=None, count_repeats: bool = False):
+                  per_sequence: bool = False, keep: np.ndarray | None = None, reference=None,
+                  reference_prompts=None, count_repeats: bool = False):
         """PRF inputs of all completion windows, the indices (text order) that are scored, the
-        indices left out because another text shares them, the windows, and (with `count_repeats`)
-        how many kept windows share each scored PRF input.
+        indices left out because a reference text contains them, the windows, and (with
+        `count_repeats`) how many kept windows share each scored PRF input.
 
         `keep` (bool per completion window, e.g. `entropy.choice_points`) must be key-free and read
-        only the prefix; dedup then runs among the kept windows. `shared="drop"` (per-sequence
-        only) leaves out tuples that another text's scored tuples, or any `reference` text, contain.
+        only the prefix; dedup then runs among the kept windows. `reference` (token-id sequences of
+        unprotected text, with optional `reference_prompts` for the contexts of their first
+        tokens) removes every tuple it contains. `per_sequence`: dedup and prompt exclusion run
+        within each text, so what a text scores never depends on the other texts.
         """
-        if shared not in ("drop", "keep"):
-            raise UserError(f"shared must be 'drop' or 'keep', got {shared!r}")
-        if shared == "keep" and reference is not None:  # reference texts only name tuples to drop
-            raise UserError("reference texts only apply when shared tuples are dropped; give one or the other "
-                            "(--reference-texts or --keep-shared-tuples)")
         completion, prompt = extract_windows(sequences, prompts, self.h)
         inputs = self._inputs(completion)
         # Per-sequence identity: tag each 32-bit input with its sequence index (fits in int64).
@@ -230,6 +283,12 @@ class TokenHashDetector:
             if keep.shape != mask.shape:
                 raise UserError(f"keep mask has {keep.size} entries for {mask.size} completion windows")
             mask &= keep
+        dropped = np.zeros(0, dtype=np.int64)
+        if reference is not None:
+            in_ref = mask & np.isin(inputs, self.reference_inputs(reference, reference_prompts))
+            dropped, mask = np.flatnonzero(in_ref), mask & ~in_ref
+            if dedup:  # count each (text, tuple) once
+                dropped = dropped[first_occurrence(ident[dropped])]
         sel = np.flatnonzero(mask)
         counts = None
         if dedup:
@@ -239,44 +298,32 @@ class TokenHashDetector:
                 counts = pd.Series(kept, copy=False).value_counts().reindex(ident[sel]).to_numpy(dtype=float)
         else:
             warnings.warn(DEDUP_OFF_WARNING, stacklevel=3)
-        dropped = np.zeros(0, dtype=np.int64)
-        if per_sequence and shared == "drop":
-            is_shared = np.isin(inputs[sel], self._shared_inputs(ident[sel], reference))
-            dropped, sel = sel[is_shared], sel[~is_shared]
-            if counts is not None:
-                counts = counts[~is_shared]
-        elif per_sequence:
-            warnings.warn(SHARED_KEEP_WARNING, stacklevel=3)
         return inputs, sel, dropped, completion, counts
 
-    def _shared_inputs(self, ident: np.ndarray, reference) -> np.ndarray:
-        """PRF inputs that two or more texts score, or that any reference text contains.
-
-        Sharing is judged on the PRF input, the draw itself, as dedup is: texts that share no
-        input share no draw (self-hash windows with one anchor included).
-        """
-        per_text = np.unique(ident) & 0xFFFFFFFF  # each (text, input) once
-        values, counts = np.unique(per_text, return_counts=True)
-        common = values[counts >= 2]
-        if reference is not None and len(as_sequences(reference)):
-            ref, _ = extract_windows(reference, None, self.h)
-            common = np.union1d(common, self._inputs(ref).astype(np.int64))
-        return common
+    def reference_inputs(self, reference, reference_prompts=None) -> np.ndarray:
+        """Distinct PRF inputs of every window of the reference texts (contexts reaching into
+        `reference_prompts` when given). Judged on the PRF input, the draw itself, as dedup is."""
+        if reference_prompts is not None and len(as_sequences(reference_prompts)) != len(as_sequences(reference)):
+            raise UserError(f"{len(as_sequences(reference_prompts))} reference prompts for "
+                            f"{len(as_sequences(reference))} reference texts; give one prompt per text or none")
+        if not len(as_sequences(reference)):
+            return np.zeros(0, dtype=np.int64)
+        ref, _ = extract_windows(reference, reference_prompts, self.h)
+        return np.unique(self._inputs(ref).astype(np.int64))
 
     def scored_tuples(self, sequences, prompts=None, *, dedup: bool = True, exclude_prompt_windows: bool = False,
-                      per_sequence: bool = False, keep: np.ndarray | None = None, shared: str = "drop",
-                      reference=None) -> tuple[np.ndarray, np.ndarray, Windows]:
+                      per_sequence: bool = False, keep: np.ndarray | None = None, reference=None,
+                      reference_prompts=None) -> tuple[np.ndarray, np.ndarray, Windows]:
         """Per-tuple scores in text order after dedup/exclusion, the sequence each came from, and
         all windows before filtering.
 
         Pooled (default): dedup and prompt exclusion run across all texts. `per_sequence`: each
-        text is deduplicated on its own and only its own prompt's windows are excluded; with
-        `shared="drop"` a text also skips tuples that another text of the batch, or any text of
-        `reference` (token-id sequences of unprotected text), contains (see the module docstring).
+        text is deduplicated on its own and only its own prompt's windows are excluded. Either way
+        tuples that `reference` (token-id sequences of unprotected text) contains are skipped.
         """
         inputs, sel, _, completion, _ = self._selected(sequences, prompts, dedup=dedup, per_sequence=per_sequence,
                                                        exclude_prompt_windows=exclude_prompt_windows, keep=keep,
-                                                       shared=shared, reference=reference)
+                                                       reference=reference, reference_prompts=reference_prompts)
         return self.tuple_scores(inputs[sel]), completion.seq_index[sel], completion
 
     def score_windows(self, contexts, tokens, *, dedup: bool = True) -> Detection:
@@ -293,7 +340,7 @@ class TokenHashDetector:
         return self.verdict(float(scores.sum()), len(scores), n_tuples=len(tokens), dedup=dedup)
 
     def verdict(self, statistic: float, n: int, *, n_tuples: int = 0, dedup: bool = True,
-                n_shared: int = 0) -> Detection:
+                n_reference: int = 0) -> Detection:
         if n == 0:
             ln_p, z = 0.0, 0.0
         else:
@@ -304,7 +351,7 @@ class TokenHashDetector:
         return Detection(n_scored=int(n), statistic=float(statistic), z=float(z), log10_p=float(log10_p),
                          p_value=float(10.0**log10_p), scheme=self.scheme,
                          key_fingerprint=self.key_fingerprint, n_tuples=int(n_tuples), dedup=dedup,
-                         n_shared=int(n_shared))
+                         n_reference=int(n_reference))
 
     def detect(self, sequences, prompts=None, *, dedup: bool = True, exclude_prompt_windows: bool = False,
                keep: np.ndarray | None = None, weights: np.ndarray | None = None,
@@ -328,36 +375,67 @@ class TokenHashDetector:
 
     def detect_each(self, sequences, prompts=None, *, dedup: bool = True, exclude_prompt_windows: bool = False,
                     keep: np.ndarray | None = None, weights: np.ndarray | None = None,
-                    count_repeats: bool = False, shared: str = "drop", reference=None) -> list[Detection]:
-        """One verdict per sequence (each deduplicated on its own), vectorised across sequences.
-
-        `shared="drop"` (default) scores only tuples no other text of the batch or of `reference`
-        contains, so one key's false positives do not cluster on templated text; `"keep"` scores
-        every distinct tuple of each text (warns).
-        """
+                    count_repeats: bool = False, reference=None, reference_prompts=None) -> list[Detection]:
+        """One verdict per sequence, a function of that sequence (and of `reference`) alone:
+        scored on its own distinct tuples minus those `reference` contains (see the module
+        docstring). Vectorised across sequences; the same text gets the same verdict, bit for bit,
+        alone and in any batch. `family` reports what the texts of a batch share."""
         n_seq = len(as_sequences(sequences))
         inputs, sel, dropped, windows, counts = self._selected(
             sequences, prompts, dedup=dedup, per_sequence=True, keep=keep,
-            exclude_prompt_windows=exclude_prompt_windows, shared=shared, reference=reference,
-            count_repeats=count_repeats)
+            exclude_prompt_windows=exclude_prompt_windows, reference=reference,
+            reference_prompts=reference_prompts, count_repeats=count_repeats)
         scores, owner = self.tuple_scores(inputs[sel]), windows.seq_index[sel]
         seen = np.bincount(windows.seq_index, minlength=n_seq)
-        n_shared = np.bincount(windows.seq_index[dropped], minlength=n_seq)
+        n_ref = np.bincount(windows.seq_index[dropped], minlength=n_seq)
+        bounds = np.searchsorted(owner, np.arange(n_seq + 1))  # sel is in text order
         if weights is not None or counts is not None:
             w = _take(weights, sel, len(inputs)) if weights is not None else np.ones(len(sel))
             w = w * counts if counts is not None else w
-            bounds = np.searchsorted(owner, np.arange(n_seq + 1))
-            return [self.weighted_verdict(scores[a:b], w[a:b], n_tuples=int(seen[i]), dedup=dedup,
-                                          n_shared=int(n_shared[i]))
+            return [self.weighted_verdict(scores[a:b].copy(), w[a:b].copy(), n_tuples=int(seen[i]), dedup=dedup,
+                                          n_reference=int(n_ref[i]))
                     for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:]))]
-        sums = np.bincount(owner, weights=scores, minlength=n_seq)
-        counts = np.bincount(owner, minlength=n_seq)
-        return [self.verdict(float(sums[i]), int(counts[i]), n_tuples=int(seen[i]), dedup=dedup,
-                             n_shared=int(n_shared[i]))
+        # Each text's scores are summed on their own, left to right, so the sum cannot depend on
+        # what surrounds the text (a batched reduction may group the terms differently).
+        sums = [math.fsum(scores[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
+        return [self.verdict(sums[i], int(bounds[i + 1] - bounds[i]), n_tuples=int(seen[i]), dedup=dedup,
+                             n_reference=int(n_ref[i]))
                 for i in range(n_seq)]
 
+    def family(self, sequences, prompts=None, *, m: int | None = None, dedup: bool = True,
+               exclude_prompt_windows: bool = False, keep: np.ndarray | None = None, reference=None,
+               reference_prompts=None) -> "Family":
+        """The family guard: what the texts of one call share, reported beside (never inside)
+        their per-text verdicts.
+
+        A scored tuple *recurs* when at least `m` other inputs also score it (default: 5% of the
+        other inputs, at least 1). Per text: its scored tuples and how many of them recur. For the
+        batch: whether it looks templated (the median text has at least `TEMPLATED_SHARE` of its
+        scored tuples recurring) and one pooled verdict over the distinct recurring tuples, each
+        scored once (exact, like `detect`): evidence that the shared material itself carries the
+        watermark. Reads the texts and the reference only; no p-value of `detect_each` changes.
+        """
+        n_seq = len(as_sequences(sequences))
+        if m is None:
+            m = max(1, math.ceil(FAMILY_SHARE * (n_seq - 1)))
+        if not (isinstance(m, (int, np.integer)) and m >= 1):
+            raise UserError(f"m (other inputs a recurring tuple is scored in) must be a positive integer, got {m!r}")
+        inputs, sel, _, windows, _ = self._selected(
+            sequences, prompts, dedup=True, per_sequence=True, keep=keep,
+            exclude_prompt_windows=exclude_prompt_windows, reference=reference, reference_prompts=reference_prompts)
+        owner, draws = windows.seq_index[sel], inputs[sel].astype(np.int64)
+        # per (text, draw) once: dedup within a text already holds, so count texts per draw
+        values, n_texts = np.unique(draws, return_counts=True)
+        recurring = values[n_texts >= m + 1]
+        is_rec = np.isin(draws, recurring)
+        pooled = self.verdict(float(self.tuple_scores(recurring.astype(np.uint32)).sum()), len(recurring),
+                              n_tuples=int(len(windows.tokens)))
+        return Family(m=int(m), scored=np.bincount(owner, minlength=n_seq),
+                      recurring=np.bincount(owner[is_rec], minlength=n_seq), n_recurring_tuples=len(recurring),
+                      pooled=pooled, reference=reference is not None and len(as_sequences(reference)) > 0)
+
     def weighted_verdict(self, scores: np.ndarray, weights: np.ndarray, *, n_tuples: int = 0,
-                         dedup: bool = True, n_shared: int = 0) -> Detection:
+                         dedup: bool = True, n_reference: int = 0) -> Detection:
         """Verdict on sum_i w_i * score_i (w_i >= 0, fixed by the text, never by the key): the exact
         tail for integer weights on binomial scores (kgw, unigram, synthid: `stats.lattice_log_sf`),
         else a Chernoff bound (`stats.weighted_log_sf_bound`, conservative); z from the null mean
@@ -380,7 +458,7 @@ class TokenHashDetector:
         log10_p = ln_p / LN10
         return Detection(n_scored=int(np.count_nonzero(w)), statistic=statistic, z=float(z), log10_p=float(log10_p),
                          p_value=float(10.0**log10_p), scheme=self.scheme, key_fingerprint=self.key_fingerprint,
-                         n_tuples=int(n_tuples), dedup=dedup, n_shared=int(n_shared), tail=tail)
+                         n_tuples=int(n_tuples), dedup=dedup, n_reference=int(n_reference), tail=tail)
 
     def curve(self, sequences, prompts=None, *, dedup: bool = True, exclude_prompt_windows: bool = False,
               points: int = 50) -> pd.DataFrame:

@@ -6,17 +6,20 @@ An auditor holds one key and tests many texts. Each per-text p-value is exact ov
 of the key, but texts of one template share (window, token) tuples, so with a fixed key the false
 positives of a family of texts can arrive together. This benchmark measures that directly: the
 demo teacher (trained once and cached) answers N distillation prompts without protection, and each
-of K fixed keys tests every text on its own, for every scheme, with the default per-text rule
-(`shared="drop"`: tuples another text of the batch contains are not scored) and with the old rule
-(`shared="keep"`). Per scheme, rule and alpha: the mean false-positive rate over keys and texts,
-the worst key's rate, each with an exact (Clopper-Pearson) 95% interval, and how many keys flag
-more than 1% of the texts. The interval of the mean treats the K x N verdicts as independent,
-which the default rule guarantees under a random key (no two texts score one draw) and the old
-rule does not (there it is too narrow; the spread over keys is the honest reading).
+of K fixed keys tests every text on its own, for every scheme, under three rules
+(`per_text.verdicts`): `per-text+reference`, what the README asks for templated corpora (each text
+scored on its own distinct tuples minus those of a held-out corpus of N more raw answers, sampled
+with another seed); `per-text` (the default without a reference: every distinct tuple of the
+text); and `batch-drop`, the removed rule (tuples another text of the same call scores left out,
+so a verdict depended on the call). Per scheme, rule and alpha: the mean false-positive rate over
+keys and texts, the worst key's rate, each with an exact (Clopper-Pearson) 95% interval, and how
+many keys flag more than 1% of the texts. The interval of the mean treats the K x N verdicts as
+independent, which they are not under one key when texts share tuples: the spread over keys is the
+honest reading.
 
-The price of the rule is power on templated text, where most tuples are shared: the benchmark also
-samples M protected texts per scheme with a bench key and reports per-text TPR under both rules,
-and the pooled verdict, which the rule does not touch.
+The price is power on templated text, where most tuples belong to the template: the benchmark also
+samples M protected texts per scheme with a bench key and reports per-text TPR under each rule,
+and the pooled verdict, which no rule touches.
 """
 from __future__ import annotations
 
@@ -24,7 +27,6 @@ import json
 import platform
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +39,7 @@ from ..measures.stats import clopper_pearson
 SCHEMES = ("kgw:gamma=0.25,delta=2,h=1,hash=left", "kgw:gamma=0.25,delta=2,h=2,hash=self",
            "unigram:gamma=0.5,delta=2", "gumbel:h=1", "gumbel:h=2", "synthid:depth=16,h=4")
 ALPHAS = (1e-3, 1e-2)
-RULES = ("drop", "keep")  # drop: the default of `detect`
+RULES = ("per-text+reference", "per-text", "batch-drop")  # see per_text.verdicts
 BENCH_KEY = Key(b"antidistill templated-text benchmark key (public)")
 
 
@@ -64,13 +66,13 @@ def corpus(teacher: str, protection: str, n: int, seed: int, cache_dir, max_new_
     return c.sequences, c.prompts, c.manifest["teacher"]
 
 
-def per_text(detector, seqs, prompts, rule: str):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # shared="keep" warns by design; this benchmark measures it
-        return detector.detect_each(seqs, prompts, shared=rule)
+def per_text(detector, seqs, prompts, rule: str, reference) -> tuple[np.ndarray, np.ndarray]:
+    from .per_text import verdicts
+
+    return verdicts(detector, seqs, prompts, rule, reference)
 
 
-def false_positives(seqs, prompts, n_keys: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+def false_positives(seqs, prompts, n_keys: int, reference) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per-key counts of flagged texts (long table) and the per-scheme summary."""
     keys = null_keys(n_keys)
     rows = []
@@ -78,10 +80,9 @@ def false_positives(seqs, prompts, n_keys: int) -> tuple[pd.DataFrame, pd.DataFr
         prot = parse_protection(spec)
         for rule in RULES:
             for i, key in enumerate(keys):
-                dets = per_text(prot.detector(key), seqs, prompts, rule)
-                lp = np.array([d.log10_p for d in dets])
-                row = {"scheme": spec, "rule": rule, "key": i, "texts": len(dets),
-                       "median_n_scored": float(np.median([d.n_scored for d in dets]))}
+                lp, n_scored = per_text(prot.detector(key), seqs, prompts, rule, reference)
+                row = {"scheme": spec, "rule": rule, "key": i, "texts": len(lp),
+                       "median_n_scored": float(np.median(n_scored))}
                 for a in ALPHAS:
                     row[f"flagged@{a:g}"] = int((lp < np.log10(a)).sum())
                 rows.append(row)
@@ -104,18 +105,17 @@ def false_positives(seqs, prompts, n_keys: int) -> tuple[pd.DataFrame, pd.DataFr
     return per_key, pd.DataFrame(summary)
 
 
-def power(teacher: str, n: int, cache_dir, max_new_tokens: int, progress: bool) -> pd.DataFrame:
-    """Per-text TPR of protected texts under both rules, and the pooled verdict."""
+def power(teacher: str, n: int, cache_dir, max_new_tokens: int, progress: bool, reference) -> pd.DataFrame:
+    """Per-text TPR of protected texts under each rule, and the pooled verdict."""
     rows = []
     for spec in SCHEMES:
         seqs, prompts, _ = corpus(teacher, spec, n, 1, cache_dir, max_new_tokens, progress)
         det = parse_protection(spec).detector(BENCH_KEY)
         pooled = det.detect(seqs, prompts)
         for rule in RULES:
-            dets = per_text(det, seqs, prompts, rule)
-            lp = np.array([d.log10_p for d in dets])
-            row = {"scheme": spec, "rule": rule, "texts": len(dets),
-                   "median_n_scored": float(np.median([d.n_scored for d in dets])),
+            lp, n_scored = per_text(det, seqs, prompts, rule, reference)
+            row = {"scheme": spec, "rule": rule, "texts": len(lp),
+                   "median_n_scored": float(np.median(n_scored)),
                    "pooled_log10_p": pooled.log10_p, "pooled_n_scored": pooled.n_scored}
             for a in ALPHAS:
                 row[f"tpr@{a:g}"] = float((lp < np.log10(a)).mean())
@@ -131,29 +131,33 @@ def _reading(fp: pd.DataFrame, pw: pd.DataFrame, a0: float) -> str:
     """The measured findings in words (computed from the tables, so they never go stale)."""
     at = fp[fp.alpha == a0].set_index(["scheme", "rule"])
     worst = {r: at.xs(r, level="rule").worst_key_fpr for r in RULES}
-    over = [f"{s} {_pct(v)}" for s, v in worst["keep"].items() if v > 0.01]
+    over = [f"{s} {_pct(v)}" for s, v in worst["per-text"].items() if v > 0.01]
     tpr = pw.set_index(["scheme", "rule"])[f"tpr@{a0:g}"]
+
+    def span(rule):
+        return f"{tpr.xs(rule, level='rule').min():.3f} to {tpr.xs(rule, level='rule').max():.3f}"
+
+    own = pw[pw.rule == "per-text+reference"].median_n_scored
     return (
-        f"Reading: with every tuple of a text scored (`keep`), the worst of the fixed keys flags "
-        f"{_pct(worst['keep'].min())} to {_pct(worst['keep'].max())} of the raw texts at alpha = {a0:g}"
-        + (f"; above 1% for {', '.join(over)}" if over else "")
-        + f". With the default rule the worst key stays at or below {_pct(worst['drop'].max())}. "
-        f"The price is per-text power on these templated traces: the median text keeps "
-        f"{pw[pw.rule == 'drop'].median_n_scored.min():g} to {pw[pw.rule == 'drop'].median_n_scored.max():g} "
-        f"tuples of its own, and per-text TPR at {a0:g} is {tpr.xs('drop', level='rule').min():.3f} to "
-        f"{tpr.xs('drop', level='rule').max():.3f} (`keep`: {tpr.xs('keep', level='rule').min():.3f} to "
-        f"{tpr.xs('keep', level='rule').max():.3f}, evidence that under one key is largely the template's). "
-        "On such text the per-text question has little to go on either way; the pooled verdict, one test "
-        "over all texts, is what an auditor should ask, and the rule leaves it unchanged. Unigram's "
-        "tuples are single tokens, nearly all of which recur: with one fixed green list, per-text unigram "
-        "evidence on templated text cannot be told apart from the template's.")
+        f"Reading: with every tuple of a text scored and no reference (`per-text`), the worst of the fixed keys "
+        f"flags {_pct(worst['per-text'].min())} to {_pct(worst['per-text'].max())} of the raw texts at alpha = "
+        f"{a0:g}" + (f"; above 1% for {', '.join(over)}" if over else "")
+        + f". With a held-out reference of raw traces the worst key stays at or below "
+        f"{_pct(worst['per-text+reference'].max())} (the removed batch rule: {_pct(worst['batch-drop'].max())}). "
+        f"The price is per-text power on these templated traces: with the reference the median protected text "
+        f"keeps {own.min():g} to {own.max():g} tuples of its own, and per-text TPR at {a0:g} is "
+        f"{span('per-text+reference')} (`per-text`: {span('per-text')}; `batch-drop`: {span('batch-drop')}). "
+        "On such text the per-text question has little to go on; the pooled verdict, one test over all texts, "
+        "is what an auditor should ask, and no rule touches it. Unigram's tuples are single tokens, nearly all "
+        "of which the reference holds: with one fixed green list, per-text unigram evidence on templated text "
+        "cannot be told apart from the template's.")
 
 
 def write_markdown(path: Path, fp: pd.DataFrame, pw: pd.DataFrame, meta: dict) -> None:
     from ..experiment.report import md_table
 
     a0 = ALPHAS[0]
-    default = fp[(fp.rule == "drop") & (fp.alpha == a0)]
+    default = fp[(fp.rule == "per-text+reference") & (fp.alpha == a0)]
     met = bool(((default.worst_key_fpr <= 0.01) & (default.mean_fpr <= 2 * a0)).all())
     fp_view = fp.assign(
         mean=[f"{_pct(m)} [{_pct(lo)}, {_pct(hi)}]" for m, lo, hi in zip(fp.mean_fpr, fp.mean_ci_lo, fp.mean_ci_hi)],
@@ -168,15 +172,18 @@ def write_markdown(path: Path, fp: pd.DataFrame, pw: pd.DataFrame, meta: dict) -
         f"`{meta['command']}`: {meta['texts']} raw answers of teacher `{meta['teacher_id']}` to task-suite "
         f"distillation prompts (T = 1, "
         f"{meta['max_new_tokens']} new tokens) tested text by text with {meta['keys']} fixed keys per scheme; "
-        f"{meta['power_texts']} protected traces per scheme for power. {meta['wall_seconds']:.0f} s on "
+        f"{meta['power_texts']} protected traces per scheme for power; {meta['reference_texts']} more raw answers "
+        f"(another seed) as the held-out reference. {meta['wall_seconds']:.0f} s on "
         f"{meta['machine']} ({meta['note']}).", "",
-        "`drop` is the default of `antidistill detect` and `detect_each`: a text is scored only on tuples no other "
-        "text of the batch contains. `keep` is the rule before it (every distinct tuple of the text).", "",
-        f"**Target** (issue 8): with the default rule, every scheme's worst key at alpha = {a0:g} flags at most 1% "
+        "`per-text+reference` is what the README asks for templated corpora (`detect --reference-texts`): a text "
+        "is scored on its own distinct tuples minus those the reference contains. `per-text` is the default "
+        "without a reference (every distinct tuple of the text). `batch-drop` is the removed rule (tuples another "
+        "text of the same call scores left out: a verdict depended on the call).", "",
+        f"**Target** (issues 8, 18): with a reference, every scheme's worst key at alpha = {a0:g} flags at most 1% "
         f"of the texts and the mean is at most 2 alpha: **{'met' if met else 'NOT met'}**.", "",
         "## False positives (raw text, fixed keys)", "",
         "Mean over keys and texts and the worst key, each with its exact 95% interval. The interval of the mean "
-        "assumes independent verdicts, true for `drop` (no two texts score one draw), not for `keep`.", "",
+        "assumes independent verdicts, which texts sharing tuples are not under one key.", "",
         md_table(fp_view), "",
         "## What the rule costs: per-text power on protected traces (bench key)", "",
         md_table(pw_view), "",
@@ -190,11 +197,13 @@ def run(out: Path, *, n_keys: int, n_texts: int, n_power: int, teacher: str, max
         cache_dir=None, progress: bool = True, note: str = "") -> dict:
     t0 = time.perf_counter()
     seqs, prompts, teacher_id = corpus(teacher, "none", n_texts, 0, cache_dir, max_new_tokens, progress)
-    per_key, fp = false_positives(seqs, prompts, n_keys)
-    pw = power(teacher, n_power, cache_dir, max_new_tokens, progress)
+    reference = corpus(teacher, "none", n_texts, 2, cache_dir, max_new_tokens, progress)[:2]  # held out
+    per_key, fp = false_positives(seqs, prompts, n_keys, reference)
+    pw = power(teacher, n_power, cache_dir, max_new_tokens, progress, reference)
     command = (f"python -m antidistill.eval.bench.templated --keys {n_keys} --prompts {n_texts} "
                f"--power-prompts {n_power} --teacher {teacher} --max-new-tokens {max_new_tokens}")
     meta = {"command": command, "keys": n_keys, "texts": len(seqs), "power_texts": n_power,
+            "reference_texts": len(reference[0]),
             "teacher": teacher, "teacher_id": teacher_id, "max_new_tokens": max_new_tokens,
             "wall_seconds": round(time.perf_counter() - t0, 1), "machine": f"{platform.machine()} "
             f"{platform.system()}, {__import__('os').cpu_count()} CPUs", "note": note or "no note"}

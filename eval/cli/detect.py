@@ -32,11 +32,12 @@ def add_parser(subparsers) -> None:
     p.add_argument("--exclude-prompt-windows", action="store_true",
                    help="skip tuples whose window also occurs in the prompt")
     p.add_argument("--reference-texts", metavar="PATH",
-                   help="unprotected texts (JSONL or corpus folder): per-input verdicts also skip tuples "
-                        "that occur in them, so a text is judged only on what is its own")
-    p.add_argument("--keep-shared-tuples", action="store_true",
-                   help="per-input verdicts also score tuples other inputs share (warns: under one key, "
-                        "false positives then cluster on templated texts)")
+                   help="unprotected texts of the same kind (JSONL or corpus folder): per-input verdicts skip "
+                        "tuples that occur in them, so a text is judged only on what is its own (needed for "
+                        "templated texts; a verdict never depends on the other inputs)")
+    p.add_argument("--recurring-min", type=POSITIVE, metavar="M",
+                   help="family guard: a tuple recurs when at least M other inputs score it (default: 5%% of "
+                        "the other inputs, at least 1); reported per input and pooled, no p-value changes")
     p.add_argument("--reference", metavar="MODEL",
                    help="an unprotected model with the texts' tokenizer ('demo', a folder, a preset or 'smollm2'): "
                         "score only choice points, where it is unsure of the next token (SWEET); it reads the "
@@ -168,20 +169,30 @@ def run(args) -> int:
     dedup = not args.no_dedup
     seqs = [r["token_ids"] for r in records]
     prompts = [r["prompt_ids"] for r in records]
-    reference = None
+    reference = reference_prompts = None
     if args.reference_texts:
-        reference = [r["token_ids"] for r in read_input(Path(args.reference_texts), tokenizer)]
+        ref_path = Path(args.reference_texts)
+        if not ref_path.exists():
+            raise UserError(f"--reference-texts {ref_path} does not exist; give a JSONL file or a corpus folder")
+        ref = read_input(ref_path, tokenizer)
+        if not ref:
+            raise UserError(f"--reference-texts {ref_path} holds no records")
+        reference, reference_prompts = [r["token_ids"] for r in ref], [r["prompt_ids"] for r in ref]
     filt, rule = reference_filter(args, seqs, prompts, protection.context_width)
     if args.count_repeats and not dedup:
         raise UserError("--count-repeats weights each distinct tuple by its repeats; it needs dedup (drop --no-dedup)")
     filt["count_repeats"] = args.count_repeats
+    refs = {"reference": reference, "reference_prompts": reference_prompts}
     verdicts = detector.detect_each(seqs, prompts, dedup=dedup, exclude_prompt_windows=args.exclude_prompt_windows,
-                                    shared="keep" if args.keep_shared_tuples else "drop", reference=reference,
-                                    **filt)
+                                    **refs, **filt)
+    # the family guard reads the inputs together; it is reported beside the verdicts, never in them
+    family = detector.family(seqs, prompts, m=args.recurring_min, exclude_prompt_windows=args.exclude_prompt_windows,
+                             keep=filt.get("keep"), **refs)
     lines = []
-    for rec, d in zip(records, verdicts):
-        lines.append({"id": rec["id"], "n_scored": d.n_scored, "n_shared": d.n_shared, "statistic": d.statistic,
-                      "z": d.z, "log10_p": d.log10_p, "p_value": d.p_value, "watermarked": d.log10_p < log_alpha})
+    for rec, d, n_rec in zip(records, verdicts, family.recurring):
+        lines.append({"id": rec["id"], "n_scored": d.n_scored, "n_reference": d.n_reference,
+                      "statistic": d.statistic, "z": d.z, "log10_p": d.log10_p, "p_value": d.p_value,
+                      "watermarked": d.log10_p < log_alpha, "n_recurring": int(n_rec)})
     pooled = None
     if args.pooled:
         pooled = detector.detect(seqs, prompts, dedup=dedup, exclude_prompt_windows=args.exclude_prompt_windows,
@@ -203,5 +214,13 @@ def run(args) -> int:
             summary += f" ({pooled.tail})"
     if rule:
         summary += f"; reference {args.reference}: {rule}"
-    print(summary, file=sys.stderr if not args.out else sys.stdout)
+    if reference is not None:
+        summary += f"; reference texts {args.reference_texts}: {len(reference)} texts"
+    stream = sys.stderr if not args.out else sys.stdout
+    print(summary, file=stream)
+    print(family.describe(), file=stream)
+    if family.templated:
+        import warnings
+
+        warnings.warn(family.warning())
     return 0

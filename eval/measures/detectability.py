@@ -1,8 +1,12 @@
 """Detectability of a protection on the teacher's own outputs, clean and under edit attacks.
 
-Each text gets an exact p-value from its detector (deduplicated per text). A text is flagged when
-p < alpha, so the false-positive rate is alpha by construction; the held-out unprotected outputs
-show it holds empirically. Reported per protection and attack: TPR at alpha = 1e-2 and 1e-3,
+Each text gets an exact p-value from its detector, a function of the text and of a reference of
+unprotected text (per-text verdicts: see watermark/detection.py). A text is flagged when p < alpha,
+so the false-positive rate is alpha by construction; the held-out unprotected outputs show it holds
+empirically. The bench's corpora are templated task-suite traces, so, as the README asks for such
+corpora, the unprotected outputs serve as the reference: protected texts are scored with all of
+them as reference, and each half of them with the other half (cross-fitting; no text references
+itself). Reported per protection and attack: TPR at alpha = 1e-2 and 1e-3,
 empirical FPR, ROC AUC of -log10 p, and the median number of scored tuples a protected text needs
 before its running p-value first drops below 1e-3 (inf when most never do; on the first 200 texts).
 """
@@ -22,15 +26,34 @@ DEFAULT_ATTACKS = (("none", 0.0), ("substitute", 0.1), ("substitute", 0.3), ("su
                    ("delete", 0.1), ("delete", 0.3), ("insert", 0.1), ("insert", 0.3))
 
 
-def text_log10_p(detector, sequences, prompts=None) -> np.ndarray:
-    """Exact log10 p-value of each text on its own (dedup within the text)."""
-    return np.array([d.log10_p for d in detector.detect_each(sequences, prompts)], dtype=float)
+def text_verdicts(detector, sequences, prompts=None, reference=None) -> list:
+    """Per-text verdicts. `reference`: (texts, prompts) of unprotected text held out from
+    `sequences`, or "halves": each half of `sequences` is scored with the other half as reference
+    (cross-fitting, for a set of unprotected texts that is its own reference), or None."""
+    if reference is None:
+        return detector.detect_each(sequences, prompts)
+    if isinstance(reference, str):
+        if reference != "halves":
+            raise ValueError(f"reference must be (texts, prompts), 'halves' or None, got {reference!r}")
+        half = len(sequences) // 2
+        prm = list(prompts) if prompts is not None else [[] for _ in sequences]
+        a, b = (list(sequences[:half]), prm[:half]), (list(sequences[half:]), prm[half:])
+        return (detector.detect_each(*a, reference=b[0], reference_prompts=b[1])
+                + detector.detect_each(*b, reference=a[0], reference_prompts=a[1]))
+    return detector.detect_each(sequences, prompts, reference=reference[0], reference_prompts=reference[1])
 
 
-def tuples_to_significance(detector, sequences, prompts=None, alpha: float = 1e-3) -> np.ndarray:
+def text_log10_p(detector, sequences, prompts=None, reference=None) -> np.ndarray:
+    """Exact log10 p-value of each text on its own (dedup within the text; `reference` as in
+    `text_verdicts`)."""
+    return np.array([d.log10_p for d in text_verdicts(detector, sequences, prompts, reference)], dtype=float)
+
+
+def tuples_to_significance(detector, sequences, prompts=None, alpha: float = 1e-3, reference=None) -> np.ndarray:
     """Per text: the number of scored tuples after which its running p first falls below alpha
-    (inf if it never does)."""
-    scores, owner, _ = detector.scored_tuples(sequences, prompts, per_sequence=True)
+    (inf if it never does). `reference`: (texts, prompts) of unprotected text, or None."""
+    ref = {"reference": reference[0], "reference_prompts": reference[1]} if reference is not None else {}
+    scores, owner, _ = detector.scored_tuples(sequences, prompts, per_sequence=True, **ref)
     cut = math.log(alpha)
     n_seq = len(sequences)
     out = np.full(n_seq, np.inf)
@@ -49,12 +72,14 @@ def tuples_to_significance(detector, sequences, prompts=None, alpha: float = 1e-
 
 def detectability(protected: dict[str, tuple], negatives, key, vocab_size: int, *,
                   attacks=DEFAULT_ATTACKS, alphas=ALPHAS, seed: int = 0,
-                  roc: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
+                  roc: bool = True, reference: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Detection of each protection's texts against held-out unprotected texts.
 
     `protected` maps a protection (object with `.detector(key)`, or spec via parse_protection) to
     (sequences, prompts); `negatives` is (sequences, prompts) of unprotected text. Edit attacks hit
-    both sides (same seed per side). Returns (table, roc points of the unattacked case).
+    both sides (same seed per side). With `reference` (default) the (attacked) negatives are the
+    reference of unprotected text: all of them for the protected texts, the other half for each
+    half of them. Returns (table, roc points of the unattacked case).
     """
     from antidistill.watermark import parse_protection
 
@@ -66,8 +91,9 @@ def detectability(protected: dict[str, tuple], negatives, key, vocab_size: int, 
         for attack, rate in attacks:
             pos = edit_sequences(seqs, attack, rate, vocab_size, seed=seed)
             neg = edit_sequences(neg_seqs, attack, rate, vocab_size, seed=seed + 1)
-            lp_pos = text_log10_p(det, pos, prompts)
-            lp_neg = text_log10_p(det, neg, neg_prompts)
+            ref = (neg, neg_prompts) if reference else None
+            lp_pos = text_log10_p(det, pos, prompts, ref)
+            lp_neg = text_log10_p(det, neg, neg_prompts, "halves" if reference else None)
             row = {"protection": prot.spec, "attack": attack, "rate": rate, "n_pos": len(pos), "n_neg": len(neg)}
             for a in alphas:
                 r = tpr_at_alpha(lp_pos, lp_neg, a)
@@ -77,7 +103,8 @@ def detectability(protected: dict[str, tuple], negatives, key, vocab_size: int, 
             row["median_log10_p"] = float(np.median(lp_pos)) if len(lp_pos) else float("nan")
             if attack == "none":
                 k = min(len(pos), 200)  # a scalar tail per prefix: a subset keeps this cheap
-                need = tuples_to_significance(det, pos[:k], prompts[:k] if prompts is not None else None, 1e-3)
+                need = tuples_to_significance(det, pos[:k], prompts[:k] if prompts is not None else None, 1e-3,
+                                              reference=ref)
                 row["median_tuples_to_1e-3"] = float(np.median(need)) if len(need) else float("nan")
                 if roc:
                     curve = roc_curve(-lp_pos, -lp_neg)

@@ -74,12 +74,9 @@ def test_pooled_detection_dedups_across_texts():
     pooled = det.detect([seq] * 50)
     assert pooled.n_scored == single.n_scored and pooled.statistic == single.statistic
     assert pooled.n_tuples == 50 * single.n_tuples
-    with pytest.warns(UserWarning, match="shared='keep'"):
-        each = det.detect_each([seq] * 3, shared="keep")
-    assert [d.n_scored for d in each] == [single.n_scored] * 3
-    # by default a per-text verdict skips what other texts share: three copies share everything
+    # a per-text verdict reads its own text only: three copies get three copies of one verdict
     each = det.detect_each([seq] * 3)
-    assert [(d.n_scored, d.n_shared) for d in each] == [(0, single.n_scored)] * 3
+    assert each == [single] * 3
 
 
 def test_prompt_windows_can_be_excluded():

@@ -38,7 +38,8 @@ def test_round_trip(files, capsys):
     assert rc == 0
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["id"] for r in rows][:2] == ["marked-0", "plain-0"]
-    assert set(rows[0]) == {"id", "n_scored", "n_shared", "statistic", "z", "log10_p", "p_value", "watermarked"}
+    assert set(rows[0]) == {"id", "n_scored", "n_reference", "statistic", "z", "log10_p", "p_value", "watermarked",
+                            "n_recurring"}
     assert all(r["watermarked"] for r in rows if r["id"].startswith("marked"))
     assert not any(r["watermarked"] for r in rows if r["id"].startswith("plain"))
     summary = capsys.readouterr().out
@@ -123,3 +124,72 @@ def test_written_files_get_the_usual_permissions(tmp_path):
     finally:
         os.umask(umask)
     assert (tmp_path / "out.txt").stat().st_mode & 0o777 == 0o644
+
+
+def _write(path, texts, prompts=None):
+    with open(path, "w") as fh:
+        for i, t in enumerate(texts):
+            rec = {"id": f"t{i}", "token_ids": [int(x) for x in t]}
+            if prompts is not None:
+                rec["prompt_ids"] = [int(x) for x in prompts[i]]
+            fh.write(json.dumps(rec) + "\n")
+
+
+def test_a_verdict_does_not_depend_on_the_other_inputs(files, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("ANTIDISTILL_KEY", "cli secret")
+    rows = [json.loads(line) for line in (files / "texts.jsonl").read_text().splitlines()]
+    alone = tmp_path / "alone.jsonl"
+    alone.write_text(json.dumps(rows[1]) + "\n")
+    assert main(["detect", "--protection", SPEC, str(files / "texts.jsonl"), "--out", str(tmp_path / "all.out")]) == 0
+    assert main(["detect", "--protection", SPEC, str(alone), "--out", str(tmp_path / "one.out")]) == 0
+    together = [json.loads(line) for line in (tmp_path / "all.out").read_text().splitlines()][1]
+    single = json.loads((tmp_path / "one.out").read_text())
+    keys = ("n_scored", "statistic", "z", "log10_p", "p_value", "watermarked")
+    assert [together[k] for k in keys] == [single[k] for k in keys]
+
+
+def test_reference_texts_and_the_family_guard(tmp_path, capsys, monkeypatch):
+    from .test_one_key import templated_texts
+
+    monkeypatch.setenv("ANTIDISTILL_KEY", "k")
+    _write(tmp_path / "in.jsonl", templated_texts(n=80))
+    _write(tmp_path / "ref.jsonl", templated_texts(n=80, fill_seed=1))
+    out = tmp_path / "out.jsonl"
+    assert main(["detect", "--protection", SPEC, str(tmp_path / "in.jsonl"), "--out", str(out)]) == 0
+    report = capsys.readouterr()
+    plain = [json.loads(line) for line in out.read_text().splitlines()]
+    assert "family guard:" in report.out and "look templated" in report.err and "--reference-texts" in report.err
+    assert all(r["n_reference"] == 0 and r["n_recurring"] >= r["n_scored"] / 4 for r in plain)
+    assert main(["detect", "--protection", SPEC, str(tmp_path / "in.jsonl"), "--out", str(out),
+                 "--reference-texts", str(tmp_path / "ref.jsonl")]) == 0
+    report = capsys.readouterr()
+    with_ref = [json.loads(line) for line in out.read_text().splitlines()]
+    assert "reference texts" in report.out and "80 texts" in report.out and "look templated" not in report.err
+    assert all(r["n_reference"] > 0 and r["n_scored"] + r["n_reference"] == p["n_scored"]
+               for r, p in zip(with_ref, plain))
+    # --recurring-min sets the guard's m, and the p-values do not move with it
+    assert main(["detect", "--protection", SPEC, str(tmp_path / "in.jsonl"), "--out", str(out),
+                 "--recurring-min", "79"]) == 0
+    assert "recur in >= 79 other inputs" in capsys.readouterr().out
+    again = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["log10_p"] for r in again] == [r["log10_p"] for r in plain]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--reference-texts", "/nonexistent/ref.jsonl"], "--reference-texts /nonexistent/ref.jsonl does not exist"),
+    (["--recurring-min", "0"], "argument --recurring-min"),
+    (["--keep-shared-tuples"], "unrecognized arguments: --keep-shared-tuples"),
+])
+def test_bad_reference_and_guard_arguments(files, capsys, monkeypatch, args, message):
+    monkeypatch.setenv("ANTIDISTILL_KEY", "k")
+    rc = main(["detect", str(files / "texts.jsonl"), "--protection", SPEC, *args])
+    err = capsys.readouterr().err
+    assert rc == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_empty_reference_file_is_refused(files, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("ANTIDISTILL_KEY", "k")
+    (tmp_path / "ref.jsonl").write_text("\n")
+    rc = main(["detect", str(files / "texts.jsonl"), "--protection", SPEC, "--reference-texts",
+               str(tmp_path / "ref.jsonl")])
+    assert rc == 2 and "holds no records" in capsys.readouterr().err
