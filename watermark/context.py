@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .detection import Windows, extract_windows
+from .detection import Windows
 from .errors import UserError
 from .spec import Param
 from .stepwise import continues
@@ -106,34 +106,26 @@ def repeated_windows(windows: Windows, size: int = CONTEXT_HISTORY) -> np.ndarra
 
     Windows of one text are consecutive positions in text order (`extract_windows`), so the
     distance between two window indices is the number of generation steps between them. Contexts
-    are compared by `context_hash`, with the top bits replaced by the text's index so that texts
-    never meet (within a text, 64 minus those bits remain: a collision in a 1,000-step text has
-    probability below 1e-6 with a million texts, and only leaves one more position unscored).
+    are compared by (text index, `context_hash`) pairs, so texts never meet and a text's mask is
+    the same alone and in any batch (a 64-bit collision within a text only leaves one more
+    position unscored).
     """
     n = len(windows.tokens)
     if n < 2:
         return np.zeros(n, dtype=bool)
-    seq = windows.seq_index.astype(np.uint64)
-    top = max(1, int(windows.seq_index.max()).bit_length())
-    ident = (context_hash(windows.contexts) >> np.uint64(top)) | (seq << np.uint64(64 - top))
-    if np.bincount(windows.seq_index).max() <= size:  # no text longer than the history: all earlier windows count
-        return pd.Series(ident, copy=False).duplicated(keep="first").to_numpy()
-    order = np.argsort(ident, kind="stable")  # by (text, context), then by position
+    seq, ident = windows.seq_index, context_hash(windows.contexts)
+    if np.bincount(seq).max() <= size:  # no text longer than the history: all earlier windows count
+        return pd.DataFrame({"seq": seq, "ctx": ident}, copy=False).duplicated(keep="first").to_numpy()
+    order = np.lexsort((np.arange(n), ident, seq))  # by text, then context, then position
+    a, b = order[:-1], order[1:]
     out = np.zeros(n, dtype=bool)
-    out[order[1:]] = (ident[order[1:]] == ident[order[:-1]]) & (order[1:] - order[:-1] <= size)
+    out[b] = (seq[a] == seq[b]) & (ident[a] == ident[b]) & (b - a <= size)
     return out
 
 
 class SkipRepeatedContexts:
     """Detector mixin: with `mask=repeated`, windows whose context repeats an earlier one of the same
-    text are left out before dedup (through the base detector's key-free `keep` mask)."""
+    text are not scored (the base detector leaves out what `unscored` marks, before dedup)."""
 
-    def _selected(self, sequences, prompts=None, *, keep=None, **options):
-        if self.protection.mask == "repeated":
-            completion, _ = extract_windows(sequences, prompts, self.h)
-            fresh = ~repeated_windows(completion)
-            if keep is None:
-                keep = fresh
-            elif np.shape(keep) == fresh.shape:  # a wrong shape goes on to the base's error message
-                keep = np.asarray(keep, dtype=bool) & fresh
-        return super()._selected(sequences, prompts, keep=keep, **options)
+    def unscored(self, windows: Windows) -> np.ndarray | None:
+        return repeated_windows(windows) if self.protection.mask == "repeated" else None

@@ -247,6 +247,12 @@ class TokenHashDetector:
         """(trials, q) when a tuple's score is Binomial(trials, q) under H0 (exact weighted tails)."""
         return None
 
+    def unscored(self, windows: Windows) -> np.ndarray | None:
+        """Completion windows the scheme's sampler leaves unwatermarked (e.g. SynthID's repeated
+        contexts), as a bool mask, or None. Must read only the text's own ids (key-free, its prefix
+        only) so that the kept tuples keep their null law and a text's verdict its batch invariance."""
+        return None
+
     def log_mgf(self, theta: np.ndarray) -> np.ndarray:
         """ln E[exp(theta * score)] of one tuple under H0 (for weighted tails); attribute
         `theta_max` where it is finite only below a bound."""
@@ -273,7 +279,8 @@ class TokenHashDetector:
         inputs = self._inputs(completion)
         # Per-sequence identity: tag each 32-bit input with its sequence index (fits in int64).
         ident = (completion.seq_index << 32) | inputs.astype(np.int64) if per_sequence else inputs
-        mask = np.ones(len(inputs), dtype=bool)
+        skip = self.unscored(completion)
+        mask = np.ones(len(inputs), dtype=bool) if skip is None else ~skip
         if exclude_prompt_windows and len(prompt.tokens):
             prompt_inputs = self._inputs(prompt)
             prompt_ident = (prompt.seq_index << 32) | prompt_inputs.astype(np.int64) if per_sequence else prompt_inputs
