@@ -25,7 +25,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args) -> int:
     from ..experiment.natural import run_natural
+    from ..experiment.runner import library_chatter
 
-    meta = run_natural(args.preset, args.out, device=args.device, cache_dir=args.cache_dir)
+    with library_chatter(verbose=False):  # no transformers bars ("Loading weights") between our own lines
+        meta = run_natural(args.preset, args.out, device=args.device, cache_dir=args.cache_dir)
     print(f"{args.out or 'results/' + meta['config']['name']}/report.md  ({meta['wall_seconds']:.0f} s)")
     return 0
