@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -28,7 +27,6 @@ def run(args) -> int:
     from ..experiment.evidence import evidence_config, run_evidence
     from ..experiment.runner import library_chatter
 
-    from antidistill.students.cache import check_out_dir
     from antidistill.watermark.errors import UserError
 
     over = {}
@@ -39,7 +37,6 @@ def run(args) -> int:
             raise UserError(f"--seeds must be whole numbers separated by commas, got {args.seeds!r}") from None
     cfg = evidence_config(args.preset, over)
     out = args.out or f"results/{cfg['name']}"
-    check_out_dir(Path(out))  # an --out that is a file, before the long work
     with library_chatter(verbose=False):  # no transformers bars or warnings between our own lines
         result = run_evidence(cfg, out, cache_dir=args.cache_dir, quiet=args.quiet)
     print(f"{result['out']}/report.md  ({result['meta']['wall_seconds']:.0f} s)")

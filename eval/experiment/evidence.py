@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from antidistill.students.cache import check_out_dir
 from antidistill.watermark import parse_protection
 from antidistill.watermark.errors import UserError
 
@@ -151,6 +152,7 @@ class Evidence:
     def __init__(self, cfg: dict, out, cache_dir=None, quiet: bool = False):
         self.cfg = cfg
         self.out = Path(out)
+        check_out_dir(self.out)  # an --out that is a file, before the cache or any stage is touched
         self.quiet = quiet
         self.cache_dir = cache_dir
         self.runner = Runner(copy.deepcopy(cfg["run"]), self.out, cache_dir=cache_dir, quiet=quiet)
@@ -471,10 +473,8 @@ class Evidence:
         return out
 
     def run(self) -> dict:
-        from antidistill.students.cache import check_out_dir
         from antidistill.watermark.errors import output_lock
 
-        check_out_dir(self.out)  # an --out that is a file, before any stage starts
         with output_lock(self.out, "results folder"):
             return self._run()
 

@@ -169,8 +169,6 @@ def check_config(cfg: dict) -> None:
     from antidistill.students.attacks import ATTACKS, parse_attacks
 
     _check_leaves(cfg, DEFAULT, "")
-    if cfg["key"]["text"] and cfg["key"]["file"]:
-        raise UserError("[key] gives both text and file; keep one")
     last = cfg["seed"] + cfg["students"]["seeds"] - 1  # the training seeds are seed, seed + 1, ...
     if last > RULES["seed"][1]:
         raise UserError(f"config key seed + students.seeds - 1 = {last} exceeds the largest seed {RULES['seed'][1]}")
