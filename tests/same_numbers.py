@@ -10,7 +10,7 @@
 `record` runs `antidistill run --preset smoke`, `antidistill evidence --preset evidence-smoke`,
 `antidistill traffic run --preset traffic-smoke` and, where the smollm2 extra is installed,
 `antidistill natural --preset natural-smoke`, each on a fresh cache under OUT/cache, results under
-OUT/results/COMMAND. `compare` fails on any CSV that differs or exists on one side only. `reuse`
+OUT/results/COMMAND. `compare` fails on any CSV (timings aside) that differs or exists on one side only. `reuse`
 reruns the runner and evidence presets of an earlier `record` over its cache and fails if a stage
 reports anything computed (the cache keys kept their meaning). Bits are promised on one machine only:
 torch's float paths differ between CPU models.
@@ -56,8 +56,11 @@ def record(out: Path) -> None:
         _antidistill([*args, "--out", str(out / "results" / name)], cache)
 
 
+TIMINGS = {"stages.csv"}  # wall seconds, never the same twice
+
+
 def _csvs(root: Path) -> set[Path]:
-    return {p.relative_to(root) for p in root.rglob("*.csv")}
+    return {p.relative_to(root) for p in root.rglob("*.csv") if p.name not in TIMINGS}
 
 
 def compare(before: Path, after: Path) -> int:
