@@ -10,7 +10,7 @@
 `record` runs `antidistill run --preset smoke`, `antidistill evidence --preset evidence-smoke`,
 `antidistill traffic run --preset traffic-smoke` and, where the smollm2 extra is installed,
 `antidistill natural --preset natural-smoke`, each on a fresh cache under OUT/cache, results under
-OUT/results/COMMAND. `compare` fails on any CSV (timings aside) that differs or exists on one side only. `reuse`
+OUT/results/COMMAND. `compare` fails on any CSV that differs (wall-time files and `*_seconds` columns aside) or exists on one side only. `reuse`
 reruns the runner and evidence presets of an earlier `record` over its cache and fails if a stage
 reports anything computed (the cache keys kept their meaning). Bits are promised on one machine only:
 torch's float paths differ between CPU models.
@@ -18,6 +18,7 @@ torch's float paths differ between CPU models.
 from __future__ import annotations
 
 import argparse
+import csv
 import filecmp
 import importlib.util
 import json
@@ -63,11 +64,20 @@ def _csvs(root: Path) -> set[Path]:
     return {p.relative_to(root) for p in root.rglob("*.csv") if p.name not in TIMINGS}
 
 
+def _untimed(path: Path) -> list[list[str]]:
+    """A CSV's cells as written, without its wall-time columns (`*_seconds`)."""
+    with open(path, newline="") as fh:
+        rows = list(csv.reader(fh))
+    keep = [i for i, name in enumerate(rows[0] if rows else []) if not name.endswith("seconds")]
+    return [[r[i] for i in keep] for r in rows]
+
+
 def compare(before: Path, after: Path) -> int:
     a, b = _csvs(before / "results"), _csvs(after / "results")
     bad = [f"only in {before}: {p}" for p in sorted(a - b)] + [f"only in {after}: {p}" for p in sorted(b - a)]
     bad += [f"differs: {p}" for p in sorted(a & b)
-            if not filecmp.cmp(before / "results" / p, after / "results" / p, shallow=False)]
+            if not filecmp.cmp(before / "results" / p, after / "results" / p, shallow=False)
+            and _untimed(before / "results" / p) != _untimed(after / "results" / p)]
     print(f"{len(a & b)} CSVs compared byte for byte; {len(bad)} problems")
     for line in bad:
         print("  " + line)
