@@ -70,6 +70,9 @@ class Tuples:
 
 @dataclass
 class AuditResult:
+    """One key's audit of one suspect's tuples (`score`): the pooled verdict, the running log10 p
+    against tuples scored (the radioactivity curve), the mode and how many texts the tuples came from."""
+
     detection: Detection
     curve: pd.DataFrame  # n_scored, log10_p
     mode: str
