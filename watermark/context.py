@@ -13,7 +13,7 @@ like the reference's context hash), vectorised over the batch: one [B, n] compar
 
 Detection (`repeated_windows`, `SkipRepeatedContexts`): a completion window whose context occurred
 at one of the `CONTEXT_HISTORY` previous windows of the same text is not scored. The completion
-windows of `detection.extract_windows` are exactly the generation steps of that text (the first
+windows of `windows.extract_windows` are exactly the generation steps of that text (the first
 context reaches into the prompt), so with the prompts given the detector leaves out exactly the
 positions the sampler left unwatermarked; without them a few positions whose context repeats one
 that straddled the prompt are scored although unwatermarked (power, never validity). The test
@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .detection import Windows
+from .windows import Windows
 from .errors import UserError
 from .spec import Param
 from .stepwise import continues

@@ -1,9 +1,9 @@
-"""Detection shared by every token-hash scheme: windows, dedup, exact tails, the `Detection` record.
+"""Detection shared by every token-hash scheme: selection, dedup, exact tails, the `Detection` record.
 
 A scheme scores (context window, token) tuples. Under H0 (text written without the key) each
 *distinct* PRF input gives one independent draw with a known law, so the detector
 
-1. cuts the texts into windows (vectorised over positions, ragged over sequences),
+1. cuts the texts into windows (`windows.py`: vectorised over positions, ragged over sequences),
 2. maps each to its 32-bit PRF input (`prf_inputs`, scheme-specific),
 3. keeps the first occurrence of each PRF input (dedup; repeated text would otherwise look
    watermarked) and optionally drops windows that also occur in the prompts,
@@ -47,11 +47,11 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
-import torch
 
 from .errors import UserError
 from .hashing import KeyedHash
 from .stats import LN10, lattice_log_sf, weighted_log_sf_bound
+from .windows import Windows, as_sequences, extract_windows, first_occurrence
 
 DEDUP_OFF_WARNING = ("dedup=False: repeated (window, token) tuples are scored again, so repetitive "
                      "unwatermarked text can look watermarked; p-values are not valid")
@@ -126,84 +126,57 @@ class Family:
 
 
 @dataclass(frozen=True)
-class Windows:
-    """(context window, token) tuples in text order, with the sequence each came from."""
+class Selection:
+    """Which windows of one call a detector scores (`TokenHashDetector.select`), and the weight of each.
 
-    contexts: np.ndarray  # int64 [N, h]
-    tokens: np.ndarray  # int64 [N]
-    seq_index: np.ndarray  # int64 [N]
-
-
-def as_sequences(sequences) -> list[np.ndarray]:
-    """Accept one sequence or many (lists, numpy arrays, tensors); return int64 arrays."""
-    if isinstance(sequences, torch.Tensor):
-        sequences = sequences.detach().cpu().numpy()
-    if isinstance(sequences, np.ndarray):
-        if sequences.ndim == 1:
-            sequences = [sequences]
-        elif sequences.ndim != 2:
-            raise UserError(f"token ids must be 1-D or 2-D, got shape {sequences.shape}")
-    sequences = list(sequences)
-    if sequences and np.ndim(sequences[0]) == 0:  # a single flat sequence of ints
-        sequences = [sequences]
-    out = []
-    for i, seq in enumerate(sequences):
-        if isinstance(seq, torch.Tensor):
-            seq = seq.detach().cpu().numpy()
-        arr = np.asarray(seq)
-        if arr.size == 0:
-            out.append(np.zeros(0, dtype=np.int64))
-            continue
-        if arr.ndim != 1 or not np.issubdtype(arr.dtype, np.integer):
-            raise UserError(f"sequence {i}: token ids must be a flat list of integers")
-        if arr.min() < 0 or arr.max() >= 2**32:
-            raise UserError(f"sequence {i}: token ids must lie in [0, 2**32)")
-        out.append(arr.astype(np.int64, copy=False))
-    return out
-
-
-def _ragged_positions(starts: np.ndarray, stops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """All integers in [start_i, stop_i) for every i, concatenated, and the i each came from."""
-    counts = np.maximum(stops - starts, 0)
-    total = int(counts.sum())
-    owner = np.repeat(np.arange(len(counts)), counts)
-    offsets = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
-    return np.repeat(starts, counts) + offsets, owner
-
-
-def extract_windows(sequences, prompts=None, h: int = 1) -> tuple[Windows, Windows]:
-    """Windows of the completions (scored) and of the prompts (for optional exclusion).
-
-    The context of a completion's first tokens reaches back into its prompt; positions with fewer
-    than h tokens before them have no full window and are not scored.
+    It owns the outcome of the selection steps of the module docstring: every completion window
+    (`windows`, text order) with its PRF input, the windows that survive the scheme's `unscored`
+    rule, prompt exclusion, the caller's `keep` mask and the reference (`kept`), the first
+    occurrence of each identity among them (`scored`: one draw each, text order), and the windows
+    left out because a reference text contains them (`referenced`). `ident` is the PRF input,
+    tagged with the text's index when dedup ran per text. Every part reads the texts (and the
+    reference) only, never the key's scores, which is what keeps each scored draw's null law.
     """
-    seqs = as_sequences(sequences)
-    if prompts is None:
-        prm = [np.zeros(0, dtype=np.int64)] * len(seqs)
-    else:
-        prm = as_sequences(prompts)
-        if len(prm) == 1 and len(seqs) > 1 and np.ndim(prompts[0]) == 0:
-            prm = prm * len(seqs)
-        if len(prm) != len(seqs):
-            raise UserError(f"{len(prm)} prompts for {len(seqs)} sequences; give one prompt per sequence")
-    full_len = np.array([len(p) + len(s) for p, s in zip(prm, seqs)], dtype=np.int64)
-    prompt_len = np.array([len(p) for p in prm], dtype=np.int64)
-    flat = np.concatenate([np.concatenate([p, s]) for p, s in zip(prm, seqs)]) if seqs else np.zeros(0, np.int64)
-    base = np.cumsum(full_len) - full_len
 
-    def windows(lo, hi) -> Windows:
-        pos, owner = _ragged_positions(base + lo, base + hi)
-        ctx = flat[pos[:, None] + np.arange(-h, 0)] if h else np.zeros((len(pos), 0), np.int64)
-        return Windows(ctx, flat[pos], owner)
+    windows: Windows
+    inputs: np.ndarray  # uint32 [N]: PRF input of every completion window
+    ident: np.ndarray  # [N]: what dedup compares (the input, or (text << 32) | input per text)
+    kept: np.ndarray  # bool [N]: survives unscored / prompt / keep / reference, before dedup
+    scored: np.ndarray  # int64: indices of the windows scored, text order
+    referenced: np.ndarray  # int64: indices left out because a reference contains them (once per identity with dedup)
+    dedup: bool
 
-    completion = windows(np.maximum(prompt_len, h), full_len)
-    prompt = windows(np.full_like(prompt_len, h), prompt_len)
-    return completion, prompt
+    @property
+    def draws(self) -> np.ndarray:
+        """PRF inputs of the scored windows."""
+        return self.inputs[self.scored]
 
+    @property
+    def owner(self) -> np.ndarray:
+        """The text each scored window comes from."""
+        return self.windows.seq_index[self.scored]
 
-def first_occurrence(keys: np.ndarray) -> np.ndarray:
-    """Boolean mask keeping the first occurrence of each value (hash-based, order preserving)."""
-    return ~pd.Series(keys, copy=False).duplicated(keep="first").to_numpy()
+    def repeats(self) -> np.ndarray:
+        """Per scored draw: how many kept windows share its identity (1 without dedup)."""
+        if not self.dedup:
+            return np.ones(len(self.scored))
+        kept = self.ident[np.flatnonzero(self.kept)]
+        return pd.Series(kept, copy=False).value_counts().reindex(self.ident[self.scored]).to_numpy(dtype=float)
+
+    def weights(self, weights=None, count_repeats: bool = False) -> np.ndarray | None:
+        """Per scored draw: the caller's window `weights` (one per completion window) times, with
+        `count_repeats` (and dedup), how many kept windows use the draw; None when neither applies
+        (a plain sum). Both are functions of the text, never of the key."""
+        counts = self.repeats() if count_repeats and self.dedup else None
+        if weights is None and counts is None:
+            return None
+        w = np.ones(len(self.scored))
+        if weights is not None:
+            w = np.asarray(weights, dtype=float)
+            if w.shape != self.inputs.shape:
+                raise UserError(f"weights have {w.size} entries for {len(self.inputs)} completion windows")
+            w = w[self.scored]
+        return w * counts if counts is not None else w
 
 
 class TokenHashDetector:
@@ -262,12 +235,10 @@ class TokenHashDetector:
     def _inputs(self, w: Windows) -> np.ndarray:
         return self.prf_inputs(w.contexts, w.tokens)
 
-    def _selected(self, sequences, prompts=None, *, dedup: bool = True, exclude_prompt_windows: bool = False,
-                  per_sequence: bool = False, keep: np.ndarray | None = None, reference=None,
-                  reference_prompts=None, count_repeats: bool = False):
-        """PRF inputs of all completion windows, the indices (text order) that are scored, the
-        indices left out because a reference text contains them, the windows, and (with
-        `count_repeats`) how many kept windows share each scored PRF input.
+    def select(self, sequences, prompts=None, *, dedup: bool = True, exclude_prompt_windows: bool = False,
+               per_sequence: bool = False, keep: np.ndarray | None = None, reference=None,
+               reference_prompts=None) -> "Selection":
+        """What this scheme scores of the texts (see `Selection`).
 
         `keep` (bool per completion window, e.g. `entropy.choice_points`) must be key-free and read
         only the prefix; dedup then runs among the kept windows. `reference` (token-id sequences of
@@ -297,15 +268,12 @@ class TokenHashDetector:
             if dedup:  # count each (text, tuple) once
                 dropped = dropped[first_occurrence(ident[dropped])]
         sel = np.flatnonzero(mask)
-        counts = None
         if dedup:
-            kept = ident[sel]
-            sel = sel[first_occurrence(kept)]
-            if count_repeats:
-                counts = pd.Series(kept, copy=False).value_counts().reindex(ident[sel]).to_numpy(dtype=float)
+            sel = sel[first_occurrence(ident[sel])]
         else:
             warnings.warn(DEDUP_OFF_WARNING, stacklevel=3)
-        return inputs, sel, dropped, completion, counts
+        return Selection(windows=completion, inputs=inputs, ident=ident, kept=mask, scored=sel, referenced=dropped,
+                         dedup=dedup)
 
     def reference_inputs(self, reference, reference_prompts=None) -> np.ndarray:
         """Distinct PRF inputs of every window of the reference texts (contexts reaching into
@@ -328,10 +296,10 @@ class TokenHashDetector:
         text is deduplicated on its own and only its own prompt's windows are excluded. Either way
         tuples that `reference` (token-id sequences of unprotected text) contains are skipped.
         """
-        inputs, sel, _, completion, _ = self._selected(sequences, prompts, dedup=dedup, per_sequence=per_sequence,
-                                                       exclude_prompt_windows=exclude_prompt_windows, keep=keep,
-                                                       reference=reference, reference_prompts=reference_prompts)
-        return self.tuple_scores(inputs[sel]), completion.seq_index[sel], completion
+        s = self.select(sequences, prompts, dedup=dedup, per_sequence=per_sequence,
+                        exclude_prompt_windows=exclude_prompt_windows, keep=keep, reference=reference,
+                        reference_prompts=reference_prompts)
+        return self.tuple_scores(s.draws), s.owner, s.windows
 
     def score_windows(self, contexts, tokens, *, dedup: bool = True) -> Detection:
         """Detection over explicit (context [N, h], token [N]) tuples, e.g. a suspect's top-1
@@ -370,15 +338,9 @@ class TokenHashDetector:
         weighted by how many kept windows use it (a function of the text alone, so the weighted
         null law holds: Var = gamma(1-gamma) * sum of squared counts, not the binomial of repeats).
         Weighted verdicts: `weighted_verdict`."""
-        inputs, sel, _, windows, counts = self._selected(sequences, prompts, dedup=dedup, keep=keep,
-                                                      exclude_prompt_windows=exclude_prompt_windows,
-                                                      count_repeats=count_repeats)
-        scores = self.tuple_scores(inputs[sel])
-        if weights is not None or counts is not None:
-            w = _take(weights, sel, len(inputs)) if weights is not None else np.ones(len(sel))
-            w = w * counts if counts is not None else w
-            return self.weighted_verdict(scores, w, n_tuples=len(windows.tokens), dedup=dedup)
-        return self.verdict(float(scores.sum()), len(scores), n_tuples=len(windows.tokens), dedup=dedup)
+        s = self.select(sequences, prompts, dedup=dedup, keep=keep, exclude_prompt_windows=exclude_prompt_windows)
+        return self._verdict(self.tuple_scores(s.draws), s.weights(weights, count_repeats),
+                             n_tuples=len(s.windows.tokens), dedup=dedup)
 
     def detect_each(self, sequences, prompts=None, *, dedup: bool = True, exclude_prompt_windows: bool = False,
                     keep: np.ndarray | None = None, weights: np.ndarray | None = None,
@@ -388,26 +350,27 @@ class TokenHashDetector:
         docstring). Vectorised across sequences; the same text gets the same verdict, bit for bit,
         alone and in any batch. `family` reports what the texts of a batch share."""
         n_seq = len(as_sequences(sequences))
-        inputs, sel, dropped, windows, counts = self._selected(
-            sequences, prompts, dedup=dedup, per_sequence=True, keep=keep,
-            exclude_prompt_windows=exclude_prompt_windows, reference=reference,
-            reference_prompts=reference_prompts, count_repeats=count_repeats)
-        scores, owner = self.tuple_scores(inputs[sel]), windows.seq_index[sel]
-        seen = np.bincount(windows.seq_index, minlength=n_seq)
-        n_ref = np.bincount(windows.seq_index[dropped], minlength=n_seq)
-        bounds = np.searchsorted(owner, np.arange(n_seq + 1))  # sel is in text order
-        if weights is not None or counts is not None:
-            w = _take(weights, sel, len(inputs)) if weights is not None else np.ones(len(sel))
-            w = w * counts if counts is not None else w
-            return [self.weighted_verdict(scores[a:b].copy(), w[a:b].copy(), n_tuples=int(seen[i]), dedup=dedup,
-                                          n_reference=int(n_ref[i]))
-                    for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:]))]
-        # Each text's scores are summed on their own, left to right, so the sum cannot depend on
-        # what surrounds the text (a batched reduction may group the terms differently).
-        sums = [math.fsum(scores[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
-        return [self.verdict(sums[i], int(bounds[i + 1] - bounds[i]), n_tuples=int(seen[i]), dedup=dedup,
-                             n_reference=int(n_ref[i]))
-                for i in range(n_seq)]
+        s = self.select(sequences, prompts, dedup=dedup, per_sequence=True, keep=keep,
+                        exclude_prompt_windows=exclude_prompt_windows, reference=reference,
+                        reference_prompts=reference_prompts)
+        scores, w = self.tuple_scores(s.draws), s.weights(weights, count_repeats)
+        seen = np.bincount(s.windows.seq_index, minlength=n_seq)
+        n_ref = np.bincount(s.windows.seq_index[s.referenced], minlength=n_seq)
+        bounds = np.searchsorted(s.owner, np.arange(n_seq + 1))  # scored tuples are in text order
+        # Each text's slice is copied and summed on its own, left to right, so its verdict cannot
+        # depend on what surrounds the text (a batched reduction may group the terms differently).
+        return [self._verdict(scores[a:b].copy(), None if w is None else w[a:b].copy(), n_tuples=int(seen[i]),
+                              dedup=dedup, n_reference=int(n_ref[i]), exact_sum=True)
+                for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:]))]
+
+    def _verdict(self, scores: np.ndarray, weights: np.ndarray | None, *, n_tuples: int, dedup: bool,
+                 n_reference: int = 0, exact_sum: bool = False) -> Detection:
+        """The verdict on the scores of selected tuples: `weighted_verdict` when the selection
+        carries weights, else the plain sum (`exact_sum`: math.fsum, the same bits in any batch)."""
+        if weights is not None:
+            return self.weighted_verdict(scores, weights, n_tuples=n_tuples, dedup=dedup, n_reference=n_reference)
+        total = math.fsum(scores) if exact_sum else float(scores.sum())
+        return self.verdict(total, len(scores), n_tuples=n_tuples, dedup=dedup, n_reference=n_reference)
 
     def family(self, sequences, prompts=None, *, m: int | None = None, dedup: bool = True,
                exclude_prompt_windows: bool = False, keep: np.ndarray | None = None, reference=None,
@@ -427,16 +390,16 @@ class TokenHashDetector:
             m = max(1, math.ceil(FAMILY_SHARE * (n_seq - 1)))
         if not (isinstance(m, (int, np.integer)) and m >= 1):
             raise UserError(f"m (other inputs a recurring tuple is scored in) must be a positive integer, got {m!r}")
-        inputs, sel, _, windows, _ = self._selected(
-            sequences, prompts, dedup=True, per_sequence=True, keep=keep,
-            exclude_prompt_windows=exclude_prompt_windows, reference=reference, reference_prompts=reference_prompts)
-        owner, draws = windows.seq_index[sel], inputs[sel].astype(np.int64)
+        s = self.select(sequences, prompts, dedup=True, per_sequence=True, keep=keep,
+                        exclude_prompt_windows=exclude_prompt_windows, reference=reference,
+                        reference_prompts=reference_prompts)
+        owner, draws = s.owner, s.draws.astype(np.int64)
         # per (text, draw) once: dedup within a text already holds, so count texts per draw
         values, n_texts = np.unique(draws, return_counts=True)
         recurring = values[n_texts >= m + 1]
         is_rec = np.isin(draws, recurring)
         pooled = self.verdict(float(self.tuple_scores(recurring.astype(np.uint32)).sum()), len(recurring),
-                              n_tuples=int(len(windows.tokens)))
+                              n_tuples=int(len(s.windows.tokens)))
         return Family(m=int(m), scored=np.bincount(owner, minlength=n_seq),
                       recurring=np.bincount(owner[is_rec], minlength=n_seq), n_recurring_tuples=len(recurring),
                       pooled=pooled, reference=reference is not None and len(as_sequences(reference)) > 0)
@@ -479,10 +442,3 @@ class TokenHashDetector:
         rows = [(int(n), self.verdict(float(cum[n - 1]), int(n), dedup=dedup).log10_p) for n in sizes]
         return pd.DataFrame(rows, columns=["n_scored", "log10_p"])
 
-
-
-def _take(weights, sel: np.ndarray, n: int) -> np.ndarray:
-    w = np.asarray(weights, dtype=float)
-    if w.shape != (n,):
-        raise UserError(f"weights have {w.size} entries for {n} completion windows")
-    return w[sel]

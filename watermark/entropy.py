@@ -11,7 +11,7 @@ never saw the key. Under H0 (text written without the key) they are independent 
 so the distinct PRF inputs they select are still i.i.d. with the scheme's null law: the unweighted
 tail stays exact, and the weighted sum gets a Chernoff bound (`stats.weighted_log_sf_bound`).
 
-Positions are those of `detection.extract_windows` (completion positions with a full context
+Positions are those of `windows.extract_windows` (completion positions with a full context
 window), in the same order; a position with no prefix at all (the first token of a text without
 prompt) has no reference prediction and is kept with weight 1 (uninformed, still key-free).
 """
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .detection import as_sequences
+from .windows import as_sequences
 from .errors import UserError
 
 

@@ -168,7 +168,7 @@ def run(n_keys: int = 100, n_texts: int = 16, new_tokens: int = 48, out: Path | 
                   f"({time.perf_counter() - t0:.0f}s)", file=sys.stderr)
 
     # -- generation mode: the suspect samples once; many keys score its outputs
-    from antidistill.watermark.detection import extract_windows
+    from antidistill.watermark.windows import extract_windows
 
     for temp, label in ((0.0, "generation/greedy"), (1.0, "generation/T=1"), (0.3, "generation/T=0.3 (repetitive)")):
         prompts = torch.randint(3, VOCAB, (n_texts * 4, 8), generator=g)

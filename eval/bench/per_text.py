@@ -36,6 +36,9 @@ from transformers import LogitsProcessor
 from antidistill.watermark import Key, parse_protection
 from antidistill.watermark.errors import atomic_write
 
+from .rules import verdicts
+from .templated import corpus, null_keys
+
 KGW = "kgw:gamma=0.25,delta=2,h=1,hash=left"
 BENCH_KEY = Key(b"antidistill per-text benchmark key (public)")
 TF_HASH_KEY = 15485863  # transformers' default hashing_key
@@ -169,8 +172,6 @@ def demo_sets(n_null: int, n_reference: int, n_marked: int, *, max_new_tokens: i
     from antidistill.students.cache import cache_root, config_hash
     from antidistill.students.models import load_model
 
-    from .templated import corpus
-
     null = corpus("demo", "none", n_null, 0, cache_dir, max_new_tokens, progress)
     ref = corpus("demo", "none", n_reference, 2, cache_dir, max_new_tokens, progress)
     marked = corpus("demo", KGW, n_marked, 1, cache_dir, max_new_tokens, progress)
@@ -190,44 +191,10 @@ def demo_sets(n_null: int, n_reference: int, n_marked: int, *, max_new_tokens: i
 RULES = ("batch-drop", "per-text", "per-text+reference")
 
 
-def batch_drop(det, seqs, prompts) -> list:
-    """The removed default (`shared="drop"`), kept here only to measure it: a text is scored on
-    its own distinct tuples minus every tuple another text of the same call scores, so its
-    verdict depends on the call."""
-    inputs, sel, _, windows, _ = det._selected(seqs, prompts, per_sequence=True)
-    draws, owner = inputs[sel].astype(np.int64), windows.seq_index[sel]
-    values, n_texts = np.unique(draws, return_counts=True)  # each (text, draw) is there once
-    own = ~np.isin(draws, values[n_texts >= 2])
-    scores = det.tuple_scores(inputs[sel][own])
-    n = len(seqs)
-    sums = np.bincount(owner[own], weights=scores, minlength=n)
-    counts = np.bincount(owner[own], minlength=n)
-    return [det.verdict(float(sums[i]), int(counts[i])) for i in range(n)]
-
-
-def verdicts(det, seqs, prompts, rule: str, reference=None) -> tuple[np.ndarray, np.ndarray]:
-    """log10 p and tuples scored per text under `rule`. `reference` is (texts, prompts) of
-    unprotected text held out from `seqs`, or "halves": each half of `seqs` is scored with the
-    other half as its reference (cross-fitting: a text never references itself)."""
-    from ..measures.detectability import text_verdicts
-
-    if rule == "batch-drop":
-        ds = batch_drop(det, seqs, prompts)
-    else:
-        ds = text_verdicts(det, seqs, prompts, reference if rule == "per-text+reference" else None)
-    return np.array([d.log10_p for d in ds]), np.array([d.n_scored for d in ds])
-
-
 def cut(texts, prompts, length: int | None):
     """Prefixes of `length` tokens of the texts that have that many (all texts, whole, for None)."""
     idx = [i for i, t in enumerate(texts) if length is None or len(t) >= length]
     return [list(texts[i][:length] if length else texts[i]) for i in idx], [list(prompts[i]) for i in idx]
-
-
-def null_keys(n: int) -> list[Key]:
-    from .templated import null_keys as keys
-
-    return keys(n)
 
 
 def rate_row(flags: np.ndarray, n: int) -> dict:

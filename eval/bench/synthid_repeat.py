@@ -40,7 +40,7 @@ from transformers import LogitsProcessorList
 
 from antidistill.watermark import Key, parse_protection
 from antidistill.watermark.context import context_hash
-from antidistill.watermark.detection import extract_windows
+from antidistill.watermark.windows import extract_windows
 from antidistill.watermark.errors import atomic_write
 
 from .watermark import SYNTHID_KEYS, git_commit, log, machine_info

@@ -7,7 +7,7 @@ of the key, but texts of one template share (window, token) tuples, so with a fi
 positives of a family of texts can arrive together. This benchmark measures that directly: the
 demo teacher (trained once and cached) answers N distillation prompts without protection, and each
 of K fixed keys tests every text on its own, for every scheme, under three rules
-(`per_text.verdicts`): `per-text+reference`, what the README asks for templated corpora (each text
+(`rules.verdicts`): `per-text+reference`, what the README asks for templated corpora (each text
 scored on its own distinct tuples minus those of a held-out corpus of N more raw answers, sampled
 with another seed); `per-text` (the default without a reference: every distinct tuple of the
 text); and `batch-drop`, the removed rule (tuples another text of the same call scores left out,
@@ -35,11 +35,12 @@ import pandas as pd
 from antidistill.watermark import Key, atomic_write, parse_protection
 
 from ..measures.stats import clopper_pearson
+from .rules import verdicts
 
 SCHEMES = ("kgw:gamma=0.25,delta=2,h=1,hash=left", "kgw:gamma=0.25,delta=2,h=2,hash=self",
            "unigram:gamma=0.5,delta=2", "gumbel:h=1", "gumbel:h=2", "synthid:depth=16,h=4")
 ALPHAS = (1e-3, 1e-2)
-RULES = ("per-text+reference", "per-text", "batch-drop")  # see per_text.verdicts
+RULES = ("per-text+reference", "per-text", "batch-drop")  # see rules.verdicts
 BENCH_KEY = Key(b"antidistill templated-text benchmark key (public)")
 
 
@@ -66,12 +67,6 @@ def corpus(teacher: str, protection: str, n: int, seed: int, cache_dir, max_new_
     return c.sequences, c.prompts, c.manifest["teacher"]
 
 
-def per_text(detector, seqs, prompts, rule: str, reference) -> tuple[np.ndarray, np.ndarray]:
-    from .per_text import verdicts
-
-    return verdicts(detector, seqs, prompts, rule, reference)
-
-
 def false_positives(seqs, prompts, n_keys: int, reference) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per-key counts of flagged texts (long table) and the per-scheme summary."""
     keys = null_keys(n_keys)
@@ -80,7 +75,7 @@ def false_positives(seqs, prompts, n_keys: int, reference) -> tuple[pd.DataFrame
         prot = parse_protection(spec)
         for rule in RULES:
             for i, key in enumerate(keys):
-                lp, n_scored = per_text(prot.detector(key), seqs, prompts, rule, reference)
+                lp, n_scored = verdicts(prot.detector(key), seqs, prompts, rule, reference)
                 row = {"scheme": spec, "rule": rule, "key": i, "texts": len(lp),
                        "median_n_scored": float(np.median(n_scored))}
                 for a in ALPHAS:
@@ -113,7 +108,7 @@ def power(teacher: str, n: int, cache_dir, max_new_tokens: int, progress: bool, 
         det = parse_protection(spec).detector(BENCH_KEY)
         pooled = det.detect(seqs, prompts)
         for rule in RULES:
-            lp, n_scored = per_text(det, seqs, prompts, rule, reference)
+            lp, n_scored = verdicts(det, seqs, prompts, rule, reference)
             row = {"scheme": spec, "rule": rule, "texts": len(lp),
                    "median_n_scored": float(np.median(n_scored)),
                    "pooled_log10_p": pooled.log10_p, "pooled_n_scored": pooled.n_scored}

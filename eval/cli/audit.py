@@ -62,8 +62,8 @@ def run(args) -> int:
     from antidistill.watermark import load_key, parse_protection
     from antidistill.watermark.errors import UserError, atomic_write
 
-    from ..measures.audit import (frequent_kgrams, generation_tuples, phi_mask, reading_tuples, reference_top1, score,
-                        summary_line, wrong_keys)
+    from ..measures.audit import summary_line
+    from ..measures.suspect import TupleCollection, score_keys, suspect_tuples
     from ..experiment.plots import radioactivity_curves
 
     protection = parse_protection(args.protection)
@@ -80,6 +80,10 @@ def run(args) -> int:
     selection = args.selection or ("contrast" if args.reference else "top1")
     if selection == "contrast" and not args.reference:
         raise UserError("--selection contrast needs --reference MODEL (our unprotected teacher)")
+    how = TupleCollection(mode=args.mode, selection=selection,
+                          max_reference_prob=args.max_reference_prob if args.reference else None,
+                          temperature=args.temperature, max_new_tokens=args.max_new_tokens, seed=args.seed,
+                          max_texts=args.max_texts, filter_top=args.filter_top)
     key = load_key(args.key_file)
     out = Path(args.out)
     if out.exists() and not out.is_dir():
@@ -95,39 +99,21 @@ def run(args) -> int:
         differs = mismatches(corpus.manifest, protection=protection, key=key)
         if differs:
             warnings.warn(f"--texts {args.texts} were generated with {differs}; auditing as asked")
-    detector = protection.detector(key)
-    h = detector.h
     ref = None
     if args.reference:
         ref, ref_tok = load_model(args.reference, seed=args.seed)
         if tokenizer_fingerprint(ref_tok) != tokenizer_fingerprint(tokenizer):
             raise UserError(f"--reference {args.reference!r} uses another tokenizer than the suspect; the choice-point "
                             "filter needs the same token ids")
-    if args.mode == "reading":
-        records = corpus.records[:args.max_texts] if args.max_texts else corpus.records
-        pairs = [(r["prompt_ids"], r["completion_ids"]) for r in records]
-        tuples = reading_tuples(model, pairs, h, reference=ref if selection == "contrast" else None)
-    else:
-        if args.prompts:
-            recs, _ = load_prompts(args.prompts, seed=args.seed, chat=bool(getattr(tokenizer, "chat_template", None)))
-            prompt_ids = encode_prompts(tokenizer, [r["prompt"] for r in recs])
-        else:
-            prompt_ids = [r["prompt_ids"] for r in corpus.records]
-        if args.max_texts:
-            prompt_ids = prompt_ids[:args.max_texts]
-        tuples, comps = generation_tuples(model, tokenizer, prompt_ids, h, max_new_tokens=args.max_new_tokens,
-                                          temperature=args.temperature, seed=args.seed)
-        pairs = list(zip(prompt_ids, comps))
-    keep = None
-    if args.filter_top:
-        keep = phi_mask(tuples, frequent_kgrams(corpus.sequences, corpus.prompts, h, args.filter_top))
-    if ref is not None:
-        choice = reference_top1(ref, pairs, h) < args.max_reference_prob
-        keep = choice if keep is None else keep & choice
-    dedup = not args.no_dedup
-    result = score(detector, tuples, dedup=dedup, max_tuples=args.max_tuples, keep=keep, mode=args.mode)
-    nulls = [score(k_det, tuples, dedup=dedup, max_tuples=args.max_tuples, keep=keep, mode=args.mode)
-             for k_det in (protection.detector(k) for k in wrong_keys(args.null_keys))]
+    prompt_ids = None
+    if args.mode == "generation" and args.prompts:
+        recs, _ = load_prompts(args.prompts, seed=args.seed, chat=bool(getattr(tokenizer, "chat_template", None)))
+        prompt_ids = encode_prompts(tokenizer, [r["prompt"] for r in recs])
+    tuples, keep = suspect_tuples(model, tokenizer, protection.detector(key).h, how,
+                                  records=corpus.records if corpus is not None else None, prompt_ids=prompt_ids,
+                                  reference=ref)
+    result, *nulls = score_keys(protection, key, tuples, keep=keep, n_wrong=args.null_keys, mode=args.mode,
+                                dedup=not args.no_dedup, max_tuples=args.max_tuples)
 
     verdict = result.verdict(args.alpha)
     evidence = {

@@ -480,26 +480,20 @@ class Runner:
         from antidistill.students.attacks import decoding_settings
         from antidistill.students.corpus import read_corpus
 
-        from ..measures.audit import generation_tuples, reading_tuples, reference_top1
+        from ..measures.suspect import TupleCollection, suspect_tuples
 
         e = self.cfg["eval"]
         mnt = self.cfg["corpus"]["max_new_tokens"]
         corpus = read_corpus(self.corpus(prot, "audit"))
-        h = prot.detector(self.key).h
-        if mode == "reading":
-            pairs = [(r["prompt_ids"], r["completion_ids"]) for r in corpus.records]
-            ref = self.teacher()[0] if e["audit_selection"] == "contrast" else None
-            tuples = reading_tuples(model, pairs, h, reference=ref)
-        else:
-            settings = {"temperature": e["audit_temperature"]}
-            for a in decode_attacks:  # the suspect's own decoding choices
-                settings.update(decoding_settings(a, model, tok, prompts=corpus.prompts, reference=self.teacher()[0],
-                                                  seed=self.seed + 3, max_new_tokens=mnt))
-            tuples, comps = generation_tuples(model, tok, corpus.prompts, h, max_new_tokens=mnt, seed=self.seed + 7,
-                                              **settings)
-            pairs = list(zip(corpus.prompts, comps))
-        keep = reference_top1(self.teacher()[0], pairs, h) < float(e["choice_filter"]) if e["choice_filter"] else None
-        return tuples, keep
+        how = TupleCollection(mode=mode, selection=e["audit_selection"], temperature=e["audit_temperature"],
+                              max_new_tokens=mnt, seed=self.seed + 7,
+                              max_reference_prob=float(e["choice_filter"]) if e["choice_filter"] else None)
+        settings = {}
+        for a in decode_attacks if mode == "generation" else ():  # the suspect's own decoding choices
+            settings.update(decoding_settings(a, model, tok, prompts=corpus.prompts, reference=self.teacher()[0],
+                                              seed=self.seed + 3, max_new_tokens=mnt))
+        return suspect_tuples(model, tok, prot.detector(self.key).h, how, records=corpus.records,
+                              reference=self.teacher()[0] if how.needs_reference else None, decode_settings=settings)
 
     def quality(self, corpora: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
         """The teacher-quality table and the per-prompt correctness of each corpus (for the frontier)."""

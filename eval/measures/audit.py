@@ -47,7 +47,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from antidistill.watermark.detection import DEDUP_OFF_WARNING, Detection, extract_windows, first_occurrence
+from antidistill.watermark.detection import DEDUP_OFF_WARNING, Detection
+from antidistill.watermark.windows import extract_windows, first_occurrence
 from antidistill.watermark.entropy import reference_uncertainty
 
 MODES = ("reading", "generation")
@@ -70,6 +71,9 @@ class Tuples:
 
 @dataclass
 class AuditResult:
+    """One key's audit of one suspect's tuples (`score`): the pooled verdict, the running log10 p
+    against tuples scored (the radioactivity curve), the mode and how many texts the tuples came from."""
+
     detection: Detection
     curve: pd.DataFrame  # n_scored, log10_p
     mode: str
@@ -313,7 +317,3 @@ def summary_line(result: AuditResult, alpha: float) -> str:
     return (f"{result.verdict(alpha)} at alpha={alpha:g}: p = {format_p(d.log10_p)} (log10 p = {d.log10_p:.2f}), "
             f"{d.n_scored} tuples scored of {d.n_tuples} ({result.mode} mode, {result.n_texts} texts, "
             f"key {d.key_fingerprint}, dedup {'on' if d.dedup else 'OFF'})")
-
-
-def ln_alpha(alpha: float) -> float:
-    return math.log10(alpha)

@@ -3,7 +3,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from antidistill.eval.bench.per_text import KGW, RULES, batch_drop, main, run, verdicts
+from antidistill.eval.bench.per_text import KGW, RULES, main, run
+from antidistill.eval.bench.rules import batch_drop, verdicts
 from antidistill.watermark import Key, parse_protection
 
 
