@@ -113,7 +113,10 @@ class TrafficRun:
             logs, tables = self.measure()
         meta = {"config": as_dict(self.cfg), "alpha_curves": self.alpha0, "stage_seconds": self.stages.seconds,
                 "reused_from_cache": [e["item"] for e in self.store.log.events if e["status"] == "cached"],
-                "computed": self.store.log.computed(), "wall_seconds": round(time.perf_counter() - t_all, 1),
+                "computed": self.store.log.computed(),
+                # for `python -m antidistill.eval.traffic.shift_windows LOGDIR`; relative: no path of this machine
+                "cached_logs": str(self.logs_folder.relative_to(self.store.root.parent)),
+                "wall_seconds": round(time.perf_counter() - t_all, 1),
                 "sizes": {k: {"requests": len(v), "accounts": int(v["account_id"].nunique())} for k, v in logs.items()},
                 "python": platform.python_version(), "platform": platform.platform(), "threads": 1}
         with self.stages.stage("report") as bar:
@@ -128,8 +131,10 @@ class TrafficRun:
     def measure(self) -> tuple[dict, dict]:
         cfg, con = self.cfg, self.con
         with self.stages.stage("simulate") as bar:
-            logs = {k: read_log(p) for k, p in simulated_logs(cfg, self.store).items()}
+            paths = simulated_logs(cfg, self.store)
+            logs = {k: read_log(p) for k, p in paths.items()}
             bar.update(1)
+        self.logs_folder = paths["train"].parent
         ev = logs["evaluation"]
         C.check_legit_only(logs["calibration"], ev["account_id"].unique())
         C.check_legit_only(logs["train"], ev["account_id"].unique(), where="training traffic")

@@ -49,14 +49,21 @@ def _md(df: pd.DataFrame) -> str:
 
 def write_report(out: Path, cfg, t: dict, meta: dict) -> None:
     """Every table as CSV, the figures and report.md; `cfg` a TrafficConfig."""
+    for name in ("detection", "collateral", "roc", "shift_windows", "campaigns", "thresholds", "ttd", "evasion",
+                 "pivot", "null_split"):
+        write_csv(t[name], out / f"{name}.csv")
+    _figures(out, cfg, t, meta)
+    with atomic_write(out / "report.md") as fh:
+        fh.write("\n".join(_detection_section(cfg, t, meta) + _later_sections(cfg, t, meta)) + "\n")
+
+
+def _figures(out: Path, cfg, t: dict, meta: dict) -> None:
+    """ROC per detector, an evasion curve per knob, time to detection per campaign."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    for name in ("detection", "collateral", "roc", "shift_windows", "campaigns", "thresholds", "ttd", "evasion",
-                 "pivot", "null_split"):
-        write_csv(t[name], out / f"{name}.csv")
     roc = t["roc"]
     for d in ALL:
         r = roc[roc["detector"] == d]
@@ -92,9 +99,11 @@ def write_report(out: Path, cfg, t: dict, meta: dict) -> None:
     ax.legend(fontsize=7)
     _fig(fig, out / "time_to_detect.png")
 
-    det = t["detection"]
+
+def _detection_section(cfg, t: dict, meta: dict) -> list[str]:
+    """The run's sizes, detection at fixed FPR, the detectors, ROC and the MMD window test."""
+    det, roc = t["detection"], t["roc"]
     sizes = meta["sizes"]
-    bench = Path("results/bench/traffic.md")
     lines = [f"# Traffic-side detection of distillation campaigns ({cfg.name})", "",
              f"Simulated evaluation log: {sizes['evaluation']['requests']:,} requests from "
              f"{sizes['evaluation']['accounts']:,} accounts ({cfg.sim.n_campaigns} campaigns of "
@@ -125,8 +134,15 @@ def write_report(out: Path, cfg, t: dict, meta: dict) -> None:
              "The MMD window test read as a test rather than a score: accounts with enough requests to test "
              f"(>= {cfg.detectors.mmd_min_n}), and those whose Monte-Carlo permutation p-value "
              f"(b + 1) / (m + 1), m = {cfg.detectors.mmd_perm} permutations, is <= 0.01 (`shift_windows.csv`; "
-             "valid in the permutation sense for any m; resolution 1 / (m + 1)):", "", _md(t["shift_windows"]), "",
-             "## False-positive rate on an all-legitimate split", "",
+             "valid in the permutation sense for any m; resolution 1 / (m + 1)):", "", _md(t["shift_windows"]), ""]
+    return lines
+
+
+def _later_sections(cfg, t: dict, meta: dict) -> list[str]:
+    """The all-legitimate split, collateral damage, candidate campaigns, time to detection, evasion,
+    the pivot and throughput."""
+    bench = Path("results/bench/traffic.md")
+    lines = ["## False-positive rate on an all-legitimate split", "",
              f"Per seed, a simulated log of {int(cfg.null_split.accounts):,} legitimate accounts and no "
              "campaign, split in two at random by account: one half is the reference (a quarter of its accounts "
              "train the models, the rest calibrate, as `traffic detect --reference` does), the other half is "
@@ -168,5 +184,4 @@ def write_report(out: Path, cfg, t: dict, meta: dict) -> None:
                   bench.read_text(encoding="utf-8").split("## Figures", 1)[-1].split("## False-positive rate", 1)[0].strip(), ""]
     else:
         lines += ["Run `python -m antidistill.eval.bench.traffic` for the streaming-feature and graph timings.", ""]
-    with atomic_write(out / "report.md") as fh:
-        fh.write("\n".join(lines) + "\n")
+    return lines
