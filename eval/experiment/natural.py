@@ -45,6 +45,8 @@ from ..measures.audit import wrong_keys
 from ..measures.similarity import minilm_dir
 from .natural_measures import RESAMPLE, audit_rows, detect_table, quality_table, report
 
+__all__ = ["NaturalConfig", "PRESETS", "natural_config", "run_natural", "NaturalRun"]
+
 PROTECTIONS = ("kgw:gamma=0.25,delta=2,h=1,hash=left", "unigram:gamma=0.5,delta=2", "gumbel:h=2",
                "synthid:depth=16,h=4", "kgw:gamma=0.25,delta=2,h=1,hash=left,entropy=1.5")
 # What a cached corpus / student depends on: a config differing elsewhere reuses them.
@@ -318,6 +320,3 @@ class NaturalRun:
         with atomic_write(self.out / "report.md") as fh:
             fh.write(report(meta, detect_df, quality_df, radio_df))
         return meta
-
-
-__all__ = ["NaturalConfig", "PRESETS", "natural_config", "run_natural", "NaturalRun"]
