@@ -19,15 +19,16 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--out", help="results folder (default results/PRESET)")
     p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     p.add_argument("--cache-dir", help="cache folder (default $ANTIDISTILL_CACHE or ~/.cache/antidistill)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
     return p
 
 
 def run(args) -> int:
+    from ..core.jobs import library_chatter
     from ..experiment.natural import run_natural
-    from ..experiment.runner import library_chatter
 
     with library_chatter(verbose=False):  # no transformers bars ("Loading weights") between our own lines
-        meta = run_natural(args.preset, args.out, device=args.device, cache_dir=args.cache_dir)
+        meta = run_natural(args.preset, args.out, device=args.device, cache_dir=args.cache_dir, quiet=args.quiet)
     print(f"{args.out or 'results/' + meta['config']['name']}/report.md  ({meta['wall_seconds']:.0f} s)")
     return 0

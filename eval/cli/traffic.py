@@ -57,21 +57,21 @@ def _preset_args(p) -> None:
 
 def simulate_cmd(args) -> int:
     from ..traffic.config import load
-    from ..traffic.simulate import SimConfig, simulate
+    from ..traffic.simulate import simulate
     from ..traffic.store import write_log
 
     from antidistill.watermark.errors import UserError
 
     cfg = load(args.config, args.preset)
-    sim = dict(cfg["sim"])
+    changes = {"seed": cfg.seed if args.seed is None else args.seed}
     if args.legit_accounts is not None:
-        sim["n_legit"] = args.legit_accounts
+        changes["n_legit"] = args.legit_accounts
     if args.campaigns is not None:
-        sim["n_campaigns"] = args.campaigns
+        changes["n_campaigns"] = args.campaigns
     if not args.out.endswith(".parquet"):
         raise UserError(f"--out {args.out}: give a .parquet file")
     try:  # bounds before any allocation
-        sc = SimConfig(**sim, seed=cfg["seed"] if args.seed is None else args.seed).check()
+        sc = cfg.sim_config(**changes).check()
     except UserError as err:
         msg = str(err)
         for flag, name in (("--legit-accounts", "n_legit"), ("--campaigns", "n_campaigns")):
@@ -113,11 +113,12 @@ def detect_cmd(args) -> int:
     from ..traffic import calibrate as C
     from ..traffic.config import load
     from ..traffic.detectors.combined import Suite, campaigns
-    from ..traffic.experiment import simulate_logs
+    from ..core.config import as_dict
+    from ..traffic.experiment import simulated_logs, traffic_store
     from ..traffic.schema import LABEL_COLUMNS, strip_labels
     from ..traffic.store import connect, read_log
 
-    from antidistill.students.cache import cache_root, ensure_out_dir
+    from antidistill.students.cache import ensure_out_dir
     from antidistill.watermark.errors import UserError, atomic_write
 
     cfg = load(args.config, args.preset)
@@ -146,11 +147,9 @@ def detect_cmd(args) -> int:
             warnings.warn(f"--reference {args.reference} does not overlap the log's time span: calibration accounts "
                           f"and evaluated accounts then meet different populations (co-action, templates)")
     else:
-        C.check_alpha(args.alpha, cfg["calibration_accounts"])
+        C.check_alpha(args.alpha, cfg.calibration_accounts)
         warnings.warn("no --reference: thresholds come from simulated legitimate users, not from yours")
-        work = cache_root() / "traffic" / f"{cfg['name']}-reference"
-        ensure_out_dir(work)
-        paths = simulate_logs(cfg, work)
+        paths = simulated_logs(cfg, traffic_store())  # the preset's logs, shared with `traffic run`
         train, calib = (read_log(paths[k]) for k in ("train", "calibration"))
         for part in (train, calib):
             C.check_legit_only(part, accounts, where="the simulated reference")
@@ -159,7 +158,7 @@ def detect_cmd(args) -> int:
     con = connect()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        suite = Suite(cfg["detectors"], seed=cfg["seed"]).fit(train)
+        suite = Suite(as_dict(cfg.detectors), seed=cfg.seed).fit(train)
         n_calib = suite.calibrate(calib, con)
         scores = suite.detect(log, con, args.alpha)
     groups = campaigns(scores)
@@ -180,6 +179,6 @@ def run_cmd(args) -> int:
     from ..traffic.experiment import run_traffic
 
     cfg = load(args.config, args.preset)
-    result = run_traffic(cfg, args.out or f"results/{cfg['name']}", cache_dir=args.cache_dir, quiet=args.quiet)
+    result = run_traffic(cfg, args.out or f"results/{cfg.name}", cache_dir=args.cache_dir, quiet=args.quiet)
     print(f"{result['out']}/report.md  ({result['meta']['wall_seconds']:.0f} s)")
     return 0

@@ -1,4 +1,4 @@
-"""Presets of `antidistill traffic run`, and TOML configs merged over them (validated, one line per error).
+"""The typed config of `antidistill traffic run`, its presets, and TOML files merged over them.
 
     # my.toml                      antidistill traffic run --config my.toml
     preset = "traffic"
@@ -7,42 +7,145 @@
     n_legit = 5000
     [evasion]
     cover_share = [0.0, 0.5, 0.9]
+
+Every key is checked by eval.core.config (unknown keys, types, ranges; one line naming the key); the
+rules that tie keys together are in the dataclasses' `__post_init__`. The simulator's settings and
+their defaults are SimConfig's (simulate.py) and the detectors' are PARAMS (detectors/combined.py):
+the `sim` and `detectors` tables are generated from them, not copied.
 """
 from __future__ import annotations
 
-import copy
-import math
-import re
-import tomllib
+import dataclasses
+import typing
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from antidistill.watermark.errors import UserError, read_bytes
+from antidistill.watermark.errors import UserError
 
+from ..core.config import as_dict, check_name, load_toml, overlay, setting
 from . import calibrate as C
 from .detectors.combined import PARAMS
 from .simulate import SimConfig
 
 SEED_MAX = 2**31 - 1  # the run adds offsets (calibration world + 100, evasion levels + 1000 + i) below numpy's 2**32
 KNOBS = ("paraphrase_rate", "jitter_s", "accounts_per_campaign", "requests_per_account", "cover_share")
-_SIM = {k: v for k, v in SimConfig().as_dict().items() if k not in ("seed", "prefix")}
+MAX_ACCOUNTS = SimConfig.LIMITS["n_legit"]
+UNIT_OPEN = dict(lo=0, hi=1, lo_open=True, hi_open=True)
 
-DEFAULT = {
-    "name": "traffic",
-    "seed": 1,  # the reported run's seed; detector settings were chosen on seed-0 simulations
-    "sim": _SIM,
-    "calibration_accounts": 3000,  # legitimate accounts that set the thresholds (disjoint from evaluation)
-    "train_accounts": 500,  # legitimate accounts the classifier and the MMD reference learn from
-    "alphas": [1e-3, 1e-2, 5e-2],  # each must be >= 1 / (calibration_accounts + 1), the resolution (calibrate.py)
-    "detectors": dict(PARAMS),
-    "ttd_hours": [6.0, 12.0, 24.0, 36.0, 48.0, 72.0, 96.0, 120.0],  # checkpoints (hours from the log's start) for time to detection
-    "evasion": {"background_accounts": 1000, "n_campaigns": 3,
-                "paraphrase_rate": [0.0, 0.3, 0.6, 1.0], "jitter_s": [20.0, 300.0, 1800.0, 7200.0],
-                "accounts_per_campaign": [5, 10, 40, 160], "requests_per_account": [10, 30, 150, 500],
-                "cover_share": [0.1, 0.5, 0.8, 0.95]},
-    # all-legitimate log of `accounts` split in two by account, per seed: the achieved FPR (null_split.py)
-    "null_split": {"seeds": [0, 1, 2], "accounts": 2400, "alphas": [1e-2, 5e-2]},
-}
-PRESETS = {
+
+def _sim_table():
+    """SimConfig's fields less the per-log ones (seed, prefix), same types and defaults; checked by
+    SimConfig.check in TrafficConfig (it needs the run's seed)."""
+    hints = typing.get_type_hints(SimConfig)
+    cls = dataclasses.make_dataclass(
+        "SimSettings", [(f.name, hints[f.name], field(default=f.default)) for f in dataclasses.fields(SimConfig)
+                        if f.name not in ("seed", "prefix")], frozen=True)
+    cls.__module__ = __name__
+    cls.__doc__ = ("The [sim] table: the simulated world of the run (simulate.SimConfig's settings and defaults, "
+                   "less seed and prefix, which the run sets per log).")
+    return cls
+
+
+def _detectors_table():
+    """PARAMS as fields: the three rates lie in (0, 1), the counts, windows and sizes are >= 1."""
+    rates = ("lsh_threshold", "min_overlap", "request_rate")
+    cls = dataclasses.make_dataclass(
+        "DetectorSettings", [(k, type(v), setting(v, **(UNIT_OPEN if k in rates else dict(lo=1))))
+                             for k, v in PARAMS.items()], frozen=True)
+    cls.__module__ = __name__
+    cls.__doc__ = "The [detectors] table: the settings of detectors/combined.Suite (defaults: PARAMS)."
+    return cls
+
+
+SimSettings = _sim_table()
+DetectorSettings = _detectors_table()
+
+
+def _nonempty(obj, names, where: str = "") -> None:
+    for k in names:
+        if not getattr(obj, k):
+            raise UserError(f"config key {where}{k} must list at least one value")
+
+
+@dataclass(frozen=True)
+class Evasion:
+    """The [evasion] table: each knob's levels for the robustness curves (evasion.py), the number of
+    campaigns simulated per level and the legitimate background they are mixed into."""
+
+    background_accounts: int = setting(1000, lo=1, hi=MAX_ACCOUNTS)
+    n_campaigns: int = setting(3, lo=1)
+    paraphrase_rate: tuple[float, ...] = setting((0.0, 0.3, 0.6, 1.0), lo=0, hi=1)
+    jitter_s: tuple[float, ...] = setting((20.0, 300.0, 1800.0, 7200.0), lo=0)
+    accounts_per_campaign: tuple[int, ...] = setting((5, 10, 40, 160), lo=1)
+    requests_per_account: tuple[int, ...] = setting((10, 30, 150, 500), lo=1)
+    cover_share: tuple[float, ...] = setting((0.1, 0.5, 0.8, 0.95), lo=0, hi=1)
+
+    def __post_init__(self):
+        _nonempty(self, KNOBS, "evasion.")
+
+
+@dataclass(frozen=True)
+class NullSplit:
+    """The [null_split] table: an all-legitimate log of `accounts` split in two by account, per seed,
+    flagged at each alpha (null_split.py: the achieved FPR)."""
+
+    seeds: tuple[int, ...] = setting((0, 1, 2), lo=0, hi=SEED_MAX)
+    accounts: int = setting(2400, lo=40, hi=100_000)
+    alphas: tuple[float, ...] = setting((1e-2, 5e-2), **UNIT_OPEN)
+
+    def __post_init__(self):
+        _nonempty(self, ("seeds", "alphas"), "null_split.")
+        half = self.accounts // 2  # the reference half; a quarter of it trains, the rest calibrates
+        for a in self.alphas:
+            C.check_alpha(a, half - max(1, half // 4), "config key null_split.alphas:")
+
+
+@dataclass(frozen=True)
+class TrafficConfig:
+    """The settings of one `antidistill traffic run`: the simulated world, the three disjoint sets of
+    legitimate accounts (training, calibration, evaluation), the alphas, the detectors, the time-to-
+    detection checkpoints, the evasion sweep and the all-legitimate split. Owns the rules across keys:
+    every simulation the run will make is within SimConfig's limits, and every alpha is resolvable by
+    its calibration set."""
+
+    name: str = "traffic"
+    seed: int = setting(1, lo=0, hi=SEED_MAX)  # the reported run's seed; detector settings were chosen on seed 0
+    sim: SimSettings = SimSettings()
+    calibration_accounts: int = setting(3000, lo=10, hi=MAX_ACCOUNTS)  # set the thresholds (disjoint from evaluation)
+    train_accounts: int = setting(500, lo=10, hi=MAX_ACCOUNTS)  # the classifier and the MMD reference learn from them
+    alphas: tuple[float, ...] = setting((1e-3, 1e-2, 5e-2), **UNIT_OPEN)  # each >= 1 / (calibration_accounts + 1)
+    detectors: DetectorSettings = DetectorSettings()
+    # checkpoints (hours from the log's start) for time to detection
+    ttd_hours: tuple[float, ...] = setting((6.0, 12.0, 24.0, 36.0, 48.0, 72.0, 96.0, 120.0), lo=0)
+    evasion: Evasion = Evasion()
+    null_split: NullSplit = NullSplit()
+
+    def __post_init__(self):
+        check_name(self.name)
+        _nonempty(self, ("alphas", "ttd_hours"))
+        if self.sim.n_legit < 10:
+            raise UserError(f"config key sim.n_legit must be >= 10 (the evaluation's legitimate accounts), "
+                            f"got {self.sim.n_legit!r}")
+        self.sim_config(seed=self.seed).check()
+        world = self.sim.n_legit + self.train_accounts + self.calibration_accounts
+        if world > MAX_ACCOUNTS:
+            raise UserError(f"config keys sim.n_legit + train_accounts + calibration_accounts ({world:,}) must be "
+                            f"<= {MAX_ACCOUNTS:,} (one legitimate population is simulated and split)")
+        for a in self.alphas:
+            C.check_alpha(a, self.calibration_accounts, "config key alphas:")
+        for k in KNOBS:  # exactly the simulations the sweep will make
+            for v in getattr(self.evasion, k):
+                try:
+                    self.sim_config(**{k: v, "n_legit": 0, "n_campaigns": self.evasion.n_campaigns}).check()
+                except UserError as err:
+                    raise UserError(f"config key evasion.{k} = {v!r}: {err}") from None
+
+    def sim_config(self, **changes) -> SimConfig:
+        """The simulator's config: the [sim] table with `changes` (seed, prefix, or a setting) on top."""
+        return SimConfig(**{**as_dict(self.sim), **changes})
+
+
+PRESETS = {  # overrides of the TrafficConfig defaults
     "traffic": {},
     "traffic-smoke": {"name": "traffic-smoke",
                       "sim": {"n_legit": 300, "n_campaigns": 2, "accounts_per_campaign": 10, "requests_per_account": 40,
@@ -50,101 +153,26 @@ PRESETS = {
                       "calibration_accounts": 300, "train_accounts": 200, "ttd_hours": [24.0], "alphas": [1e-2, 5e-2],
                       "null_split": {"seeds": [0], "accounts": 400},
                       "detectors": {"mmd_perm": 50},
-                      "evasion": {"background_accounts": 100, "n_campaigns": 2, "paraphrase_rate": [0.3, 1.0], "jitter_s": [20.0, 3600.0],
-                                  "accounts_per_campaign": [5, 10], "requests_per_account": [10, 40],
-                                  "cover_share": [0.1, 0.9]}},
+                      "evasion": {"background_accounts": 100, "n_campaigns": 2, "paraphrase_rate": [0.3, 1.0],
+                                  "jitter_s": [20.0, 3600.0], "accounts_per_campaign": [5, 10],
+                                  "requests_per_account": [10, 40], "cover_share": [0.1, 0.9]}},
 }
 
 
-def _kind(v) -> str:
-    return {bool: "true or false", int: "an integer", float: "a number", str: "a string", list: "a list",
-            dict: "a table"}[type(v)]
-
-
-def _merge(base: dict, over: dict, where: str = "") -> dict:
-    out = copy.deepcopy(base)
-    for k, v in over.items():
-        if k not in base:
-            raise UserError(f"unknown config key {where}{k!r}; valid keys here: {', '.join(base)}")
-        d = base[k]
-        if isinstance(d, dict):
-            if not isinstance(v, dict):
-                raise UserError(f"config key {where}{k} must be a table, got {v!r}")
-            out[k] = _merge(d, v, f"{where}{k}.")
-            continue
-        number = isinstance(d, float) and isinstance(v, (int, float)) and not isinstance(v, bool)
-        if not (number or type(v) is type(d)):
-            raise UserError(f"config key {where}{k} must be {_kind(d)}, got {v!r}")
-        if isinstance(v, list):
-            if not v or not all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and x >= 0
-                                for x in v):
-                raise UserError(f"config key {where}{k} must list finite numbers >= 0, got {v!r}")
-        elif isinstance(v, (int, float)) and not isinstance(v, bool) and (not math.isfinite(v) or v < 0):
-            raise UserError(f"config key {where}{k} must be finite and >= 0, got {v!r}")
-        out[k] = float(v) if number else copy.deepcopy(v)
-    return out
-
-
-def check(cfg: dict) -> dict:
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", cfg["name"]):
-        raise UserError(f"config key name {cfg['name']!r} must be a plain folder name (letters, digits, . _ -)")
-    if not 0 <= cfg["seed"] <= SEED_MAX:
-        raise UserError(f"config key seed must be an integer with 0 <= x <= {SEED_MAX}, got {cfg['seed']!r}")
-    if cfg["sim"]["n_legit"] < 10:
-        raise UserError(f"config key sim.n_legit must be >= 10 (the evaluation's legitimate accounts), "
-                        f"got {cfg['sim']['n_legit']!r}")
-    SimConfig(**cfg["sim"], seed=cfg["seed"]).check()
-    if cfg["calibration_accounts"] < 10 or cfg["train_accounts"] < 10:
-        raise UserError("config keys calibration_accounts and train_accounts must be >= 10")
-    for k in ("calibration_accounts", "train_accounts"):
-        SimConfig(n_legit=cfg[k], n_campaigns=0).check()  # the same bound as sim.n_legit
-    for a in cfg["alphas"]:
-        if not 0 < a < 1:
-            raise UserError(f"config key alphas: {a!r} must lie in 0 < x < 1")
-        C.check_alpha(a, cfg["calibration_accounts"], "config key alphas:")
-    ns = cfg["null_split"]
-    if not ns["seeds"] or any(int(x) != x or x > SEED_MAX for x in ns["seeds"]):
-        raise UserError(f"config key null_split.seeds must list integers 0 <= x <= {SEED_MAX}, got {ns['seeds']!r}")
-    if not 40 <= ns["accounts"] <= 100_000 or int(ns["accounts"]) != ns["accounts"]:
-        raise UserError(f"config key null_split.accounts must be an integer with 40 <= x <= 100000, "
-                        f"got {ns['accounts']!r}")
-    half = int(ns["accounts"]) // 2
-    for a in ns["alphas"]:
-        if not 0 < a < 1:
-            raise UserError(f"config key null_split.alphas: {a!r} must lie in 0 < x < 1")
-        C.check_alpha(a, half - max(1, half // 4), "config key null_split.alphas:")
-    d = cfg["detectors"]
-    for k in ("lsh_threshold", "min_overlap", "request_rate"):
-        if not 0 < d[k] < 1:
-            raise UserError(f"config key detectors.{k} must lie in 0 < x < 1, got {d[k]!r}")
-    for k in ("coaction_window", "min_coaction", "max_share", "mmd_window", "mmd_ref", "mmd_perm", "mmd_min_n"):
-        if d[k] < 1:
-            raise UserError(f"config key detectors.{k} must be >= 1, got {d[k]!r}")
-    for k in KNOBS:
-        SimConfig(**{**cfg["sim"], k: max(cfg["evasion"][k])}).check()
-    if cfg["evasion"]["background_accounts"] < 1 or cfg["evasion"]["n_campaigns"] < 1:
-        raise UserError("config keys evasion.background_accounts and evasion.n_campaigns must be >= 1")
-    return cfg
-
-
-def load(path: str | Path | None = None, preset: str | None = None) -> dict:
+def load(path: str | Path | None = None, preset: str | None = None) -> TrafficConfig:
+    """The preset (default `traffic`), or the TOML file at `path` over its own `preset` key (else
+    `preset`); a file without `name` is named after its stem. Errors name the file and the key."""
     name = preset or "traffic"
     if name not in PRESETS:
         raise UserError(f"unknown preset {name!r}; valid presets: {', '.join(PRESETS)}")
     if path is None:
-        return check(_merge(DEFAULT, PRESETS[name]))
+        return overlay(TrafficConfig, PRESETS[name])
     path = Path(path)
-    try:
-        data = tomllib.loads(read_bytes(path, "config file").decode("utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
-        raise UserError(f"{path}: not valid TOML ({err})") from None
+    data = load_toml(path)
     base = data.pop("preset", name)
-    if base not in PRESETS:
+    if not isinstance(base, str) or base not in PRESETS:
         raise UserError(f"{path}: unknown preset {base!r}; valid presets: {', '.join(PRESETS)}")
     try:
-        cfg = _merge(_merge(DEFAULT, PRESETS[base]), data)
-        if "name" not in data:
-            cfg["name"] = path.stem
-        return check(cfg)
+        return overlay(TrafficConfig, PRESETS[base], {"name": path.stem}, data)
     except UserError as err:
         raise UserError(f"{path}: {err}") from None

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
 from .metrics import ALL, truth
 from .schema import strip_labels
-from .simulate import SimConfig, simulate
+from .simulate import simulate
 
 KNOB_LABELS = {"paraphrase_rate": "template paraphrase rate", "jitter_s": "timing jitter (s)",
                "accounts_per_campaign": "accounts per campaign", "requests_per_account": "requests per account",
@@ -26,14 +25,15 @@ def background(eval_log: pd.DataFrame, n_accounts: int, seed: int) -> pd.DataFra
     return eval_log[eval_log["account_id"].isin(keep)]
 
 
-def sweep(cfg: dict, suite, con, eval_log: pd.DataFrame, alpha: float, quiet: bool = False) -> pd.DataFrame:
-    ev = cfg["evasion"]
-    bg = background(eval_log, ev["background_accounts"], cfg["seed"])
-    levels = [(k, v) for k in KNOB_LABELS for v in ev[k]]
+def sweep(cfg, suite, con, eval_log: pd.DataFrame, alpha: float, bar=None) -> pd.DataFrame:
+    """The curves of `cfg` (a TrafficConfig) for the fitted, calibrated `suite`; `bar` advances per level."""
+    ev = cfg.evasion
+    bg = background(eval_log, ev.background_accounts, cfg.seed)
+    levels = [(k, v) for k in KNOB_LABELS for v in getattr(ev, k)]
     rows = []
-    for i, (knob, value) in enumerate(tqdm(levels, desc="evasion", disable=quiet, leave=False)):
-        sim = {**cfg["sim"], knob: type(cfg["sim"][knob])(value), "n_legit": 0, "n_campaigns": ev["n_campaigns"]}
-        camp = simulate(SimConfig(**sim, seed=cfg["seed"] + 1000 + i, prefix="v"))
+    for i, (knob, value) in enumerate(levels):
+        camp = simulate(cfg.sim_config(**{knob: value, "n_legit": 0, "n_campaigns": ev.n_campaigns},
+                                       seed=cfg.seed + 1000 + i, prefix="v"))
         log = pd.concat([bg, camp], ignore_index=True).sort_values("timestamp", kind="stable")
         scores = suite.detect(strip_labels(log), con, alpha).merge(truth(log), on="account_id")
         c, legit = scores["campaign_id"] >= 0, scores["campaign_id"] < 0
@@ -43,4 +43,6 @@ def sweep(cfg: dict, suite, con, eval_log: pd.DataFrame, alpha: float, quiet: bo
             rows.append(dict(knob=knob, value=value, detector=d, tpr=float(f[c].mean()),
                              campaign_recall=float((per > 0).mean()), background_fpr=float(f[legit].mean()),
                              campaign_accounts=int(c.sum()), campaign_requests=len(camp)))
+        if bar is not None:
+            bar.update(1)
     return pd.DataFrame(rows)

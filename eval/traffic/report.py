@@ -47,21 +47,29 @@ def _md(df: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def write_report(out: Path, cfg: dict, t: dict, meta: dict) -> None:
+def write_report(out: Path, cfg, t: dict, meta: dict) -> None:
+    """Every table as CSV, the figures and report.md; `cfg` a TrafficConfig."""
+    for name in ("detection", "collateral", "roc", "shift_windows", "campaigns", "thresholds", "ttd", "evasion",
+                 "pivot", "null_split"):
+        write_csv(t[name], out / f"{name}.csv")
+    _figures(out, cfg, t, meta)
+    with atomic_write(out / "report.md") as fh:
+        fh.write("\n".join(_detection_section(cfg, t, meta) + _later_sections(cfg, t, meta)) + "\n")
+
+
+def _figures(out: Path, cfg, t: dict, meta: dict) -> None:
+    """ROC per detector, an evasion curve per knob, time to detection per campaign."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    for name in ("detection", "collateral", "roc", "shift_windows", "campaigns", "thresholds", "ttd", "evasion",
-                 "pivot", "null_split"):
-        write_csv(t[name], out / f"{name}.csv")
     roc = t["roc"]
     for d in ALL:
         r = roc[roc["detector"] == d]
         fig, ax = plt.subplots(figsize=(4.2, 3.4))
         ax.step(np.maximum(r["fpr"], 1e-5), r["tpr"], where="post")
-        for a in cfg["alphas"]:
+        for a in cfg.alphas:
             ax.axvline(a, color="grey", ls=":", lw=0.8)
         ax.set_xscale("log")
         ax.set_xlim(1e-5, 1)
@@ -91,19 +99,21 @@ def write_report(out: Path, cfg: dict, t: dict, meta: dict) -> None:
     ax.legend(fontsize=7)
     _fig(fig, out / "time_to_detect.png")
 
-    det = t["detection"]
+
+def _detection_section(cfg, t: dict, meta: dict) -> list[str]:
+    """The run's sizes, detection at fixed FPR, the detectors, ROC and the MMD window test."""
+    det, roc = t["detection"], t["roc"]
     sizes = meta["sizes"]
-    bench = Path("results/bench/traffic.md")
-    lines = [f"# Traffic-side detection of distillation campaigns ({cfg['name']})", "",
+    lines = [f"# Traffic-side detection of distillation campaigns ({cfg.name})", "",
              f"Simulated evaluation log: {sizes['evaluation']['requests']:,} requests from "
-             f"{sizes['evaluation']['accounts']:,} accounts ({cfg['sim']['n_campaigns']} campaigns of "
-             f"{cfg['sim']['accounts_per_campaign']} accounts plus banned-account replacements, "
-             f"{int(det['legit_accounts'].iloc[0]):,} legitimate accounts), over {cfg['sim']['days']:g} days. "
+             f"{sizes['evaluation']['accounts']:,} accounts ({cfg.sim.n_campaigns} campaigns of "
+             f"{cfg.sim.accounts_per_campaign} accounts plus banned-account replacements, "
+             f"{int(det['legit_accounts'].iloc[0]):,} legitimate accounts), over {cfg.sim.days:g} days. "
              f"Thresholds from {sizes['calibration']['accounts']:,} disjoint legitimate calibration accounts "
              f"({sizes['calibration']['requests']:,} requests); models from {sizes['train']['accounts']:,} "
-             f"legitimate training accounts. Seed {cfg['seed']}; {meta['wall_seconds']:.0f} s on one thread up to "
+             f"legitimate training accounts. Seed {cfg.seed}; {meta['wall_seconds']:.0f} s on one thread up to "
              f"this report (total and stages in run.json"
-             + (f"; reused from an earlier run of the same config: {', '.join(meta['reused_from_cache'])}"
+             + (f"; taken from the cache, made by an earlier run with the same settings: {', '.join(meta['reused_from_cache'])}"
                 if meta.get("reused_from_cache") else "") + "). Campaigns wrap their prompts in CoT-elicitation wrappers of the "
              f"*held-out* families only.", "",
              "## Detection at fixed false-positive rate", "",
@@ -122,11 +132,18 @@ def write_report(out: Path, cfg: dict, t: dict, meta: dict) -> None:
              + " (`roc.csv`; AUC " + ", ".join(f"{d} {roc[roc['detector'] == d]['auc'].iloc[0]:.3f}" for d in ALL)
              + ").", "",
              "The MMD window test read as a test rather than a score: accounts with enough requests to test "
-             f"(>= {cfg['detectors']['mmd_min_n']}), and those whose Monte-Carlo permutation p-value "
-             f"(b + 1) / (m + 1), m = {cfg['detectors']['mmd_perm']} permutations, is <= 0.01 (`shift_windows.csv`; "
-             "valid in the permutation sense for any m; resolution 1 / (m + 1)):", "", _md(t["shift_windows"]), "",
-             "## False-positive rate on an all-legitimate split", "",
-             f"Per seed, a simulated log of {int(cfg['null_split']['accounts']):,} legitimate accounts and no "
+             f"(>= {cfg.detectors.mmd_min_n}), and those whose Monte-Carlo permutation p-value "
+             f"(b + 1) / (m + 1), m = {cfg.detectors.mmd_perm} permutations, is <= 0.01 (`shift_windows.csv`; "
+             "valid in the permutation sense for any m; resolution 1 / (m + 1)):", "", _md(t["shift_windows"]), ""]
+    return lines
+
+
+def _later_sections(cfg, t: dict, meta: dict) -> list[str]:
+    """The all-legitimate split, collateral damage, candidate campaigns, time to detection, evasion,
+    the pivot and throughput."""
+    bench = Path("results/bench/traffic.md")
+    lines = ["## False-positive rate on an all-legitimate split", "",
+             f"Per seed, a simulated log of {int(cfg.null_split.accounts):,} legitimate accounts and no "
              "campaign, split in two at random by account: one half is the reference (a quarter of its accounts "
              "train the models, the rest calibrate, as `traffic detect --reference` does), the other half is "
              "evaluated, so every flag is a false positive (`null_split.csv`, eval/traffic/null_split.py). Beside "
@@ -143,7 +160,7 @@ def write_report(out: Path, cfg: dict, t: dict, meta: dict) -> None:
              "the campaign most of their accounts belong to (-1: legitimate):", "",
              _md(t["campaigns"].head(20)), "",
              "## Time to detection", "",
-             f"Detectors rerun on the log's prefixes at {', '.join(f'{h:g}' for h in cfg['ttd_hours'])} hours and at "
+             f"Detectors rerun on the log's prefixes at {', '.join(f'{h:g}' for h in cfg.ttd_hours)} hours and at "
              "its end, each prefix scored together with the calibration accounts' whole week (the legitimate FPR "
              "at a prefix is not measured here; the conformal guarantee covers whole-period logs). Hours from a campaign's first request to the first checkpoint at which one "
              "of its accounts is flagged (an upper bound: the grid is coarse), and the campaign's requests sent by "
@@ -153,7 +170,7 @@ def write_report(out: Path, cfg: dict, t: dict, meta: dict) -> None:
              "",
              "## Evasion curves", "",
              f"Each knob swept alone from the preset's campaign settings, campaigns re-simulated per level and mixed "
-             f"into {cfg['evasion']['background_accounts']} evaluation legitimate accounts, flagged at FPR "
+             f"into {cfg.evasion.background_accounts} evaluation legitimate accounts, flagged at FPR "
              f"{meta['alpha_curves']:g} (`evasion.csv`, `evasion_*.png`). Account TPR per detector:", ""]
     for knob, label in KNOB_LABELS.items():
         e = t["evasion"][t["evasion"]["knob"] == knob].pivot(index="value", columns="detector", values="tpr")
@@ -167,5 +184,4 @@ def write_report(out: Path, cfg: dict, t: dict, meta: dict) -> None:
                   bench.read_text(encoding="utf-8").split("## Figures", 1)[-1].split("## False-positive rate", 1)[0].strip(), ""]
     else:
         lines += ["Run `python -m antidistill.eval.bench.traffic` for the streaming-feature and graph timings.", ""]
-    with atomic_write(out / "report.md") as fh:
-        fh.write("\n".join(lines) + "\n")
+    return lines

@@ -120,6 +120,18 @@ def test_simulate_sizes_are_bounded(tmp_path, capsys, argv, needles):
     ("seed = 99999999999999\n", ["seed", "2147483647"]),
     ("calibration_accounts = 500\n", ["alphas", "below the resolution"]),
     ("[null_split]\naccounts = 100\nalphas = [0.001]\n", ["null_split.alphas", "below the resolution"]),
+    ("[sim]\nn_legitt = 10\n", ["unknown config key sim.'n_legitt'", "n_legit"]),
+    ("[detectors]\nmin_coaction = 2.5\n", ["detectors.min_coaction", "integer", "2.5"]),
+    ("[detectors]\nlsh_threshold = 1.0\n", ["detectors.lsh_threshold", "0 < x < 1"]),
+    ("[evasion]\njitter_s = [-1.0]\n", ["evasion.jitter_s", "0 <= x", "-1.0"]),
+    ("[evasion]\ncover_share = []\n", ["evasion.cover_share", "at least one"]),
+    ("[evasion]\naccounts_per_campaign = [200000]\n", ["evasion.accounts_per_campaign", "100,000"]),
+    ("[evasion]\nn_campaigns = 1000\nrequests_per_account = [100000]\n", ["evasion.requests_per_account",
+                                                                          "above the limit"]),
+    ("alphas = [0.5, 1.0]\n", ["alphas", "0 < x < 1"]),
+    ("ttd_hours = \"24\"\n", ["ttd_hours", "list"]),
+    ('preset = "trafic"\n', ["unknown preset 'trafic'"]),
+    ("[null_split]\nseeds = [1.5]\n", ["null_split.seeds", "integer"]),
 ])
 def test_traffic_configs_out_of_range_are_refused(tmp_path, capsys, toml, needles):
     (tmp_path / "c.toml").write_text(toml)

@@ -4,7 +4,8 @@ import pandas as pd
 import pytest
 
 from antidistill.eval.traffic import calibrate as C
-from antidistill.eval.traffic.config import load
+from antidistill.eval.core.config import overlay
+from antidistill.eval.traffic.config import PRESETS, TrafficConfig, load
 from antidistill.eval.traffic.experiment import simulate_logs
 from antidistill.eval.traffic.store import read_log
 from antidistill.watermark.errors import UserError
@@ -60,8 +61,7 @@ def test_references_with_campaign_rows_or_shared_accounts_are_refused():
 def test_calibration_traffic_does_not_depend_on_the_evaluation_traffic(tmp_path):
     """Planting more campaigns in the evaluation leaves calibration (hence every threshold) unchanged."""
     cfg = load(preset="traffic-smoke")
-    more = load(preset="traffic-smoke")
-    more["sim"]["n_campaigns"], more["sim"]["accounts_per_campaign"] = 5, 30
+    more = overlay(TrafficConfig, PRESETS["traffic-smoke"], {"sim": {"n_campaigns": 5, "accounts_per_campaign": 30}})
     (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
     a, b = simulate_logs(cfg, tmp_path / "a"), simulate_logs(more, tmp_path / "b")
     ca, cb = read_log(a["calibration"]), read_log(b["calibration"])

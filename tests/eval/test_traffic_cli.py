@@ -84,7 +84,10 @@ def test_simulate_writes_a_parquet_log_with_ground_truth(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_run_resumes_after_a_kill_in_a_later_stage(tmp_path, monkeypatch):
-    """A run killed in the evasion stage, rerun: the logs and time to detection are reused, not remade."""
+    """A run killed in the evasion stage, rerun: the logs and time to detection are taken from the
+    store, not remade; a third run computes nothing, and a config differing only in the evasion
+    sweep reuses everything else."""
+    from antidistill.eval.core.config import overlay
     from antidistill.eval.traffic import config, evasion, experiment, metrics
 
     cfg = config.load(preset="traffic-smoke")
@@ -102,3 +105,12 @@ def test_run_resumes_after_a_kill_in_a_later_stage(tmp_path, monkeypatch):
     res = experiment.run_traffic(cfg, tmp_path / "r", cache_dir=tmp_path / "c", quiet=True)
     assert len(res["tables"]["evasion"]) > 0 and len(res["tables"]["ttd"]) > 0
     assert (tmp_path / "r" / "report.md").exists()
+    assert res["meta"]["computed"] == ["evasion", "null split seed 0"]
+    assert {"simulated logs", "ttd"} <= set(res["meta"]["reused_from_cache"])
+    again = experiment.run_traffic(cfg, tmp_path / "r2", cache_dir=tmp_path / "c", quiet=True)
+    assert again["meta"]["computed"] == []
+    for name in ("detection", "ttd", "evasion", "null_split"):
+        assert (tmp_path / "r" / f"{name}.csv").read_bytes() == (tmp_path / "r2" / f"{name}.csv").read_bytes(), name
+    other = overlay(config.TrafficConfig, config.PRESETS["traffic-smoke"], {"evasion": {"cover_share": [0.5]}})
+    assert experiment.run_traffic(other, tmp_path / "r3", cache_dir=tmp_path / "c", quiet=True)["meta"][
+        "computed"] == ["evasion"]
