@@ -12,6 +12,7 @@ from antidistill.students.cache import ensure_out_dir
 from antidistill.watermark.errors import atomic_write
 
 from ..measures.audit import format_p
+from .results import RunResults
 
 
 def md_table(df: pd.DataFrame, digits: int = 3) -> str:
@@ -43,26 +44,26 @@ def _student_label(spec: str) -> str:
     return "raw" if spec == "none" else spec
 
 
-def frontier_points(res: dict, alpha: float) -> pd.DataFrame:
+def frontier_points(res: RunResults, alpha: float) -> pd.DataFrame:
     """The frontier table (measures/frontier.py) with each student's DE and transfer ratio, and the
     watermark evidence (detectability, audits) written beside each point."""
-    if "frontier" not in res:
+    if res.frontier is None:
         return pd.DataFrame()
-    t = res["transfer"]
+    t = res.transfer
     t = t[t.skill == "all"].set_index("student")
     rows = []
-    for _, f in res["frontier"].iterrows():
+    for _, f in res.frontier.iterrows():
         spec = f["protection"]
         s = _student_label(spec)
         note, short = [], []
-        if "detectability" in res:
-            d = res["detectability"]
+        if res.detectability is not None:
+            d = res.detectability
             d = d[(d.protection == spec) & (d.attack == "none")]
             if len(d):
                 note.append(f"TPR@1e-3 {d['tpr@0.001'].iloc[0]:.2f}")
                 short.append(f"TPR {d['tpr@0.001'].iloc[0]:.2f}")
-        if "audit" in res:
-            a = res["audit"]
+        if res.audit is not None:
+            a = res.audit
             a = a[(a.protection == spec) & (a.student == s) & (a.key_kind == "key")]
             for mode, g in a.groupby("mode", sort=False):
                 n_sig = int((g.log10_p < math.log10(alpha)).sum())
@@ -78,12 +79,12 @@ def _seed_list(ps) -> str:
     return ", ".join(format_p(v) for v in ps)
 
 
-def _verdicts(res: dict, alpha: float) -> list[str]:
+def _verdicts(res: RunResults, alpha: float) -> list[str]:
     """Audit verdicts in words, one line per (protection, mode), with the p-value of every seed."""
     out = []
-    if "audit" not in res:
+    if res.audit is None:
         return out
-    a = res["audit"]
+    a = res.audit
     cut = math.log10(alpha)
     for (spec, mode), g in a.groupby(["protection", "mode"], sort=False):
         own = g[(g.student == spec) & (g.key_kind == "key")].sort_values("seed")
@@ -143,11 +144,11 @@ def _transfer_words(t: pd.DataFrame) -> list[str]:
     return out
 
 
-def _every_seed(res: dict, alpha: float) -> tuple[list[str], list[str]]:
+def _every_seed(res: RunResults, alpha: float) -> tuple[list[str], list[str]]:
     """Conclusions that hold in every training seed, and those that do not."""
     hold, not_all = [], []
-    if "transfer" in res:
-        allk = res["transfer"][res["transfer"].skill == "all"].set_index("student")
+    if res.transfer is not None:
+        allk = res.transfer[res.transfer.skill == "all"].set_index("student")
         raw_seeds = [float(v) for v in str(allk.loc["raw", "acc_seeds"]).split()]
         for s, r in allk.iterrows():
             if s in ("raw", "base"):
@@ -166,8 +167,8 @@ def _every_seed(res: dict, alpha: float) -> tuple[list[str], list[str]]:
             lo = min(raw_seeds)
             (hold if lo >= 0.65 else not_all).append(
                 f"The raw student reaches {lo:.1%} or more in every seed (>= 65%: {'yes' if lo >= 0.65 else 'no'}).")
-    if "audit" in res:
-        a = res["audit"]
+    if res.audit is not None:
+        a = res.audit
         cut = math.log10(alpha)
         for (spec, student, mode), g in a[a.key_kind == "key"].groupby(["protection", "student", "mode"], sort=False):
             k = int((g.log10_p < cut).sum())
@@ -182,13 +183,13 @@ def _every_seed(res: dict, alpha: float) -> tuple[list[str], list[str]]:
     return hold, not_all
 
 
-def _headline(res: dict) -> list[str]:
+def _headline(res: RunResults) -> list[str]:
     """Per protection: what its student keeps (DE with its interval) and what users lose."""
-    if "transfer" not in res or "quality" not in res:
+    if res.transfer is None or res.quality is None:
         return []
-    t = res["transfer"]
+    t = res.transfer
     t = t[t.skill == "all"].set_index("student")
-    q = res["quality"].set_index("protection")
+    q = res.quality.set_index("protection")
     out = []
     for spec in q.index:
         s = _student_label(spec)
@@ -222,7 +223,7 @@ def _matched_words(fr: pd.DataFrame) -> list[str]:
     return out
 
 
-def write_report(out: Path, cfg: dict, res: dict, meta: dict) -> Path:
+def write_report(out: Path, cfg: dict, res: RunResults, meta: dict) -> Path:
     from . import plots
 
     out = Path(out)
@@ -289,10 +290,10 @@ def write_report(out: Path, cfg: dict, res: dict, meta: dict) -> Path:
                md_table(fr.drop(columns=["teacher_lo", "teacher_hi", "student_lo", "student_hi", "short_note"]
                                 + ([] if words else ["vs_temperature", "vs_temperature_lo", "vs_temperature_hi",
                                                      "matched_share"]))), ""]
-    if "audit" in res:
-        a = res["audit"]
+    if res.audit is not None:
+        a = res.audit
         _csv(out, "radioactivity.csv", a)
-        _csv(out, "radioactivity_curves.csv", res["audit_curves"])
+        _csv(out, "radioactivity_curves.csv", res.audit_curves)
         md += ["## Radioactivity audit (auditor)", "",
                "Each student is audited with each watermark's key on held-out protected texts (reading mode: the "
                "suspect's predictions under teacher forcing"
@@ -314,7 +315,7 @@ def write_report(out: Path, cfg: dict, res: dict, meta: dict) -> Path:
                + "Tuples are deduplicated; p-values are binomial / Gamma tails. Null controls in the same run: the raw-distilled "
                "student, and wrong keys on the same tuples.", ""]
         md += _verdicts(res, alpha) + [""]
-        for mode, g in res["audit_curves"].groupby("mode", sort=False):
+        for mode, g in res.audit_curves.groupby("mode", sort=False):
             lab = np.where(g.key_kind != "key", "wrong keys",
                            np.where(g.student == "raw", "raw-distilled student (null)", "student distilled on it"))
             lab = [f"{l} ({fp[:6]})" if l == "wrong keys" else l for l, fp in zip(lab, g.key_fingerprint)]
@@ -327,20 +328,20 @@ def write_report(out: Path, cfg: dict, res: dict, meta: dict) -> Path:
         show = a[["protection", "mode", "student", "seed", "key_kind", "key_fingerprint", "n_scored", "n_tuples",
                   "statistic", "z", "log10_p"]]
         md += [md_table(show), ""]
-    if "detectability" in res:
-        d = res["detectability"]
+    if res.detectability is not None:
+        d = res.detectability
         _csv(out, "detectability.csv", d)
         md += ["## Detectability on teacher outputs (auditor, product team)", "",
                "Each protected text alone against the unprotected outputs of the same prompts: flagged when its exact "
                "p < alpha (no fitted threshold; the empirical FPR is shown beside it). Edit attacks replace, delete or "
                "insert random tokens on both sides.", ""]
-        if "roc" in res and len(res["roc"]):
-            _csv(out, "roc.csv", res["roc"])
-            plots.roc_figure(res["roc"], out / "roc.png")
+        if res.roc is not None and len(res.roc):
+            _csv(out, "roc.csv", res.roc)
+            plots.roc_figure(res.roc, out / "roc.png")
             md += ["![roc](roc.png)", ""]
         md += [md_table(d), ""]
-    if "quality" in res:
-        q = res["quality"]
+    if res.quality is not None:
+        q = res.quality
         _csv(out, "teacher_quality.csv", q)
         md += ["## Teacher quality (product team)", "",
                "The teacher's sampled answers on the distillation prompts under each protection versus `none` on the "
@@ -348,10 +349,10 @@ def write_report(out: Path, cfg: dict, res: dict, meta: dict) -> Path:
                "H(token | previous token) over the completions, in bits: how much of the wording the previous token "
                "leaves open (a sampler whose choice is a function of the previous token lowers it).", ""]
         md += _quality_words(q, alpha) + ["", md_table(q), ""]
-    if "transfer" in res:
-        t = res["transfer"]
+    if res.transfer is not None:
+        t = res.transfer
         _csv(out, "transfer.csv", t)
-        _csv(out, "student_items.csv", res["items"])
+        _csv(out, "student_items.csv", res.items)
         md += ["## Capability transfer (researcher)", "",
                f"Students graded greedily on {cfg['eval']['n_test']} held-out test items, every training seed. `base` "
                "is the student before distillation, `raw` the one distilled on unprotected outputs. DE = acc / "
