@@ -106,8 +106,8 @@ class Evidence:
         if steps == 0:
             return student, None
         spec = f"finetune:steps={steps},lr={self.cfg.e2.lr},batch_size={self.cfg.run.students.batch_size}"
-        n, seed_ = self.clean_records()
-        clean = self.lab.clean_corpus(n, seed_, take=self.cfg.e2.clean_records)
+        clean = self.lab.store.path("clean-corpora", self.lab.clean_corpus_inputs(*self.clean_records(),
+                                                                                   take=self.cfg.e2.clean_records))
         target = self.lab.store.path("students", {"finetune_of": student.name, "attack": spec, "clean": clean.name,
                                                   "seed": seed})
         args = dict(spec=spec, student_dir=str(student), out=str(target), clean_corpus=str(clean), seed=seed,
@@ -149,10 +149,12 @@ class Evidence:
         """The jobs the findings need that can run now, given what exists."""
         jobs = self.corpus_edits()
         jobs += [self.lab.student_job(c, s, f"{c.name[:8]} seed {s}") for c, s in self.wanted_students()]
-        for spec in self.cfg.e2.protections:
-            base = self.lab.student(self.source(spec), self.cfg.seeds[0])
-            jobs += [j for steps in self.cfg.e2.steps for j in [self.finetuned(base, steps, self.cfg.seeds[0])[1]] if j]
-        return ready(jobs)
+        tunes = [self.finetuned(self.lab.student(self.source(spec), self.cfg.seeds[0]), steps, self.cfg.seeds[0])[1]
+                 for spec in self.cfg.e2.protections for steps in self.cfg.e2.steps]
+        jobs = ready(jobs + [j for j in tunes if j is not None])
+        if any(j.fn is work.finetune for j in jobs):  # their clean data, made here (small) before any runs
+            self.lab.clean_corpus(*self.clean_records(), take=self.cfg.e2.clean_records)
+        return jobs
 
     def prepare(self) -> None:
         """Every corpus, student and fine-tune the findings need, made before any is measured."""

@@ -87,16 +87,20 @@ class Lab:
         return (max(self.cfg.corpus.n_prompts, 64) if n is None else n,
                 self.seeds.clean if seed is None else seed)
 
+    def clean_corpus_inputs(self, n: int | None = None, seed: int | None = None, take: int | None = None) -> dict:
+        n, seed = self.clean(n, seed)
+        return {"teacher": self.teacher_id, "n": n if take is None else take, "seed": seed}
+
     def clean_corpus(self, n: int | None = None, seed: int | None = None, take: int | None = None) -> Path:
         """The clean records (n, seed), or the first `take` of them, saved as a corpus folder."""
         n, seed = self.clean(n, seed)
-        count = n if take is None else take
+        inputs = self.clean_corpus_inputs(n, seed, take)
+        count = inputs["n"]
 
         def build(tmp: Path) -> None:
             work.write_clean(work.clean(self.cfg.teacher, self.cache_dir, n, seed)[:count], tmp, self.teacher()[1])
 
-        return self.store.build("students", f"clean corpus ({count})", "clean-corpora",
-                                {"teacher": self.teacher_id, "n": count, "seed": seed}, build)
+        return self.store.build("students", f"clean corpus ({count})", "clean-corpora", inputs, build)
 
     # ------------------------------------------------------------ the run's own attacks
     def attacked_corpus(self, prot, seed: int) -> tuple[Path, Job | None]:

@@ -103,12 +103,20 @@ def audit(lab: Lab, prot, label: str, student_dir: Path, mode: str, seed: int) -
     return pd.read_csv(d / "detections.csv").assign(**tag), pd.read_csv(d / "curves.csv").assign(**tag)
 
 
-def evidence_audit_inputs(lab: Lab, spec: str, student_dir: Path, mode: str, decode: str | None) -> dict:
+def _evidence_inputs(lab: Lab, spec: str, student_dir: Path, mode: str, decode: str | None) -> dict:
     e = lab.cfg.eval
     return {"student": student_dir.name, "texts": lab.corpus(lab.protections[spec], "audit").name,
             "protection": spec, "mode": mode, "key": lab.key.fingerprint, "decode": decode,
             "selection": e.audit_selection, "temperature": e.audit_temperature, "choice_filter": e.choice_filter,
             "max_new_tokens": lab.cfg.corpus.max_new_tokens, "seed": lab.seed}
+
+
+def evidence_audit_inputs(lab: Lab, spec: str, student_dir: Path, mode: str, decode: str | None = None) -> dict:
+    return {**_evidence_inputs(lab, spec, student_dir, mode, decode), "wrong_keys": lab.cfg.eval.wrong_keys, "v": 1}
+
+
+def key_null_inputs(lab: Lab, spec: str, student_dir: Path, mode: str, n_keys: int) -> dict:
+    return {**_evidence_inputs(lab, spec, student_dir, mode, None), "null_keys": n_keys, "v": 1}
 
 
 def _suspect_tuples(lab: Lab, spec: str, student_dir: Path, mode: str, decode: str | None):
@@ -119,8 +127,6 @@ def _suspect_tuples(lab: Lab, spec: str, student_dir: Path, mode: str, decode: s
 def evidence_audit(lab: Lab, spec: str, student_dir: Path, mode: str, decode: str | None = None) -> pd.DataFrame:
     """The student audited with the key and the run's wrong keys, deduplicated and not (E1 measures both)."""
     prot = lab.protections[spec]
-    inputs = {**evidence_audit_inputs(lab, spec, student_dir, mode, decode), "wrong_keys": lab.cfg.eval.wrong_keys,
-              "v": 1}
 
     def build(tmp: Path) -> None:
         tuples, keep = _suspect_tuples(lab, spec, student_dir, mode, decode)
@@ -135,7 +141,8 @@ def evidence_audit(lab: Lab, spec: str, student_dir: Path, mode: str, decode: st
         pd.DataFrame(rows).to_csv(tmp / "audit.csv", index=False)
 
     label = f"audit {student_dir.name[:8]} {spec.split(':')[0]} {mode}" + (f" {decode}" if decode else "")
-    d = lab.store.build("evaluations", label, "evidence-audits", inputs, build)
+    d = lab.store.build("evaluations", label, "evidence-audits", evidence_audit_inputs(lab, spec, student_dir, mode, decode),
+                        build)
     return pd.read_csv(d / "audit.csv").assign(protection=spec, mode=mode, decode=decode or "none")
 
 
@@ -144,7 +151,6 @@ def key_null(lab: Lab, spec: str, student_dir: Path, mode: str, n_keys: int) -> 
     what the guarantee is about. A fixed wrong key's p-values cluster over students that share
     tuples; over keys they must be uniform (at most alpha below alpha)."""
     prot = lab.protections[spec]
-    inputs = {**evidence_audit_inputs(lab, spec, student_dir, mode, None), "null_keys": n_keys, "v": 1}
 
     def build(tmp: Path) -> None:
         tuples, keep = _suspect_tuples(lab, spec, student_dir, mode, None)
@@ -153,7 +159,8 @@ def key_null(lab: Lab, spec: str, student_dir: Path, mode: str, n_keys: int) -> 
         pd.DataFrame({"key_index": range(n_keys), "log10_p": lp}).to_csv(tmp / "key_null.csv", index=False)
 
     label = f"key null {student_dir.name[:8]} {spec.split(':')[0]} {mode} ({n_keys} keys)"
-    d = lab.store.build("evaluations", label, "evidence-key-nulls", inputs, build)
+    d = lab.store.build("evaluations", label, "evidence-key-nulls", key_null_inputs(lab, spec, student_dir, mode, n_keys),
+                        build)
     return pd.read_csv(d / "key_null.csv").assign(protection=spec, mode=mode)
 
 
