@@ -87,8 +87,8 @@ class Evidence:
             "first_pass": first.name if first else None, "clean_seed": self.cfg.clean_seed})
         edit = work.CorpusEdit(self.cfg.run.teacher, self.lab.cache_dir, target, source, self.lab.seed, (a.spec,),
                                first, self.clean_records())
-        job = Job(LOCAL, f"{a.spec} on {spec}", target, work.attack, edit, after=(source,) + ((first,) if first else ()))
-        return target, job
+        after = (source,) + ((first,) if first else ())
+        return target, Job(LOCAL, f"{a.spec} on {spec}", target, work.attack, edit, after=after)
 
     def trains_on(self, spec: str, attack: str, seed: int) -> Path | None:
         """The corpus a student of `attack` on spec trains on (None until it is made): the attacked
@@ -139,7 +139,8 @@ class Evidence:
 
     def wanted_students(self) -> list[tuple[Path, int]]:
         """Every (training corpus, seed) a finding grades, among the corpora made so far."""
-        out = [(self.mixed(self.cfg.e1.protection, rho)[0], seed) for rho in self.cfg.e1.rhos for seed in self.cfg.seeds]
+        e1 = self.cfg.e1
+        out = [(self.mixed(e1.protection, rho)[0], seed) for rho in e1.rhos for seed in self.cfg.seeds]
         out += [(self.source(s), self.cfg.seeds[0]) for s in self.cfg.e2.protections]
         for seed in self.cfg.seeds:
             out += [(c, seed) for _, c in self.e4_rows(seed)] + [(c, seed) for *_, c in self.denying_rows(seed)]
@@ -190,7 +191,8 @@ class Evidence:
             base = lab.student(self.source(spec), seed)
             for steps in self.cfg.e2.steps:
                 sdir = self.finetuned(base, steps, seed)[0]
-                grades.append(measures.grades(lab, f"{spec}+ft{steps}", sdir, seed).assign(protection=spec, steps=steps))
+                grades.append(measures.grades(lab, f"{spec}+ft{steps}", sdir, seed)
+                              .assign(protection=spec, steps=steps))
                 for mode in MODES:
                     audits.append(measures.evidence_audit(lab, spec, sdir, mode).assign(steps=steps))
         return E2Results(pd.concat(grades, ignore_index=True), pd.concat(audits, ignore_index=True))

@@ -41,7 +41,8 @@ class E2:
     """[e2] fine-tuning away: each scheme's first-seed student fine-tuned on clean data for `steps`."""
 
     protections: tuple[str, ...] = (KGW, GUMBEL)
-    steps: tuple[int, ...] = setting((0, 100, 400, 1600), lo=0, hi=MAX_STEPS)  # separate fine-tunes, each from the distilled weights
+    # separate fine-tunes, each from the distilled weights
+    steps: tuple[int, ...] = setting((0, 100, 400, 1600), lo=0, hi=MAX_STEPS)
     clean_records: int = setting(20000, lo=1)
     lr: float = setting(3e-4, lo=0, lo_open=True)
 
@@ -94,7 +95,8 @@ class EvidenceConfig:
         if not all(0 <= s <= SEED_MAX for s in seeds) or len(set(seeds)) < len(seeds):
             raise UserError(f"seeds: distinct whole numbers in 0 <= x <= {SEED_MAX}, got {seeds}")
         if len(seeds) > MAX_SEEDS:
-            raise UserError(f"seeds: at most {MAX_SEEDS} student seeds (each a full set of trainings), got {len(seeds)}")
+            raise UserError(f"seeds: at most {MAX_SEEDS} student seeds (each a full set of trainings), "
+                            f"got {len(seeds)}")
         specs = list(self.run.sweeps)
         for where, spec in ([("e1.protection", self.e1.protection), ("e4.protection", self.e4.protection)]
                             + [("e2.protections", s) for s in self.e2.protections]

@@ -141,8 +141,8 @@ def evidence_audit(lab: Lab, spec: str, student_dir: Path, mode: str, decode: st
         pd.DataFrame(rows).to_csv(tmp / "audit.csv", index=False)
 
     label = f"audit {student_dir.name[:8]} {spec.split(':')[0]} {mode}" + (f" {decode}" if decode else "")
-    d = lab.store.build("evaluations", label, "evidence-audits", evidence_audit_inputs(lab, spec, student_dir, mode, decode),
-                        build)
+    inputs = evidence_audit_inputs(lab, spec, student_dir, mode, decode)
+    d = lab.store.build("evaluations", label, "evidence-audits", inputs, build)
     return pd.read_csv(d / "audit.csv").assign(protection=spec, mode=mode, decode=decode or "none")
 
 
@@ -159,8 +159,8 @@ def key_null(lab: Lab, spec: str, student_dir: Path, mode: str, n_keys: int) -> 
         pd.DataFrame({"key_index": range(n_keys), "log10_p": lp}).to_csv(tmp / "key_null.csv", index=False)
 
     label = f"key null {student_dir.name[:8]} {spec.split(':')[0]} {mode} ({n_keys} keys)"
-    d = lab.store.build("evaluations", label, "evidence-key-nulls", key_null_inputs(lab, spec, student_dir, mode, n_keys),
-                        build)
+    inputs = key_null_inputs(lab, spec, student_dir, mode, n_keys)
+    d = lab.store.build("evaluations", label, "evidence-key-nulls", inputs, build)
     return pd.read_csv(d / "key_null.csv").assign(protection=spec, mode=mode)
 
 
