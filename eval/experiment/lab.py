@@ -42,6 +42,7 @@ class Lab:
         self.key, self.key_source = resolve_key(text=cfg.key.text or None, config_file=cfg.key.file or None,
                                                 default=Key.from_text(DEMO_KEY_TEXT))
         self.teacher_id = cfg.teacher.id
+        self._made: set[Path] = set()  # small artifacts built or found in this run
 
     def teacher(self):
         return work.load_teacher(self.cfg.teacher, self.cache_dir, progress=not self.quiet)
@@ -96,11 +97,15 @@ class Lab:
         n, seed = self.clean(n, seed)
         inputs = self.clean_corpus_inputs(n, seed, take)
         count = inputs["n"]
+        if self.store.path("clean-corpora", inputs) in self._made:  # planners ask each round: log it once
+            return self.store.path("clean-corpora", inputs)
 
         def build(tmp: Path) -> None:
             work.write_clean(work.clean(self.cfg.teacher, self.cache_dir, n, seed)[:count], tmp, self.teacher()[1])
 
-        return self.store.build("students", f"clean corpus ({count})", "clean-corpora", inputs, build)
+        path = self.store.build("students", f"clean corpus ({count})", "clean-corpora", inputs, build)
+        self._made.add(path)
+        return path
 
     # ------------------------------------------------------------ the run's own attacks
     def attacked_corpus(self, prot, seed: int) -> tuple[Path, Job | None]:
