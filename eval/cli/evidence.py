@@ -24,10 +24,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args) -> int:
-    from ..experiment.evidence import evidence_config, run_evidence
-    from ..experiment.runner import library_chatter
-
     from antidistill.watermark.errors import UserError
+
+    from ..core.jobs import library_chatter
+    from ..experiment.evidence import evidence_config, run_evidence
 
     over = {}
     if args.seeds is not None:  # "" too: an empty list is refused, not read as "the preset's seeds"
@@ -36,7 +36,7 @@ def run(args) -> int:
         except ValueError:
             raise UserError(f"--seeds must be whole numbers separated by commas, got {args.seeds!r}") from None
     cfg = evidence_config(args.preset, over)
-    out = args.out or f"results/{cfg['name']}"
+    out = args.out or f"results/{cfg.name}"
     with library_chatter(verbose=False):  # no transformers bars or warnings between our own lines
         result = run_evidence(cfg, out, cache_dir=args.cache_dir, quiet=args.quiet)
     print(f"{result['out']}/report.md  ({result['meta']['wall_seconds']:.0f} s)")

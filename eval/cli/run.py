@@ -2,6 +2,10 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..experiment.results import RunResults
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -25,13 +29,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args) -> int:
     from antidistill.watermark.errors import UserError
 
-    from ..experiment.presets import load_config
+    from ..experiment.config import load_config
     from ..experiment.runner import run_experiment
 
     if args.config and args.preset:
         raise UserError("give a CONFIG.toml or --preset, not both (a config may name its preset: preset = \"smoke\")")
     cfg = load_config(args.config, args.preset)
-    out = args.out or f"results/{cfg['name']}"
+    out = args.out or f"results/{cfg.name}"
     result = run_experiment(cfg, out, cache_dir=args.cache_dir, quiet=args.quiet, verbose=args.verbose)
     if not args.quiet:
         print(summary(result["results"]))
@@ -40,13 +44,13 @@ def run(args) -> int:
     return 0
 
 
-def summary(res: dict) -> str:
+def summary(res: RunResults) -> str:
     """The run's results in a few lines: per protection, teacher and student accuracy, DE."""
-    if "transfer" not in res:
+    if res.transfer is None:
         return ""
-    t = res["transfer"]
+    t = res.transfer
     t = t[t.skill == "all"].set_index("student")
-    q = res["quality"].set_index("protection") if "quality" in res else None
+    q = res.quality.set_index("protection") if res.quality is not None else None
     lines = [f"{'protection':<42} {'teacher':>8} {'student [95% CI]':>22} {'DE [95% CI]':>18}"]
     for s in t.index:
         spec = "none" if s == "raw" else s

@@ -14,6 +14,7 @@ from antidistill.watermark.errors import atomic_write
 
 from .plots import _save, plt
 from .report import md_table
+from .results import E1Results, E2Results, E4Results, EvidenceResults
 
 
 def seed_item_ci(correct: np.ndarray, n_boot: int = 2000, conf: float = 0.95, seed: int = 0) -> tuple[float, float]:
@@ -50,8 +51,8 @@ def _nulls(a: pd.DataFrame, dedup: bool = True) -> pd.DataFrame:
 # ---------------------------------------------------------------- E1
 
 
-def e1_tables(res: dict, alpha: float) -> dict:
-    a = res["audits"]
+def e1_tables(res: E1Results, alpha: float) -> dict:
+    a = res.audits
     la = math.log10(alpha)
     rows = []
     for (rho, mode), g in a.groupby(["rho", "mode"]):
@@ -71,8 +72,8 @@ def e1_tables(res: dict, alpha: float) -> dict:
                       "ks_uniform_p": float(sps.kstest(p, "uniform").pvalue) if len(p) else float("nan"),
                       "median_log10_p": float(c.log10_p.median())})
     out = {"rho": pd.DataFrame(rows), "nulls": pd.DataFrame(nulls)}
-    if "key_nulls" in res:
-        out["key_nulls"] = key_null_table(res["key_nulls"], alpha)
+    if res.key_nulls is not None:
+        out["key_nulls"] = key_null_table(res.key_nulls, alpha)
     return out
 
 
@@ -90,8 +91,8 @@ def key_null_table(kn: pd.DataFrame, alpha: float) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def e1_figures(out: Path, res: dict, alpha: float) -> None:
-    a = res["audits"]
+def e1_figures(out: Path, res: E1Results, alpha: float) -> None:
+    a = res.audits
     modes = list(dict.fromkeys(a["mode"]))
     fig, axes = plt.subplots(1, len(modes) + 1, figsize=(4.6 * (len(modes) + 1), 3.8), squeeze=False)
     for ax, mode in zip(axes[0], modes):
@@ -126,8 +127,8 @@ def e1_figures(out: Path, res: dict, alpha: float) -> None:
 # ---------------------------------------------------------------- E2
 
 
-def e2_tables(res: dict, alpha: float) -> dict:
-    a, g = res["audits"], res["grades"]
+def e2_tables(res: E2Results, alpha: float) -> dict:
+    a, g = res.audits, res.grades
     la = math.log10(alpha)
     acc = g.groupby(["protection", "steps"]).correct.mean().rename("accuracy").reset_index()
     k = _key(a)[["protection", "mode", "steps", "log10_p", "n_scored"]]
@@ -163,8 +164,8 @@ def e2_figures(out: Path, table: pd.DataFrame, alpha: float) -> None:
 # ---------------------------------------------------------------- E4
 
 
-def e4_tables(res: dict, alpha: float) -> pd.DataFrame:
-    a, g = res["audits"], res["grades"]
+def e4_tables(res: E4Results, alpha: float) -> pd.DataFrame:
+    a, g = res.audits, res.grades
     la = math.log10(alpha)
     acc = accuracy_table(g, "attack")
     rows = []
@@ -179,11 +180,11 @@ def e4_tables(res: dict, alpha: float) -> pd.DataFrame:
                 row[f"{mode}_null_fp"] = f"{int((n.log10_p < la).sum())}/{len(n)}"
         rows.append(row)
     out = acc.merge(pd.DataFrame(rows), on="attack", how="outer")
-    if "sizes" in res:  # training records left after the attack, and what they are worth once weighted
-        cols = [c for c in ("records", "effective_records") if c in res["sizes"]]
-        sizes = res["sizes"].groupby("attack", sort=False)[cols].mean().round().astype(int).reset_index()
+    if res.sizes is not None:  # training records left after the attack, and what they are worth once weighted
+        cols = [c for c in ("records", "effective_records") if c in res.sizes]
+        sizes = res.sizes.groupby("attack", sort=False)[cols].mean().round().astype(int).reset_index()
         out = out.merge(sizes, on="attack", how="outer")
-    order = {a: i for i, a in enumerate(dict.fromkeys(list(res.get("sizes", pd.DataFrame({"attack": []})).attack)
+    order = {a: i for i, a in enumerate(dict.fromkeys(list(res.sizes.attack if res.sizes is not None else [])
                                                       + list(a["attack"])))}
     return out.sort_values("attack", key=lambda s: s.map(order)).reset_index(drop=True)
 
@@ -298,16 +299,7 @@ def _e4_words(t: pd.DataFrame) -> list[str]:
     return out
 
 
-def write_evidence(out: Path, cfg: dict, res: dict, meta: dict) -> Path:
-    out = Path(out)
-    ensure_out_dir(out)
-    alpha = float(cfg["run"]["alpha"])
-    with atomic_write(out / "config.json") as fh:
-        json.dump(cfg, fh, indent=2)
-        fh.write("\n")
-    with atomic_write(out / "run.json") as fh:
-        json.dump(meta, fh, indent=2, default=str)
-        fh.write("\n")
+def _header(cfg: dict, meta: dict, alpha: float) -> list[str]:
     md = [f"# antidistill evidence: {cfg['name']}", "",
           f"Teacher `{meta['teacher']}`; student seeds {cfg['seeds']}; students `{cfg['run']['students']['preset']}`, "
           f"{cfg['run']['students']['max_steps']} steps on {cfg['run']['corpus']['n_prompts']} prompts; "
@@ -324,65 +316,101 @@ def write_evidence(out: Path, cfg: dict, res: dict, meta: dict) -> Path:
     if card.get("accuracy"):
         md += ["Demo teacher (greedy, held-out test split, n = {}): {}.".format(
             card.get("n_test"), ", ".join(f"{k} {v:.1%}" for k, v in card["accuracy"].items())), ""]
-    if "e1" in res:
-        t = e1_tables(res["e1"], alpha)
-        _csv(out, "e1_rho.csv", t["rho"])
-        _csv(out, "e1_nulls.csv", t["nulls"])
-        _csv(out, "e1_audits.csv", res["e1"]["audits"])
-        e1_figures(out, res["e1"], alpha)
-        md += ["## E1: evidence against the protected fraction rho (Sander et al. 2024)", "",
-               f"Students trained on a mix: a fraction rho of the records from the `{cfg['e1']['protection']}` "
-               "corpus, the rest from the raw teacher. Audit with the key (median over seeds) and with wrong keys.",
-               "", "![E1](e1_rho.png)", "", md_table(t["rho"]), "",
-               "Clean students (rho = 0) audited with the key and every wrong key: with dedup the p-values should be "
-               "uniform; without dedup repeated tuples count again and again.", "", md_table(t["nulls"]), ""]
-        if "key_nulls" in t:
-            _csv(out, "e1_key_nulls.csv", t["key_nulls"])  # the summary; 10,000 rows per student stay in the cache
-            md += ["The guarantee is over the key: one fixed wrong key's p-values cluster over students that share "
-                   "most of their tuples (so a KS test over (student, key) audits overstates any departure), while "
-                   f"over random keys a clean student's p-value must put at most a share `level` below `level`. Each "
-                   f"clean student audited (dedup on) with {int(t['key_nulls']['keys'].max())} random keys; count below "
-                   "each level (share; exact 95% upper bound):", "", md_table(t["key_nulls"]), ""]
-    if "e2" in res:
-        t = e2_tables(res["e2"], alpha)
-        _csv(out, "e2_finetune.csv", t["finetune"])
-        _csv(out, "e2_fades.csv", t["fades"])
-        e2_figures(out, t["finetune"], alpha)
-        md += ["## E2: does a learned watermark fade with clean fine-tuning? (Gu et al. 2024)", "",
-               f"The seed-{cfg['seeds'][0]} student of each scheme, fine-tuned further on "
-               f"{cfg['e2']['clean_records']} clean task-suite traces (lr {cfg['e2'].get('lr', 3e-4):g}).", "",
-               "![E2](e2_finetune.png)", "", md_table(t["fades"]), "", md_table(t["finetune"]), ""]
-    if "e4" in res:
-        t = e4_tables(res["e4"], alpha)
-        _csv(out, "e4_attacks.csv", t)
-        _csv(out, "e4_audits.csv", res["e4"]["audits"])
-        _csv(out, "e4_items.csv", res["e4"]["grades"])
-        e4_figures(out, t, alpha)
-        g = res["e4"]["grades"]
-        skills = g.pivot_table(index="attack", columns="skill", values="correct", aggfunc="mean", sort=False)
-        skills = skills.reset_index()
-        _csv(out, "e4_skills.csv", skills)
-        md += ["## E4: the attacker's capability beside the auditor's evidence (Pan et al. 2025; DistillGuard 2026)",
-               "", f"Each attack applied to the `{cfg['e4']['protection']}` corpus (corpus attacks: a student per "
-               "seed) or to the decoding of its student (decode attacks: generation mode only). `none (raw teacher)`"
-               " is the null control: a student of the unprotected teacher, audited with the key.", "",
-               "![E4](e4_attacks.png)", "", md_table(t), "", *_e4_words(t), "",
-               "Student accuracy per skill (mean over seeds):", "", md_table(skills), ""]
-        sizes = res["e4"]["sizes"]
-        same = sorted(set(sizes[sizes.same_as_source].attack) - {"none"}) if "same_as_source" in sizes else []
-        if same:
-            md += ["Attacks that left the corpus unchanged (so their student is the unattacked one): "
-                   + ", ".join(same) + ".", ""]
-        if "denying" in res["e4"]:
-            w = won_back_table(res["e4"]["denying"])
-            _csv(out, "e4_won_back.csv", w)
-            _csv(out, "e4_won_back_items.csv", res["e4"]["denying"])
-            md += ["### What an adaptive attacker wins back against capability-denying protections", "",
-                   "The protection's own corpus attacked by the distiller (keep only traces whose answer it can "
-                   "recompute; or weight each trace by how its loss moves along the hold-out gradient of the "
-                   "unattacked student, after the distillation-game paper), a student per seed. Won back: "
-                   "(attacked - protected) / (raw - protected), paired bootstrap over seeds and test items.", "",
-                   md_table(w), "", *_won_back_words(w), ""]
+    return md
+
+
+def _e1_section(out: Path, cfg: dict, res: EvidenceResults, alpha: float) -> list[str]:
+    """E1: evidence against the protected fraction, and the nulls."""
+    if res.e1 is None:
+        return []
+    md: list[str] = []
+    t = e1_tables(res.e1, alpha)
+    _csv(out, "e1_rho.csv", t["rho"])
+    _csv(out, "e1_nulls.csv", t["nulls"])
+    _csv(out, "e1_audits.csv", res.e1.audits)
+    e1_figures(out, res.e1, alpha)
+    md += ["## E1: evidence against the protected fraction rho (Sander et al. 2024)", "",
+           f"Students trained on a mix: a fraction rho of the records from the `{cfg['e1']['protection']}` "
+           "corpus, the rest from the raw teacher. Audit with the key (median over seeds) and with wrong keys.",
+           "", "![E1](e1_rho.png)", "", md_table(t["rho"]), "",
+           "Clean students (rho = 0) audited with the key and every wrong key: with dedup the p-values should be "
+           "uniform; without dedup repeated tuples count again and again.", "", md_table(t["nulls"]), ""]
+    if "key_nulls" in t:
+        _csv(out, "e1_key_nulls.csv", t["key_nulls"])  # the summary; 10,000 rows per student stay in the cache
+        md += ["The guarantee is over the key: one fixed wrong key's p-values cluster over students that share "
+               "most of their tuples (so a KS test over (student, key) audits overstates any departure), while "
+               f"over random keys a clean student's p-value must put at most a share `level` below `level`. Each "
+               f"clean student audited (dedup on) with {int(t['key_nulls']['keys'].max())} random keys; count below "
+               "each level (share; exact 95% upper bound):", "", md_table(t["key_nulls"]), ""]
+    return md
+
+
+def _e2_section(out: Path, cfg: dict, res: EvidenceResults, alpha: float) -> list[str]:
+    """E2: a learned watermark under clean fine-tuning."""
+    if res.e2 is None:
+        return []
+    md: list[str] = []
+    t = e2_tables(res.e2, alpha)
+    _csv(out, "e2_finetune.csv", t["finetune"])
+    _csv(out, "e2_fades.csv", t["fades"])
+    e2_figures(out, t["finetune"], alpha)
+    md += ["## E2: does a learned watermark fade with clean fine-tuning? (Gu et al. 2024)", "",
+           f"The seed-{cfg['seeds'][0]} student of each scheme, fine-tuned further on "
+           f"{cfg['e2']['clean_records']} clean task-suite traces (lr {cfg['e2']['lr']:g}).", "",
+           "![E2](e2_finetune.png)", "", md_table(t["fades"]), "", md_table(t["finetune"]), ""]
+    return md
+
+
+def _e4_section(out: Path, cfg: dict, res: EvidenceResults, alpha: float) -> list[str]:
+    """E4: each attack's student beside the audit, and what an adaptive attacker wins back."""
+    if res.e4 is None:
+        return []
+    md: list[str] = []
+    t = e4_tables(res.e4, alpha)
+    _csv(out, "e4_attacks.csv", t)
+    _csv(out, "e4_audits.csv", res.e4.audits)
+    _csv(out, "e4_items.csv", res.e4.grades)
+    e4_figures(out, t, alpha)
+    g = res.e4.grades
+    skills = g.pivot_table(index="attack", columns="skill", values="correct", aggfunc="mean", sort=False)
+    skills = skills.reset_index()
+    _csv(out, "e4_skills.csv", skills)
+    md += ["## E4: the attacker's capability beside the auditor's evidence (Pan et al. 2025; DistillGuard 2026)",
+           "", f"Each attack applied to the `{cfg['e4']['protection']}` corpus (corpus attacks: a student per "
+           "seed) or to the decoding of its student (decode attacks: generation mode only). `none (raw teacher)`"
+           " is the null control: a student of the unprotected teacher, audited with the key.", "",
+           "![E4](e4_attacks.png)", "", md_table(t), "", *_e4_words(t), "",
+           "Student accuracy per skill (mean over seeds):", "", md_table(skills), ""]
+    sizes = res.e4.sizes
+    same = sorted(set(sizes[sizes.same_as_source].attack) - {"none"}) if "same_as_source" in sizes else []
+    if same:
+        md += ["Attacks that left the corpus unchanged (so their student is the unattacked one): "
+               + ", ".join(same) + ".", ""]
+    if res.e4.denying is not None:
+        w = won_back_table(res.e4.denying)
+        _csv(out, "e4_won_back.csv", w)
+        _csv(out, "e4_won_back_items.csv", res.e4.denying)
+        md += ["### What an adaptive attacker wins back against capability-denying protections", "",
+               "The protection's own corpus attacked by the distiller (keep only traces whose answer it can "
+               "recompute; or weight each trace by how its loss moves along the hold-out gradient of the "
+               "unattacked student, after the distillation-game paper), a student per seed. Won back: "
+               "(attacked - protected) / (raw - protected), paired bootstrap over seeds and test items.", "",
+               md_table(w), "", *_won_back_words(w), ""]
+    return md
+
+
+def write_evidence(out: Path, cfg: dict, res: EvidenceResults, meta: dict) -> Path:
+    out = Path(out)
+    ensure_out_dir(out)
+    alpha = float(cfg["run"]["alpha"])
+    with atomic_write(out / "config.json") as fh:
+        json.dump(cfg, fh, indent=2)
+        fh.write("\n")
+    with atomic_write(out / "run.json") as fh:
+        json.dump(meta, fh, indent=2, default=str)
+        fh.write("\n")
+    md = _header(cfg, meta, alpha) + _e1_section(out, cfg, res, alpha) + _e2_section(out, cfg, res, alpha) \
+        + _e4_section(out, cfg, res, alpha)
     with atomic_write(out / "report.md") as fh:
         fh.write("\n".join(md) + "\n")
     return out / "report.md"

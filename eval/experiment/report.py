@@ -12,6 +12,8 @@ from antidistill.students.cache import ensure_out_dir
 from antidistill.watermark.errors import atomic_write
 
 from ..measures.audit import format_p
+from . import plots
+from .results import RunResults
 
 
 def md_table(df: pd.DataFrame, digits: int = 3) -> str:
@@ -43,26 +45,26 @@ def _student_label(spec: str) -> str:
     return "raw" if spec == "none" else spec
 
 
-def frontier_points(res: dict, alpha: float) -> pd.DataFrame:
+def frontier_points(res: RunResults, alpha: float) -> pd.DataFrame:
     """The frontier table (measures/frontier.py) with each student's DE and transfer ratio, and the
     watermark evidence (detectability, audits) written beside each point."""
-    if "frontier" not in res:
+    if res.frontier is None:
         return pd.DataFrame()
-    t = res["transfer"]
+    t = res.transfer
     t = t[t.skill == "all"].set_index("student")
     rows = []
-    for _, f in res["frontier"].iterrows():
+    for _, f in res.frontier.iterrows():
         spec = f["protection"]
         s = _student_label(spec)
         note, short = [], []
-        if "detectability" in res:
-            d = res["detectability"]
+        if res.detectability is not None:
+            d = res.detectability
             d = d[(d.protection == spec) & (d.attack == "none")]
             if len(d):
                 note.append(f"TPR@1e-3 {d['tpr@0.001'].iloc[0]:.2f}")
                 short.append(f"TPR {d['tpr@0.001'].iloc[0]:.2f}")
-        if "audit" in res:
-            a = res["audit"]
+        if res.audit is not None:
+            a = res.audit
             a = a[(a.protection == spec) & (a.student == s) & (a.key_kind == "key")]
             for mode, g in a.groupby("mode", sort=False):
                 n_sig = int((g.log10_p < math.log10(alpha)).sum())
@@ -78,12 +80,12 @@ def _seed_list(ps) -> str:
     return ", ".join(format_p(v) for v in ps)
 
 
-def _verdicts(res: dict, alpha: float) -> list[str]:
+def _verdicts(res: RunResults, alpha: float) -> list[str]:
     """Audit verdicts in words, one line per (protection, mode), with the p-value of every seed."""
     out = []
-    if "audit" not in res:
+    if res.audit is None:
         return out
-    a = res["audit"]
+    a = res.audit
     cut = math.log10(alpha)
     for (spec, mode), g in a.groupby(["protection", "mode"], sort=False):
         own = g[(g.student == spec) & (g.key_kind == "key")].sort_values("seed")
@@ -143,11 +145,11 @@ def _transfer_words(t: pd.DataFrame) -> list[str]:
     return out
 
 
-def _every_seed(res: dict, alpha: float) -> tuple[list[str], list[str]]:
+def _every_seed(res: RunResults, alpha: float) -> tuple[list[str], list[str]]:
     """Conclusions that hold in every training seed, and those that do not."""
     hold, not_all = [], []
-    if "transfer" in res:
-        allk = res["transfer"][res["transfer"].skill == "all"].set_index("student")
+    if res.transfer is not None:
+        allk = res.transfer[res.transfer.skill == "all"].set_index("student")
         raw_seeds = [float(v) for v in str(allk.loc["raw", "acc_seeds"]).split()]
         for s, r in allk.iterrows():
             if s in ("raw", "base"):
@@ -166,8 +168,8 @@ def _every_seed(res: dict, alpha: float) -> tuple[list[str], list[str]]:
             lo = min(raw_seeds)
             (hold if lo >= 0.65 else not_all).append(
                 f"The raw student reaches {lo:.1%} or more in every seed (>= 65%: {'yes' if lo >= 0.65 else 'no'}).")
-    if "audit" in res:
-        a = res["audit"]
+    if res.audit is not None:
+        a = res.audit
         cut = math.log10(alpha)
         for (spec, student, mode), g in a[a.key_kind == "key"].groupby(["protection", "student", "mode"], sort=False):
             k = int((g.log10_p < cut).sum())
@@ -182,13 +184,13 @@ def _every_seed(res: dict, alpha: float) -> tuple[list[str], list[str]]:
     return hold, not_all
 
 
-def _headline(res: dict) -> list[str]:
+def _headline(res: RunResults) -> list[str]:
     """Per protection: what its student keeps (DE with its interval) and what users lose."""
-    if "transfer" not in res or "quality" not in res:
+    if res.transfer is None or res.quality is None:
         return []
-    t = res["transfer"]
+    t = res.transfer
     t = t[t.skill == "all"].set_index("student")
-    q = res["quality"].set_index("protection")
+    q = res.quality.set_index("protection")
     out = []
     for spec in q.index:
         s = _student_label(spec)
@@ -222,22 +224,12 @@ def _matched_words(fr: pd.DataFrame) -> list[str]:
     return out
 
 
-def write_report(out: Path, cfg: dict, res: dict, meta: dict) -> Path:
-    from . import plots
-
-    out = Path(out)
-    ensure_out_dir(out)
-    alpha = float(cfg["alpha"])
-    with atomic_write(out / "config.json") as fh:
-        json.dump(cfg, fh, indent=2)
-        fh.write("\n")
-    with atomic_write(out / "run.json") as fh:
-        json.dump(meta, fh, indent=2, default=str)
-        fh.write("\n")
-    md = [f"# antidistill run: {cfg['name']}", ""]
-    card = meta.get("teacher_card") or {}
+def _header(cfg: dict, meta: dict, alpha: float) -> list[str]:
+    """The run in one paragraph: teacher, protections, students, seeds, corpus, key, timings."""
     st = cfg["students"]
     seeds = meta.get("training_seeds", [cfg["seed"]])
+    card = meta.get("teacher_card") or {}
+    md = [f"# antidistill run: {cfg['name']}", ""]
     md += [f"Teacher `{meta['teacher']}`; protections {', '.join(f'`{p}`' for p in cfg['protections'])}; "
            f"students `{st['preset']}` ({st['mode']}"
            f"{', LoRA ' + st['lora'] if st['lora'] else ', full fine-tuning'}, {st['max_steps']} steps at batch "
@@ -257,6 +249,12 @@ def write_report(out: Path, cfg: dict, res: dict, meta: dict) -> Path:
         acc = ", ".join(f"{k} {v:.1%}" for k, v in card["accuracy"].items())
         md += [f"Demo teacher (greedy, held-out test split, n = {card.get('n_test')}): {acc}; trained in "
                f"{card.get('train_seconds')} s with {card.get('torch_threads')} torch thread(s).", ""]
+    return md
+
+
+def _in_short(res: RunResults, alpha: float, seeds: list) -> list[str]:
+    """The headline and what holds in every seed."""
+    md: list[str] = []
     head = _headline(res)
     if head:
         md += ["## In short", "", "What each protection's students keep of the raw student's accuracy (DE, 95% interval "
@@ -270,6 +268,11 @@ def write_report(out: Path, cfg: dict, res: dict, meta: dict) -> Path:
         if not_all:
             md += ["Does **not** hold in every seed:", ""] + [f"- {h}" for h in not_all] + [""]
 
+    return md
+
+
+def _frontier_section(out: Path, res: RunResults, alpha: float) -> list[str]:
+    md: list[str] = []
     fr = frontier_points(res, alpha)
     if len(fr):
         _csv(out, "frontier.csv", fr)
@@ -289,78 +292,110 @@ def write_report(out: Path, cfg: dict, res: dict, meta: dict) -> Path:
                md_table(fr.drop(columns=["teacher_lo", "teacher_hi", "student_lo", "student_hi", "short_note"]
                                 + ([] if words else ["vs_temperature", "vs_temperature_lo", "vs_temperature_hi",
                                                      "matched_share"]))), ""]
-    if "audit" in res:
-        a = res["audit"]
-        _csv(out, "radioactivity.csv", a)
-        _csv(out, "radioactivity_curves.csv", res["audit_curves"])
-        md += ["## Radioactivity audit (auditor)", "",
-               "Each student is audited with each watermark's key on held-out protected texts (reading mode: the "
-               "suspect's predictions under teacher forcing"
-               + (" (the token it prefers most over the unprotected teacher among those the teacher finds plausible, "
-                  "which shows a learned bias even where its top-1 choice is the teacher's usual one)"
-                  if cfg["eval"].get("audit_selection") == "contrast" else " (its top-1 tokens)")
-               + ", scored only where a clean model cannot have copied "
-               "the watermark from the text it reads: for h >= 1 at fresh windows, i.e. windows that had not yet "
-               "preceded a watermarked token in the same text (exact); for h = 0 (unigram), where only a text's first "
-               "window is fresh, at tuples the text had not written earlier, which a KGW-style sampler makes at most "
-               "as likely green as chance (valid, conservative); generation mode: the suspect's "
-               + ("greedy outputs" if not cfg["eval"].get("audit_temperature") else
-                  f"samples at temperature {cfg['eval']['audit_temperature']:g}")
-               + " on the audit prompts, tuples that occur in the prompts excluded). "
-               + (f"Only choice points are scored: positions where the unprotected teacher's top-1 probability, "
-                  f"given the prefix, is below {cfg['eval']['choice_filter']:g} (forced tokens carry no watermark; "
-                  "the filter never looks at the scored token, so it does not bias the test). "
-                  if cfg["eval"].get("choice_filter") else "")
-               + "Tuples are deduplicated; p-values are binomial / Gamma tails. Null controls in the same run: the raw-distilled "
-               "student, and wrong keys on the same tuples.", ""]
-        md += _verdicts(res, alpha) + [""]
-        for mode, g in res["audit_curves"].groupby("mode", sort=False):
-            lab = np.where(g.key_kind != "key", "wrong keys",
-                           np.where(g.student == "raw", "raw-distilled student (null)", "student distilled on it"))
-            lab = [f"{l} ({fp[:6]})" if l == "wrong keys" else l for l, fp in zip(lab, g.key_fingerprint)]
-            lab = [f"{l} [{s}]" if l.startswith("wrong") else l for l, s in zip(lab, g.student)]
-            lab = [f"{l}, seed {sd}" for l, sd in zip(lab, g.seed)]
-            kind = np.where(g.key_kind != "key", "null", np.where(g.student == "raw", "control", "suspect"))
-            plots.radioactivity_curves(g.assign(label=lab, kind=kind, panel=g.protection), out / f"radioactivity_{mode}.png",
-                                       alpha, title=f"Radioactivity ({mode} mode)")
-            md += [f"![radioactivity {mode}](radioactivity_{mode}.png)", ""]
-        show = a[["protection", "mode", "student", "seed", "key_kind", "key_fingerprint", "n_scored", "n_tuples",
-                  "statistic", "z", "log10_p"]]
-        md += [md_table(show), ""]
-    if "detectability" in res:
-        d = res["detectability"]
-        _csv(out, "detectability.csv", d)
-        md += ["## Detectability on teacher outputs (auditor, product team)", "",
-               "Each protected text alone against the unprotected outputs of the same prompts: flagged when its exact "
-               "p < alpha (no fitted threshold; the empirical FPR is shown beside it). Edit attacks replace, delete or "
-               "insert random tokens on both sides.", ""]
-        if "roc" in res and len(res["roc"]):
-            _csv(out, "roc.csv", res["roc"])
-            plots.roc_figure(res["roc"], out / "roc.png")
-            md += ["![roc](roc.png)", ""]
-        md += [md_table(d), ""]
-    if "quality" in res:
-        q = res["quality"]
-        _csv(out, "teacher_quality.csv", q)
-        md += ["## Teacher quality (product team)", "",
-               "The teacher's sampled answers on the distillation prompts under each protection versus `none` on the "
-               "same prompts. Perplexity is measured under the unprotected teacher; `next_token_entropy` is "
-               "H(token | previous token) over the completions, in bits: how much of the wording the previous token "
-               "leaves open (a sampler whose choice is a function of the previous token lowers it).", ""]
-        md += _quality_words(q, alpha) + ["", md_table(q), ""]
-    if "transfer" in res:
-        t = res["transfer"]
-        _csv(out, "transfer.csv", t)
-        _csv(out, "student_items.csv", res["items"])
-        md += ["## Capability transfer (researcher)", "",
-               f"Students graded greedily on {cfg['eval']['n_test']} held-out test items, every training seed. `base` "
-               "is the student before distillation, `raw` the one distilled on unprotected outputs. DE = acc / "
-               "acc_raw; transfer ratio = (acc - acc_base) / (acc_raw - acc_base); 95% intervals from a bootstrap "
-               "over seeds and items (paired across students); exact paired test against raw for each seed.", ""]
-        md += _transfer_words(t) + ["", md_table(t[t.skill == "all"]), "", "<details><summary>per skill</summary>", "",
-                                    md_table(t[t.skill != "all"]), "", "</details>", ""]
+    return md
+
+
+def _audit_section(out: Path, cfg: dict, res: RunResults, alpha: float) -> list[str]:
+    """The radioactivity audit: method, verdicts, curves and the table."""
+    if res.audit is None:
+        return []
+    md: list[str] = []
+    a = res.audit
+    _csv(out, "radioactivity.csv", a)
+    _csv(out, "radioactivity_curves.csv", res.audit_curves)
+    md += ["## Radioactivity audit (auditor)", "",
+           "Each student is audited with each watermark's key on held-out protected texts (reading mode: the "
+           "suspect's predictions under teacher forcing"
+           + (" (the token it prefers most over the unprotected teacher among those the teacher finds plausible, "
+              "which shows a learned bias even where its top-1 choice is the teacher's usual one)"
+              if cfg["eval"].get("audit_selection") == "contrast" else " (its top-1 tokens)")
+           + ", scored only where a clean model cannot have copied "
+           "the watermark from the text it reads: for h >= 1 at fresh windows, i.e. windows that had not yet "
+           "preceded a watermarked token in the same text (exact); for h = 0 (unigram), where only a text's first "
+           "window is fresh, at tuples the text had not written earlier, which a KGW-style sampler makes at most "
+           "as likely green as chance (valid, conservative); generation mode: the suspect's "
+           + ("greedy outputs" if not cfg["eval"].get("audit_temperature") else
+              f"samples at temperature {cfg['eval']['audit_temperature']:g}")
+           + " on the audit prompts, tuples that occur in the prompts excluded). "
+           + (f"Only choice points are scored: positions where the unprotected teacher's top-1 probability, "
+              f"given the prefix, is below {cfg['eval']['choice_filter']:g} (forced tokens carry no watermark; "
+              "the filter never looks at the scored token, so it does not bias the test). "
+              if cfg["eval"].get("choice_filter") else "")
+           + "Tuples are deduplicated; p-values are binomial / Gamma tails. Null controls in the same run: the raw-distilled "
+           "student, and wrong keys on the same tuples.", ""]
+    md += _verdicts(res, alpha) + [""]
+    for mode, g in res.audit_curves.groupby("mode", sort=False):
+        lab = np.where(g.key_kind != "key", "wrong keys",
+                       np.where(g.student == "raw", "raw-distilled student (null)", "student distilled on it"))
+        lab = [f"{l} ({fp[:6]})" if l == "wrong keys" else l for l, fp in zip(lab, g.key_fingerprint)]
+        lab = [f"{l} [{s}]" if l.startswith("wrong") else l for l, s in zip(lab, g.student)]
+        lab = [f"{l}, seed {sd}" for l, sd in zip(lab, g.seed)]
+        kind = np.where(g.key_kind != "key", "null", np.where(g.student == "raw", "control", "suspect"))
+        plots.radioactivity_curves(g.assign(label=lab, kind=kind, panel=g.protection), out / f"radioactivity_{mode}.png",
+                                   alpha, title=f"Radioactivity ({mode} mode)")
+        md += [f"![radioactivity {mode}](radioactivity_{mode}.png)", ""]
+    show = a[["protection", "mode", "student", "seed", "key_kind", "key_fingerprint", "n_scored", "n_tuples",
+              "statistic", "z", "log10_p"]]
+    md += [md_table(show), ""]
+    return md
+
+
+def _detectability_section(out: Path, res: RunResults) -> list[str]:
+    """Detectability of single teacher outputs."""
+    if res.detectability is None:
+        return []
+    md: list[str] = []
+    d = res.detectability
+    _csv(out, "detectability.csv", d)
+    md += ["## Detectability on teacher outputs (auditor, product team)", "",
+           "Each protected text alone against the unprotected outputs of the same prompts: flagged when its exact "
+           "p < alpha (no fitted threshold; the empirical FPR is shown beside it). Edit attacks replace, delete or "
+           "insert random tokens on both sides.", ""]
+    if res.roc is not None and len(res.roc):
+        _csv(out, "roc.csv", res.roc)
+        plots.roc_figure(res.roc, out / "roc.png")
+        md += ["![roc](roc.png)", ""]
+    md += [md_table(d), ""]
+    return md
+
+
+def _quality_section(out: Path, res: RunResults, alpha: float) -> list[str]:
+    """What each protection costs the teacher's users."""
+    if res.quality is None:
+        return []
+    md: list[str] = []
+    q = res.quality
+    _csv(out, "teacher_quality.csv", q)
+    md += ["## Teacher quality (product team)", "",
+           "The teacher's sampled answers on the distillation prompts under each protection versus `none` on the "
+           "same prompts. Perplexity is measured under the unprotected teacher; `next_token_entropy` is "
+           "H(token | previous token) over the completions, in bits: how much of the wording the previous token "
+           "leaves open (a sampler whose choice is a function of the previous token lowers it).", ""]
+    md += _quality_words(q, alpha) + ["", md_table(q), ""]
+    return md
+
+
+def _transfer_section(out: Path, cfg: dict, res: RunResults) -> list[str]:
+    """What the students learn, against base and raw."""
+    if res.transfer is None:
+        return []
+    md: list[str] = []
+    t = res.transfer
+    _csv(out, "transfer.csv", t)
+    _csv(out, "student_items.csv", res.items)
+    md += ["## Capability transfer (researcher)", "",
+           f"Students graded greedily on {cfg['eval']['n_test']} held-out test items, every training seed. `base` "
+           "is the student before distillation, `raw` the one distilled on unprotected outputs. DE = acc / "
+           "acc_raw; transfer ratio = (acc - acc_base) / (acc_raw - acc_base); 95% intervals from a bootstrap "
+           "over seeds and items (paired across students); exact paired test against raw for each seed.", ""]
+    md += _transfer_words(t) + ["", md_table(t[t.skill == "all"]), "", "<details><summary>per skill</summary>", "",
+                                md_table(t[t.skill != "all"]), "", "</details>", ""]
+    return md
+
+
+def _reproduce(cfg: dict, meta: dict) -> list[str]:
     mach = meta.get("machine", {})
-    md += ["## Reproduce", "", "```", f"antidistill run --preset {cfg['name']}"
+    return ["## Reproduce", "", "```", f"antidistill run --preset {cfg['name']}"
            if cfg["name"] in ("default", "smoke", "frontier") else "antidistill run CONFIG.toml", "```", "",
            "The exact config is in `config.json`; versions, seeds, timings, every stage's status and the CPU (model, "
            "instruction-set flags, torch threads) in `run.json`.", "",
@@ -370,6 +405,23 @@ def write_report(out: Path, cfg: dict, res: dict, meta: dict) -> Path:
            "another CPU model or thread count torch's CPU kernels may round differently, training amplifies those "
            "last bits, and exact numbers can differ; what carries over are the conclusions above that hold in every "
            "seed, which is why every student is trained with several seeds and every interval covers them.", ""]
+
+
+def write_report(out: Path, cfg: dict, res: RunResults, meta: dict) -> Path:
+    """results/NAME/: config.json, run.json, the CSVs and figures, and report.md section by section."""
+    out = Path(out)
+    ensure_out_dir(out)
+    alpha = float(cfg["alpha"])
+    with atomic_write(out / "config.json") as fh:
+        json.dump(cfg, fh, indent=2)
+        fh.write("\n")
+    with atomic_write(out / "run.json") as fh:
+        json.dump(meta, fh, indent=2, default=str)
+        fh.write("\n")
+    seeds = meta.get("training_seeds", [cfg["seed"]])
+    md = _header(cfg, meta, alpha) + _in_short(res, alpha, seeds) + _frontier_section(out, res, alpha) \
+        + _audit_section(out, cfg, res, alpha) + _detectability_section(out, res) + _quality_section(out, res, alpha) \
+        + _transfer_section(out, cfg, res) + _reproduce(cfg, meta)
     with atomic_write(out / "report.md") as fh:
         fh.write("\n".join(md))
     return out / "report.md"

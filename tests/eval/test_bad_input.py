@@ -102,7 +102,7 @@ def test_protection_parameters_out_of_range_are_refused(world, capsys, spec, mat
     ('alpha = "abc"', "alpha must be a number"),
     ('alpha = nan', "alpha must be finite"),
     ('protections = "none"', "protections must be a list"),
-    ('protections = ["none", 3]', "protection specs"),
+    ('protections = ["none", 3]', "protections must be a string, got 3"),
     ('[eval]\naudit_modes = ["readin"]', "'readin' is not one of reading, generation"),
     ('[corpus]\ntemperature = "hot"', "corpus.temperature must be a number"),
     ('[students]\nmax_steps = "ten"', "students.max_steps must be an integer"),
@@ -110,7 +110,7 @@ def test_protection_parameters_out_of_range_are_refused(world, capsys, spec, mat
     ('[teacher.demo]\nsteps = -3', "teacher.demo.steps must be finite and > 0"),
     ('name = "../elsewhere"', "plain folder name"),
     ('attacks = "canonicalize"', "attacks must be a list"),
-    ('attacks = ["canonicalize", 3]', "attack specs"),
+    ('attacks = ["canonicalize", 3]', "attacks must be a string, got 3"),
     ('attacks = ["shred"]', "unknown attack 'shred'"),
     ('attacks = ["dilute:rho=2"]', "rho=2 is out of range"),
 ])

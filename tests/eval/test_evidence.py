@@ -7,6 +7,7 @@ import pytest
 
 from antidistill.eval.cli import main
 from antidistill.eval.experiment.evidence import evidence_config
+from antidistill.eval.experiment.results import E1Results, E2Results, E4Results
 from antidistill.eval.experiment.evidence_report import (e1_tables, e2_tables, e4_tables, key_null_table,
                                                             seed_item_ci, won_back_table)
 from antidistill.watermark.errors import UserError
@@ -22,7 +23,7 @@ def test_seed_item_ci_covers_the_mean_and_collapses_without_variance():
 
 def test_config_checks():
     cfg = evidence_config("evidence")
-    assert cfg["run"]["alpha"] == 1e-4 and cfg["run"]["name"] == "evidence" and "audit_modes" in cfg["run"]["eval"]
+    assert cfg.run.alpha == 1e-4 and cfg.run.name == "evidence" and cfg.run.eval.audit_modes
     with pytest.raises(UserError, match="valid presets"):
         evidence_config("nope")
     with pytest.raises(UserError, match="not among run.protections"):
@@ -52,7 +53,7 @@ def test_e2_reports_after_how_many_steps_the_signal_fades():
         rows.append(_audit_rows(lp, protection="kgw", mode="reading", steps=steps))
         rows.append(_audit_rows(-0.3, "wrong key", protection="kgw", mode="reading", steps=steps))
         grades += [{"protection": "kgw", "steps": steps, "id": i, "correct": i < 5} for i in range(10)]
-    t = e2_tables({"audits": pd.DataFrame(rows), "grades": pd.DataFrame(grades)}, alpha=1e-4)
+    t = e2_tables(E2Results(audits=pd.DataFrame(rows), grades=pd.DataFrame(grades)), alpha=1e-4)
     fades = t["fades"].iloc[0]
     assert fades["learned (0 steps)"] and fades["not significant after steps"] == 200
     assert list(t["finetune"].accuracy) == [0.5, 0.5, 0.5]
@@ -63,7 +64,7 @@ def test_e1_nulls_are_uniform_with_dedup_and_counted_without():
     rows = [_audit_rows(math.log10(p), "wrong key", True, rho=0.0, mode="reading") for p in rng.random(400)]
     rows += [_audit_rows(-8.0, "wrong key", False, rho=0.0, mode="reading") for _ in range(400)]
     rows += [_audit_rows(-12.0, "key", True, rho=1.0, mode="reading")]
-    t = e1_tables({"audits": pd.DataFrame(rows)}, alpha=1e-4)
+    t = e1_tables(E1Results(grades=pd.DataFrame(), audits=pd.DataFrame(rows)), alpha=1e-4)
     on, off = t["nulls"].set_index("dedup").loc["on"], t["nulls"].set_index("dedup").loc["off"]
     assert on.ks_uniform_p > 0.01 and on.fraction_below_alpha < 0.01
     assert off.fraction_below_alpha == 1.0
@@ -85,7 +86,7 @@ def test_e4_puts_capability_beside_evidence():
                            _audit_rows(-0.5, "wrong key", attack="canonicalize", mode="reading", seed=0)])
     grades = pd.DataFrame([{"attack": a, "seed": 0, "id": i, "correct": i < k}
                            for a, k in (("none", 6), ("canonicalize", 5)) for i in range(10)])
-    t = e4_tables({"audits": audits, "grades": grades}, alpha=1e-4).set_index("attack")
+    t = e4_tables(E4Results(audits=audits, grades=grades), alpha=1e-4).set_index("attack")
     assert t.loc["none", "accuracy"] == 0.6 and t.loc["canonicalize", "reading_log10_p"] == -1.0
     assert t.loc["canonicalize", "reading_significant"] == "0/1" and t.loc["canonicalize", "reading_null_fp"] == "0/1"
 
@@ -112,14 +113,15 @@ def test_won_back_is_the_share_of_lost_transfer_regained():
 def test_tiny_evidence_run_end_to_end(tmp_path, monkeypatch):
     from antidistill.eval.experiment import evidence
 
-    tiny = evidence._merge(evidence.EVIDENCE_SMOKE, {
+    tiny = {
         "seeds": [0], "run": {"students": {"max_steps": 12}, "eval": {"n_test": 8, "audit_texts": 12, "wrong_keys": 2}},
         "e1": {"rhos": [0.0, 1.0]}, "e2": {"steps": [0, 4], "clean_records": 32},
         "e4": {"corpus_attacks": ["canonicalize", "answer-only"],
-               "decode_attacks": ["decode:temperature=1,top_p=0.5"]}})
-    monkeypatch.setitem(evidence.PRESETS, "evidence-tiny", tiny)
+               "decode_attacks": ["decode:temperature=1,top_p=0.5"]}}
+    smoke = evidence.evidence_config  # the CLI resolves its preset through this name
+    monkeypatch.setattr(evidence, "evidence_config", lambda preset, *over: smoke("evidence-smoke", tiny, *over))
     out = tmp_path / "ev"
-    assert main(["evidence", "--preset", "evidence-tiny", "--out", str(out), "--cache-dir", str(tmp_path / "c"),
+    assert main(["evidence", "--preset", "evidence-smoke", "--out", str(out), "--cache-dir", str(tmp_path / "c"),
                  "--quiet"]) == 0
     for name in ("report.md", "config.json", "run.json", "e1_rho.png", "e1_rho.csv", "e1_nulls.csv", "e1_key_nulls.csv",
                  "e2_finetune.png",
@@ -148,17 +150,20 @@ def test_run_config_attacks_reach_corpus_student_and_decoding(tmp_path):
     the attacker's way, and each lands in its own cache entry."""
     import json
 
-    from antidistill.eval.experiment.presets import _merge, preset_config
+    from antidistill.eval.core.config import overlay
+    from antidistill.eval.experiment import measures
+    from antidistill.eval.experiment.config import SMOKE, RunConfig
+    from antidistill.eval.experiment.lab import ready, run_rounds
     from antidistill.eval.experiment.runner import Runner
     from antidistill.students.corpus import read_corpus
 
-    cfg = _merge(preset_config("smoke"), {
-        "attacks": ["canonicalize", "finetune:steps=3,lr=0.0003,batch_size=8", "decode:temperature=1,top_p=0.5"],
-        "corpus": {"n_prompts": 32}, "students": {"max_steps": 6},
-        "eval": {"n_test": 8, "audit_texts": 8, "audit_modes": ["generation"], "wrong_keys": 1}})
-    r = Runner(cfg, tmp_path / "out", cache_dir=tmp_path / "c", quiet=True)
-    prot = r.protections[1]
-    student = r.attacked_student(prot, r.seed)
+    over = {"attacks": ["canonicalize", "finetune:steps=3,lr=0.0003,batch_size=8", "decode:temperature=1,top_p=0.5"],
+            "corpus": {"n_prompts": 32}, "students": {"max_steps": 6},
+            "eval": {"n_test": 8, "audit_texts": 8, "audit_modes": ["generation"], "wrong_keys": 1}}
+    r = Runner(overlay(RunConfig, SMOKE, over), tmp_path / "out", cache_dir=tmp_path / "c", quiet=True)
+    prot = list(r.lab.protections.values())[1]
+    student, jobs = r.lab.attacked_student_jobs(prot, r.lab.seed)
+    run_rounds(lambda: ready([r.lab.corpus_job(prot, "train"), *jobs]), r.lab, 1)
     manifest = json.loads((student / "train_manifest.json").read_text())
     assert manifest["max_steps"] == 3 and "clean-corpora" in manifest["corpus"]["path"]  # fine-tuned on clean data
     attacked = next((tmp_path / "c" / "runs" / "attacked-corpora").iterdir())
@@ -167,33 +172,37 @@ def test_run_config_attacks_reach_corpus_student_and_decoding(tmp_path):
     from antidistill.students.traces import canonical_trace
 
     assert all(canonical_trace(r_["skill"], r_["completion"]) == r_["completion"] for r_ in c.records)
-    det, _ = r.audit(prot, "attacked", student, "generation", r.seed)
+    run_rounds(lambda: ready([r.lab.corpus_job(prot, "audit")]), r.lab, 1)
+    det, _ = measures.audit(r.lab, prot, "attacked", student, "generation", r.lab.seed)
     assert set(det.key_kind) == {"key", "wrong key"}
     with pytest.raises(UserError, match="corpus attacks first"):
-        Runner(_merge(cfg, {"attacks": ["finetune", "canonicalize"]}), tmp_path / "x", cache_dir=tmp_path / "c")
+        overlay(RunConfig, SMOKE, over, {"attacks": ["finetune", "canonicalize"]})
 
 
 @pytest.mark.slow
 def test_attacked_students_in_parallel_are_the_sequential_ones(tmp_path):
     """With attacks and students.workers = 2 the runner trains in parallel rounds (first passes for
     reweight, attacked corpora, fine-tunes) into the cache entries attacked_student uses one at a time."""
-    from tqdm import tqdm
-
-    from antidistill.eval.experiment.presets import _merge, preset_config
+    from antidistill.eval.core.config import overlay
+    from antidistill.eval.core.jobs import Scheduler
+    from antidistill.eval.experiment.config import SMOKE, RunConfig
+    from antidistill.eval.experiment.lab import ready, run_rounds
     from antidistill.eval.experiment.runner import Runner
 
-    cfg = _merge(preset_config("smoke"), {
+    cfg = overlay(RunConfig, SMOKE, {
         "protections": ["none", "kgw:gamma=0.25,delta=4,h=1,hash=left"],
         "attacks": ["reweight:eps=0.001,beta=1,holdout=8", "finetune:steps=2,lr=0.0003,batch_size=8"],
         "corpus": {"n_prompts": 24}, "students": {"max_steps": 3, "seeds": 2, "workers": 2}})
     r = Runner(cfg, tmp_path / "out", cache_dir=tmp_path / "c", quiet=True)
-    with tqdm(total=4, disable=True) as bar:
-        got = r.students(bar)
+    Scheduler(2, r.log).run(r.corpus_jobs())
+    run_rounds(r.student_jobs, r.lab, 2)
     computed = r.log.computed("students")
     assert len([c for c in computed if c.startswith("finetune")]) == 4  # one fine-tune per student
     again = Runner(cfg, tmp_path / "out", cache_dir=tmp_path / "c", quiet=True)
-    for p in again.protections:
-        for sd in again.seeds:
-            assert again.attacked_student(p, sd) == got[p.spec][sd]
-            assert (got[p.spec][sd] / "model" / "config.json").is_file()
-    assert not again.log.computed("students")  # nothing trained twice
+    for p in again.lab.protections.values():
+        for sd in again.lab.seeds.training:
+            student, jobs = again.lab.attacked_student_jobs(p, sd)
+            run_rounds(lambda jobs=jobs: ready(jobs), again.lab, 1)  # one at a time, in this process
+            assert student == r.student_chains()[(p.spec, sd)][0]
+            assert (student / "model" / "config.json").is_file()
+    assert not again.log.computed()  # nothing trained twice

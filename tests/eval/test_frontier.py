@@ -3,7 +3,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from antidistill.eval.experiment.presets import expand_protections
+from antidistill.eval.experiment.config import expand_protections
 from antidistill.eval.measures.frontier import frontier
 from antidistill.watermark.errors import UserError
 

@@ -1,12 +1,14 @@
 """`antidistill run`: the smoke preset end to end, and the stage cache (rerun = no work; a changed
 protection recomputes only its own branch)."""
+import dataclasses
 import json
 
 import pandas as pd
 import pytest
 
 from antidistill.eval.cli import main
-from antidistill.eval.experiment.presets import load_config, preset_config
+from antidistill.eval.core.config import as_dict, overlay
+from antidistill.eval.experiment.config import SMOKE, RunConfig, load_config, preset_config
 from antidistill.eval.experiment.runner import run_experiment
 from antidistill.watermark.errors import UserError
 
@@ -42,7 +44,7 @@ def test_smoke_end_to_end(first_run):
     assert "## What holds in every seed" in report and "p per seed 0, 1:" in report
     written = json.loads((out / "config.json").read_text())
     assert written["key"] == {"fingerprint": meta["key_fingerprint"], "source": "demo", "file": ""}
-    assert {**written, "key": preset_config("smoke")["key"]} == preset_config("smoke")
+    assert {**written, "key": as_dict(preset_config("smoke"))["key"]} == as_dict(preset_config("smoke"))
     audit = pd.read_csv(out / "radioactivity.csv")
     assert set(audit.key_kind) == {"key", "wrong key"} and set(audit.student) == {"raw", audit.protection[0]}
     assert set(audit.seed) == {0, 1}
@@ -61,8 +63,8 @@ def test_rerun_does_no_work_and_changed_protection_reruns_only_its_branch(first_
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "again" / "transfer.csv"),
                                   pd.read_csv(first_run / "transfer.csv"))
 
-    old = cfg["protections"][1]
-    cfg["protections"][1] = new = "kgw:gamma=0.25,delta=3,h=1,hash=left"
+    old, new = cfg.protections[1], "kgw:gamma=0.25,delta=3,h=1,hash=left"
+    cfg = dataclasses.replace(cfg, protections=(cfg.protections[0], new))
     changed = run_experiment(cfg, tmp_path / "changed", cache_dir=cache, quiet=True)
     log = changed["log"]
     assert log.computed("teacher") == []
@@ -79,8 +81,7 @@ def test_rerun_does_no_work_and_changed_protection_reruns_only_its_branch(first_
 def test_corpora_made_by_parallel_workers_match_the_serial_ones(first_run, cache, tmp_path):
     import shutil
 
-    from tqdm import tqdm
-
+    from antidistill.eval.core.jobs import Scheduler
     from antidistill.eval.experiment.runner import Runner
     from antidistill.students.corpus import read_corpus
 
@@ -88,16 +89,15 @@ def test_corpora_made_by_parallel_workers_match_the_serial_ones(first_run, cache
     for d in cache.iterdir():
         if d.name == "teachers" or d.name.startswith("tokenizer-"):
             shutil.copytree(d, other / d.name)
-    cfg = preset_config("smoke")
-    cfg["students"]["workers"] = 2
+    cfg = overlay(RunConfig, SMOKE, {"students": {"workers": 2}})
     parallel = Runner(cfg, tmp_path / "out", cache_dir=other, quiet=True)
-    jobs = [(p, "train") for p in parallel.protections]
-    paths = parallel.corpora(jobs, tqdm(disable=True))
+    prots = list(parallel.lab.protections.values())
+    Scheduler(2, parallel.log).run([parallel.lab.corpus_job(p, "train") for p in prots])
     events = [(e["item"], e["status"]) for e in parallel.log.events if e["stage"] == "corpora"]
-    assert sorted(events) == sorted((f"{p.spec} (train)", "computed") for p, _ in jobs)  # once each, by a worker
+    assert sorted(events) == sorted((f"{p.spec} (train)", "computed") for p in prots)  # once each, by a worker
     serial = Runner(preset_config("smoke"), tmp_path / "o2", cache_dir=cache, quiet=True)
-    for (p, role), path in zip(jobs, paths):
-        mine, ref = read_corpus(path).records, read_corpus(serial.corpus_dir(p, role)).records
+    for p in prots:
+        mine, ref = read_corpus(parallel.lab.corpus(p)).records, read_corpus(serial.lab.corpus(p)).records
         # Same prompts, in order, and complete; the sampled tokens are not compared: the worker ran on one
         # thread and the serial run on the machine's default, and kernels may differ in the last bits.
         assert [r["prompt"] for r in mine] == [r["prompt"] for r in ref] and len(mine) == 96
@@ -126,8 +126,8 @@ def test_config_errors(tmp_path):
     good = tmp_path / "mine.toml"
     good.write_text('preset = "smoke"\nalpha = 0.01\n[corpus]\nn_prompts = 10\n')
     cfg = load_config(good)
-    assert cfg["name"] == "mine" and cfg["alpha"] == 0.01 and cfg["corpus"]["n_prompts"] == 10
-    assert cfg["corpus"]["max_new_tokens"] == preset_config("smoke")["corpus"]["max_new_tokens"]
+    assert cfg.name == "mine" and cfg.alpha == 0.01 and cfg.corpus.n_prompts == 10
+    assert cfg.corpus.max_new_tokens == preset_config("smoke").corpus.max_new_tokens
     assert main(["run", str(tmp_path / "missing.toml")]) == 2
     nonone = tmp_path / "nonone.toml"
     nonone.write_text('preset = "smoke"\nprotections = ["kgw"]\n')

@@ -100,20 +100,20 @@ def test_a_key_file_must_be_a_regular_file(tmp_path, kind):
 def test_run_honours_the_environment_and_reports_only_the_source(tmp_path, monkeypatch):
     """`antidistill run` with $ANTIDISTILL_KEY set uses it (it used the public demo key), and a config whose
     [key] differs from the variable is refused before any stage starts."""
-    from antidistill.eval.experiment.presets import DEMO_KEY_TEXT, preset_config
-    from antidistill.eval.experiment.runner import Runner, public_config
+    from antidistill.eval.core.config import overlay
+    from antidistill.eval.experiment.config import DEMO_KEY_TEXT, SMOKE, RunConfig, preset_config, public_config
+    from antidistill.eval.experiment.runner import Runner
 
     monkeypatch.delenv(KEY_ENV, raising=False)
     r = Runner(preset_config("smoke"), tmp_path / "o", cache_dir=tmp_path / "c", quiet=True)
-    assert (r.key_source, r.key) == ("demo", Key.from_text(DEMO_KEY_TEXT))
+    assert (r.lab.key_source, r.lab.key) == ("demo", Key.from_text(DEMO_KEY_TEXT))
     monkeypatch.setenv(KEY_ENV, "run-env-secret")
     r = Runner(preset_config("smoke"), tmp_path / "o", cache_dir=tmp_path / "c", quiet=True)
-    assert (r.key_source, r.key) == ("env", Key(b"run-env-secret"))
-    public = public_config(r.cfg, r.key, r.key_source)
-    assert public["key"] == {"fingerprint": r.key.fingerprint, "source": "env", "file": ""}
+    assert (r.lab.key_source, r.lab.key) == ("env", Key(b"run-env-secret"))
+    public = public_config(r.cfg, r.lab.key, r.lab.key_source)
+    assert public["key"] == {"fingerprint": r.lab.key.fingerprint, "source": "env", "file": ""}
     assert "run-env-secret" not in repr(public)
-    cfg = preset_config("smoke")
-    cfg["key"]["text"] = "another secret"
+    cfg = overlay(RunConfig, SMOKE, {"key": {"text": "another secret"}})
     with pytest.raises(UserError, match="two different watermark keys"):
         Runner(cfg, tmp_path / "o", cache_dir=tmp_path / "c", quiet=True)
     assert not (tmp_path / "o").exists()
