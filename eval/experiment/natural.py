@@ -22,6 +22,7 @@ import contextlib
 import importlib.util
 import json
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -137,6 +138,8 @@ def natural_config(preset: str = "natural", overrides: dict | None = None) -> Na
     """The preset's config with `overrides` (a partial nested dict) on top, every key checked."""
     if preset not in PRESETS:
         raise UserError(f"unknown natural preset {preset!r}; valid: {', '.join(PRESETS)}")
+    if overrides is not None and not isinstance(overrides, Mapping):
+        raise UserError(f"natural overrides must be a dict of config keys, got {overrides!r}")
     return overlay(NaturalConfig, PRESETS[preset], overrides or {})
 
 

@@ -81,6 +81,7 @@ def test_presets_are_checked_overrides():
     ({"radio_protection": "gumbel:h=2"}, "config key radio_protection 'gumbel:h=2' must be one of protections"),
     ({"lora": "r=0"}, "config key lora:"),
     ({"n_instructions": 298}, "n_instructions + audit_prompts (298 + 4) must be <= 300"),
+    (["seed"], "natural overrides must be a dict"),
 ])
 def test_bad_overrides_are_one_line_naming_the_key(tmp_path, overrides, words):
     with pytest.raises(UserError) as err:
