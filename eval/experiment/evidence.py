@@ -181,7 +181,7 @@ class Evidence:
         """E1: a fraction rho of the training records from the protected corpus, the rest raw."""
         from antidistill.students.attacks import write_corpus
         from antidistill.students.corpus import read_corpus
-        from antidistill.students.distill import mix_records
+        from antidistill.students.training.distill import mix_records
 
         if rho == 1.0:
             return self.r.corpus(self.prot[spec], "train")
@@ -203,7 +203,7 @@ class Evidence:
         none returns the source corpus itself, so the unattacked student is reused, not retrained."""
         from antidistill.students.attacks import apply_corpus_attack, parse_attack, write_corpus
         from antidistill.students.corpus import read_corpus, read_manifest
-        from antidistill.students.models import load_model
+        from antidistill.students.models.loader import load_model
 
         a = parse_attack(attack)
         source = self.r.corpus(self.prot[spec], "train")
@@ -310,7 +310,7 @@ class Evidence:
 
     def _tuples(self, spec: str, student_dir: Path, mode: str, decode: str | None):
         """The student's audit tuples on spec's audit texts and the choice-point mask (the runner's)."""
-        from antidistill.students.models import load_model
+        from antidistill.students.models.loader import load_model
 
         model, tok = load_model(str(student_dir / "model"), cache_dir=self.cache_dir)
         return self.r.audit_tuples(self.prot[spec], model, tok, mode, [decode] if decode else [])

@@ -30,11 +30,12 @@ import pandas as pd
 import torch
 
 from antidistill.students.cache import cache_root, check_out_dir, config_hash
-from antidistill.students.corpus import generate_corpus, read_corpus
-from antidistill.students.distill import train_student
-from antidistill.students.models import load_model
-from antidistill.students.prompts import gsm_correct, gsm_symbolic, instructions
-from antidistill.students.sampling import encode_prompts
+from antidistill.students.protect.generate import generate_corpus
+from antidistill.students.corpus import read_corpus
+from antidistill.students.training.distill import train_student
+from antidistill.students.models.loader import load_model
+from antidistill.students.tasks.prompts import gsm_correct, gsm_symbolic, instructions
+from antidistill.students.batching import encode_prompts
 from antidistill.watermark import Key, parse_protection, resolve_key
 from antidistill.watermark.entropy import ChoiceRule, reference_uncertainty
 from antidistill.watermark.errors import UserError, atomic_write, output_lock
@@ -111,7 +112,7 @@ def check_requirements(cfg: dict) -> None:
     missing package and how to install it)."""
     import importlib.util
 
-    from antidistill.students.models import check_model
+    from antidistill.students.models.loader import check_model
 
     from ..measures.similarity import minilm_dir
 

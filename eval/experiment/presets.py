@@ -25,7 +25,7 @@ import re
 import tomllib
 from pathlib import Path
 
-from antidistill.students.tasks import N_TEST_MAX
+from antidistill.students.tasks.suite import N_TEST_MAX
 from antidistill.watermark.errors import UserError, read_bytes
 
 # The demo key is public on purpose (anyone can rerun the reference results); it is used only when
@@ -193,7 +193,7 @@ def _check_teacher(demo: dict) -> None:
     """[teacher.demo] overrides TeacherConfig: known fields, their types, positive sizes."""
     from dataclasses import fields
 
-    from antidistill.students.teacher import TeacherConfig
+    from antidistill.students.models.teacher import TeacherConfig
 
     defaults = {f.name: getattr(TeacherConfig(), f.name) for f in fields(TeacherConfig)}
     for k, v in demo.items():

@@ -141,7 +141,7 @@ class Runner:
     def teacher_id(self) -> str:
         t = self.cfg["teacher"]
         if t["model"] == "demo":
-            from antidistill.students.teacher import TeacherConfig
+            from antidistill.students.models.teacher import TeacherConfig
 
             try:
                 tc = TeacherConfig(**t.get("demo", {}))
@@ -155,7 +155,7 @@ class Runner:
             t0 = time.perf_counter()
             t = self.cfg["teacher"]
             if t["model"] == "demo":
-                from antidistill.students.teacher import TeacherConfig, demo_teacher, teacher_dir
+                from antidistill.students.models.teacher import TeacherConfig, demo_teacher, teacher_dir
 
                 tc = TeacherConfig(**t.get("demo", {}))
                 fresh = not teacher_dir(tc, self.cache_dir).is_dir()
@@ -163,7 +163,7 @@ class Runner:
                 self.teacher_card = json.loads((teacher_dir(tc, self.cache_dir) / "teacher_card.json").read_text())
                 self.log.add("teacher", self.teacher_id(), "computed" if fresh else "cached", time.perf_counter() - t0)
             else:
-                from antidistill.students.models import load_model
+                from antidistill.students.models.loader import load_model
 
                 self._teacher = load_model(t["model"], cache_dir=self.cache_dir)
                 self.teacher_card = {}
@@ -194,7 +194,7 @@ class Runner:
 
     def corpus(self, prot, role: str) -> Path:
         """role 'train' (what students learn from) or 'audit' (the auditor's held-out protected texts)."""
-        from antidistill.students.corpus import generate_corpus
+        from antidistill.students.protect.generate import generate_corpus
 
         c, inputs = self.cfg["corpus"], self._corpus_inputs(prot, role)
         target = self._dir("corpora", inputs)
@@ -376,7 +376,7 @@ class Runner:
         """clean(n, seed) saved as a corpus folder (or `records`, the first n of a larger draw with that
         seed), keyed by the teacher whose tokenizer encoded them, the count and the seed."""
         from antidistill.students.attacks import write_corpus
-        from antidistill.students.tokenizer import tokenizer_fingerprint
+        from antidistill.students.models.tokenizer import tokenizer_fingerprint
 
         seed = self.seed + 777 if seed is None else seed
         records = self.clean(n, seed) if records is None else records
@@ -412,7 +412,7 @@ class Runner:
         return student
 
     def _load(self, student_dir: Path | None, seed: int):
-        from antidistill.students.models import load_model
+        from antidistill.students.models.loader import load_model
 
         if student_dir is None:  # the base student: the preset before any distillation
             return load_model(self.cfg["students"]["preset"], seed=seed, cache_dir=self.cache_dir)
@@ -420,7 +420,7 @@ class Runner:
 
     # ------------------------------------------------------------ stage 4: evaluations
     def grades(self, label: str, student_dir: Path | None, seed: int) -> pd.DataFrame:
-        from antidistill.students.tasks import make_split
+        from antidistill.students.tasks.suite import make_split
 
         from ..measures.transfer import grade_items
 
@@ -576,7 +576,7 @@ class Runner:
 
         t0, c0 = time.perf_counter(), _cpu_seconds()
         if self.cfg["teacher"]["model"] == "demo":
-            from antidistill.students.teacher import TeacherConfig, teacher_dir
+            from antidistill.students.models.teacher import TeacherConfig, teacher_dir
 
             if not teacher_dir(TeacherConfig(**self.cfg["teacher"].get("demo", {})), self.cache_dir).is_dir() \
                     and not self.quiet:  # its training bar is this stage's bar
@@ -711,7 +711,7 @@ def _train(job: dict, threads: int | None = None) -> float:
     """Train one student (in this process, or in a worker with `threads` torch threads); seconds."""
     import torch
 
-    from antidistill.students.distill import train_student
+    from antidistill.students.training.distill import train_student
 
     if threads:
         torch.set_num_threads(threads)

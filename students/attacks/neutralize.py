@@ -17,6 +17,8 @@ import pandas as pd
 import torch
 from transformers import LogitsProcessor
 
+from ..models.sampling import generate_batch
+
 
 class NeutralizeProcessor(LogitsProcessor):
     """Subtracts a sparse (context token -> token) penalty from the logits (h = 1), or a per-token
@@ -77,8 +79,6 @@ def processor_from_bias(bias: pd.Series, vocab_size: int, h: int, strength: floa
 
 
 def _sample(model, tokenizer, prompts, *, processor=None, seed: int, max_new_tokens: int, batch_size: int = 32):
-    from ..sampling import generate_batch
-
     out = []
     for start in range(0, len(prompts), batch_size):
         out += generate_batch(model, tokenizer, prompts[start:start + batch_size], max_new_tokens=max_new_tokens,

@@ -19,6 +19,8 @@ from typing import Any, ClassVar
 from antidistill.watermark.errors import UserError
 from antidistill.watermark.spec import Param, parse_params
 
+from ..models.loader import check_model
+
 STAGES = ("corpus", "student", "decode")
 _REGISTRY: dict[str, type["Attack"]] = {}
 
@@ -96,8 +98,6 @@ class Paraphrase(Attack):
               Param("batch_size", int, 8, _upto(MAX_BATCH), f"1 <= batch_size <= {MAX_BATCH}"))
 
     def validate(self) -> None:
-        from ..models import check_model
-
         check_model(self.model, "paraphrase: model")  # resolvable offline, before any stage starts
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from antidistill.watermark.errors import UserError
 
-from .cache import build_once, cache_root
+from ..cache import build_once, cache_root
 
 NAME = "smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
