@@ -31,6 +31,10 @@ def register(cls: type["Attack"]) -> type["Attack"]:
 
 
 class Attack:
+    """Owns one parsed attack: its name, the stage it acts at (corpus, student or decode), its parameter
+    values and canonical spec string. Each subclass declares these and its one-line description in
+    `doc` (what `describe` and the CLI help print), which is why the subclasses carry no docstring."""
+
     name: ClassVar[str]
     stage: ClassVar[str]
     params: ClassVar[tuple[Param, ...]] = ()
