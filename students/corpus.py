@@ -61,14 +61,14 @@ def start_manifest(path: Path, plan: dict, source: str, n_shards: int) -> dict:
         return old
     manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, **plan, "prompt_source": source,
                 "n_shards": n_shards, "shards": [], "complete": False,
-                "versions": {"antidistill": _version(), "torch": torch.__version__,
+                "versions": {"antidistill": antidistill_version(), "torch": torch.__version__,
                              "transformers": transformers.__version__},
                 "generation_seconds": 0.0}
     write_manifest(path, manifest)
     return manifest
 
 
-def _version() -> str:
+def antidistill_version() -> str:
     try:
         return version("antidistill")
     except PackageNotFoundError:  # not installed as a distribution (e.g. run from a source tree)

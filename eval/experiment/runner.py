@@ -662,7 +662,7 @@ class Runner:
         import torch
         import transformers
 
-        from antidistill.students.corpus import _version
+        from antidistill.students.corpus import antidistill_version
 
         return {
             "wall_seconds": round(seconds, 1), "stage_seconds": dict(self.stage_seconds),
@@ -670,7 +670,7 @@ class Runner:
             "key_fingerprint": self.key.fingerprint, "seed": self.seed, "training_seeds": self.seeds,
             "teacher": self.teacher_id(), "teacher_card": getattr(self, "teacher_card", {}),
             "stages": self.log.events,
-            "versions": {"antidistill": _version(), "python": platform.python_version(), "torch": torch.__version__,
+            "versions": {"antidistill": antidistill_version(), "python": platform.python_version(), "torch": torch.__version__,
                          "transformers": transformers.__version__, "numpy": np.__version__, "pandas": pd.__version__},
             "machine": cpu_info(),
             "student_workers": int(self.cfg["students"]["workers"]),
