@@ -69,6 +69,7 @@ def start_manifest(path: Path, plan: dict, source: str, n_shards: int) -> dict:
 
 
 def antidistill_version() -> str:
+    """The installed antidistill version, for manifests ("unknown" when run from a source tree)."""
     try:
         return version("antidistill")
     except PackageNotFoundError:  # not installed as a distribution (e.g. run from a source tree)
