@@ -17,6 +17,8 @@ import pandas as pd
 import torch
 from transformers import LogitsProcessor
 
+from antidistill.watermark.detection import extract_windows
+
 from ..models.sampling import generate_batch
 
 
@@ -41,8 +43,6 @@ class NeutralizeProcessor(LogitsProcessor):
 
 def tuple_counts(completions, prompts, h: int) -> pd.Series:
     """Counts of (context, token) tuples of the completions (windows may reach into the prompt)."""
-    from antidistill.watermark.detection import extract_windows
-
     comp, _ = extract_windows(completions, prompts, h)
     ctx = comp.contexts[:, -1] if h else np.zeros(len(comp.tokens), dtype=np.int64)
     return pd.Series(1, index=pd.MultiIndex.from_arrays([ctx, comp.tokens], names=["ctx", "tok"])) \
