@@ -1,4 +1,7 @@
-"""Corpora of teacher outputs: generated in shards under a protection, resumable, verifiable.
+"""The corpus format: a folder of teacher outputs in shards with a manifest; reading, verifying, writing.
+
+Generation lives in `protect/generate.py` (sampling under a prepared protection); this module
+only knows the files.
 
 A corpus folder holds `manifest.json` and `shard-NNNNN.jsonl` files. Each record has `id`,
 `prompt`, `completion`, `prompt_ids`, `completion_ids`, `stop` ("eos" or "length"), for task-suite
@@ -14,22 +17,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from importlib.metadata import PackageNotFoundError, version
+
 import torch
-from tqdm.auto import tqdm
+import transformers
 
-from antidistill.watermark import check_vocab, load_key, parse_protection
-from antidistill.watermark.errors import UserError, atomic_write, check_text, output_lock, read_lines
-
-from .cache import check_out_dir
-from .countermeasures import check_inputs, prepare
-from .sampling import encode_prompts, generate_batch
-from .tasks import make_split
-from .tokenizer import tokenizer_fingerprint
+from antidistill.watermark.errors import UserError, atomic_write, read_lines
 
 FORMAT = "antidistill-corpus"
 FORMAT_VERSION = 1
@@ -40,13 +36,7 @@ PLAN_KEYS = ("teacher", "tokenizer_fingerprint", "vocab_size", "protection", "ke
              "n_prompts")
 
 
-def derive_seed(*parts) -> int:
-    """A 63-bit seed from any tuple of values (stable across runs and machines)."""
-    digest = hashlib.sha256("/".join(map(str, parts)).encode()).digest()
-    return int.from_bytes(digest[:8], "little") >> 1
-
-
-def _sha256_file(path: Path) -> str:
+def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     try:
         with open(path, "rb") as fh:
@@ -57,106 +47,74 @@ def _sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-# ---------------------------------------------------------------- prompts
+# ---------------------------------------------------------------- writing
 
 
-def load_prompts(prompts, *, seed: int = 0, chat: bool = False) -> tuple[list[dict], str]:
-    """Prompt records [{id, prompt, (skill, answer)}] and a description of their source.
-
-    `prompts` is a count N (the task suite's distillation split, N prompts, drawn with `seed`),
-    a file (.jsonl with a "prompt" field per line, or text with one prompt per line), or a list
-    of strings. Plain-text prompts for a model without a chat template get a trailing newline,
-    the convention the demo teacher was trained with.
-    """
-    if isinstance(prompts, int) or (isinstance(prompts, str) and prompts.strip().isdigit()):
-        n = int(prompts)
-        if n <= 0:
-            raise UserError(f"--prompts must be a positive count or a file, got {n}")
-        examples = make_split("distill", n, seed=seed)
-        return ([{"id": e.id, "prompt": e.prompt, "skill": e.skill, "answer": e.answer} for e in examples],
-                f"task-suite:distill:seed={seed}")
-    if isinstance(prompts, (list, tuple)):
-        texts = list(prompts)
-        return ([{"id": f"p{i:06d}", "prompt": _line_prompt(t, chat)} for i, t in enumerate(texts)], "list")
-    path = Path(prompts)
-    if not path.exists():
-        raise UserError(f"prompt file {path} does not exist; pass --prompts N (task-suite prompts) or a "
-                        ".jsonl/.txt file")
-    records = []
-    for lineno, line in read_lines(path, "prompt file"):
-        if not line.strip():
-            continue
-        if path.suffix == ".jsonl":
-            try:
-                obj = json.loads(line)
-                text = obj["prompt"]
-                if not isinstance(text, str):
-                    raise TypeError
-            except (json.JSONDecodeError, KeyError, TypeError):
-                raise UserError(f"{path} line {lineno}: expected a JSON object with a string \"prompt\" field") \
-                    from None
-            check_text(text, f"{path} line {lineno}", "prompt")
-            records.append({"id": check_text(str(obj.get("id", f"p{len(records):06d}")), f"{path} line {lineno}",
-                                             "id"), "prompt": text})
-        else:
-            records.append({"id": f"p{len(records):06d}", "prompt": _line_prompt(line, chat)})
-    if not records:
-        raise UserError(f"prompt file {path} holds no prompts")
-    ids = [r["id"] for r in records]
-    if len(set(ids)) != len(ids):
-        raise UserError(f"prompt file {path}: ids must be unique")
-    return records, f"file:{path.name}"
+def start_manifest(path: Path, plan: dict, source: str, n_shards: int) -> dict:
+    """The manifest of a corpus folder: the one there (refused when its plan differs), else a new one."""
+    if path.exists():
+        old = _load_manifest(path)
+        diffs = [k for k in PLAN_KEYS if old.get(k) != plan[k]]
+        if diffs:
+            raise UserError(f"{path.parent} holds a corpus made with other settings ({', '.join(diffs)} "
+                            "differ); use a new --out folder or delete this one")
+        return old
+    manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, **plan, "prompt_source": source,
+                "n_shards": n_shards, "shards": [], "complete": False,
+                "versions": {"antidistill": antidistill_version(), "torch": torch.__version__,
+                             "transformers": transformers.__version__},
+                "generation_seconds": 0.0}
+    write_manifest(path, manifest)
+    return manifest
 
 
-def _line_prompt(text: str, chat: bool) -> str:
-    return text if chat or text.endswith("\n") else text + "\n"
+def antidistill_version() -> str:
+    """The installed antidistill version, for manifests ("unknown" when run from a source tree)."""
+    try:
+        return version("antidistill")
+    except PackageNotFoundError:  # not installed as a distribution (e.g. run from a source tree)
+        return "unknown"
 
 
-def _prompts_sha256(records: list[dict]) -> str:
-    blob = json.dumps([[r["id"], r["prompt"]] for r in records], ensure_ascii=False).encode()
-    return hashlib.sha256(blob).hexdigest()
+def finish_manifest(out: Path, manifest: dict) -> dict:
+    """Count the records of a corpus whose shards are all written and mark its manifest complete."""
+    path = out / MANIFEST
+    n_records = n_tokens = n_eos = 0
+    for rec in iter_records(out, manifest):
+        n_records += 1
+        n_tokens += len(rec["completion_ids"])
+        n_eos += rec["stop"] == "eos"
+    manifest.pop("generated_tokens_this_run", None)
+    manifest["counts"] = {"records": n_records, "completion_tokens": n_tokens, "stopped_at_eos": n_eos}
+    secs = manifest.get("generation_seconds") or 0.0
+    manifest["tokens_per_second"] = round((n_tokens + n_eos) / secs, 1) if secs else None
+    manifest["complete"] = True
+    write_manifest(path, manifest)
+    return manifest
 
 
-# ---------------------------------------------------------------- generation
+def write_shard(out: Path, index: int, records: list[dict]) -> dict:
+    """Write shard `index` of `records` (one compact JSON object a line); its manifest entry."""
+    name = f"shard-{index:05d}.jsonl"
+    with atomic_write(out / name) as fh:
+        fh.write("".join(json.dumps(r, ensure_ascii=False, separators=(",", ":")) + "\n" for r in records))
+    return {"index": index, "file": name, "n_records": len(records), "sha256": sha256_file(out / name)}
 
 
-def generate_corpus(teacher, out, *, protection="none", key=None, key_file=None, prompts=100,
-                    temperature: float = 1.0, max_new_tokens: int = 128, topk_logprobs: int = 0,
-                    seed: int = 0, batch_size: int = 32, shard_size: int = 256, device=None,
-                    progress: bool = True, teacher_name: str | None = None, cache_dir=None) -> dict:
-    """Sample the teacher on the prompts under `protection`; write (or finish) the corpus in `out`.
-
-    `teacher` is a name for `load_model` or a (model, tokenizer) pair (then give `teacher_name`
-    for the manifest). Returns the final manifest.
-    """
-    from .models import resolve_device
-
-    protection = parse_protection(protection)
-    resolve_device(device)  # refuse a missing device before loading anything
-    if protection.needs_key and key is None:
-        key = load_key(key_file)
-    if not (isinstance(temperature, (int, float)) and 0 < temperature <= 100):
-        raise UserError(f"--temperature must be a finite number with 0 < T <= 100 (sampling), got {temperature}")
-    for name, value in (("max-new-tokens", max_new_tokens), ("batch-size", batch_size),
-                        ("shard-size", shard_size)):
-        if not (type(value) is int and value > 0):
-            raise UserError(f"--{name} must be positive, got {value}")
-    if topk_logprobs < 0:
-        raise UserError(f"--topk-logprobs must be >= 0, got {topk_logprobs}")
+def write_records(records: list[dict], out, manifest: dict) -> Path:
+    """Save records (attacked, mixed, ...) as a complete one-shard corpus folder; `manifest` holds the
+    descriptive fields (its source's, say) and gets the shard list and counts."""
     out = Path(out)
-    check_out_dir(out)
-    # A second generation into this folder is refused while this one runs (the lock also removes the
-    # folder again when this call created it and wrote nothing into it).
-    with output_lock(out, "corpus folder"):
-        try:
-            return _generate_into(out, teacher, teacher_name, protection, key, prompts, temperature, max_new_tokens,
-                                  topk_logprobs, seed, batch_size, shard_size, device, progress, cache_dir)
-        except BaseException:
-            _drop_empty_start(out)
-            raise
+    out.mkdir(parents=True, exist_ok=True)
+    shard = write_shard(out, 0, records)
+    write_manifest(out / MANIFEST, {
+        **manifest, "format": FORMAT, "format_version": FORMAT_VERSION, "n_prompts": len(records), "n_shards": 1,
+        "complete": True, "shards": [shard],
+        "counts": {"records": len(records), "completion_tokens": sum(len(r["completion_ids"]) for r in records)}})
+    return out
 
 
-def _drop_empty_start(out: Path) -> None:
+def drop_empty_start(out: Path) -> None:
     """After a failure, remove what records no progress, so the corrected command is not refused:
     a manifest without finished shards."""
     path = out / MANIFEST
@@ -168,149 +126,7 @@ def _drop_empty_start(out: Path) -> None:
         pass
 
 
-def _generate_into(out: Path, teacher, teacher_name, protection, key, prompts, temperature, max_new_tokens,
-                   topk_logprobs, seed, batch_size, shard_size, device, progress, cache_dir) -> dict:
-    from .models import load_model, resolve_device
-
-    manifest_path = out / MANIFEST
-    for stale in [*out.glob(f".{MANIFEST}.*.tmp"), *out.glob(".shard-*.jsonl.*.tmp")]:
-        stale.unlink(missing_ok=True)  # left by a kill inside atomic_write: never part of the corpus
-    if not manifest_path.exists() and any(p.name != MANIFEST and not p.name.startswith(".") for p in out.iterdir()):
-        raise UserError(f"output folder {out} is not empty and holds no corpus manifest; choose an empty "
-                        "or new folder")
-
-    if isinstance(teacher, str):
-        teacher_name = teacher_name or teacher
-        if teacher == "demo":  # name the exact recipe, so corpora of different demo teachers never mix
-            from .teacher import teacher_dir
-
-            teacher_name = teacher_dir(cache_dir=cache_dir).name
-        model, tokenizer = load_model(teacher, cache_dir=cache_dir)
-    else:
-        model, tokenizer = teacher
-        teacher_name = teacher_name or getattr(model.config, "_name_or_path", "") or "model"
-    device = resolve_device(device)
-    model = model.to(device).eval()
-    vocab_size = check_vocab(model, tokenizer, allow_padding=True)
-    if topk_logprobs > vocab_size:
-        raise UserError(f"--topk-logprobs {topk_logprobs} exceeds the teacher's vocabulary ({vocab_size} tokens)")
-    chat = bool(getattr(tokenizer, "chat_template", None))
-    records, source = load_prompts(prompts, seed=seed, chat=chat)
-    check_inputs(protection, records, topk_logprobs)
-
-    plan = {
-        "teacher": teacher_name, "tokenizer_fingerprint": tokenizer_fingerprint(tokenizer),
-        "vocab_size": vocab_size, "protection": protection.spec,
-        "key_fingerprint": key.fingerprint if protection.needs_key else None, "seed": seed,
-        "temperature": temperature, "max_new_tokens": max_new_tokens, "topk_logprobs": topk_logprobs,
-        "batch_size": batch_size, "shard_size": shard_size, "prompts_sha256": _prompts_sha256(records),
-        "n_prompts": len(records),
-    }
-    n_shards = (len(records) + shard_size - 1) // shard_size
-    manifest = _start_manifest(manifest_path, plan, source, n_shards)
-    done = {s["index"]: s for s in manifest["shards"] if (out / s["file"]).is_file()
-            and _sha256_file(out / s["file"]) == s["sha256"]}
-    if manifest["complete"] and len(done) == n_shards:
-        return manifest
-    manifest["shards"] = [done[i] for i in sorted(done)]
-
-    prepared = prepare(protection, model, tokenizer, teacher_name, cache_dir=cache_dir, device=device,
-                       progress=progress)
-    model = prepared.model.to(device).eval()
-    processor = protection.processor(key, vocab_size, temperature=temperature, top_k=0, top_p=1.0,
-                                     **prepared.resources)
-    todo = [i for i in range(n_shards) if i not in done]
-    n_todo = sum(len(records[i * shard_size:(i + 1) * shard_size]) for i in todo)
-    bar = tqdm(total=n_todo, desc=f"generate {protection.scheme}", unit="prompt", disable=not progress,
-               file=sys.stderr)
-    t0, n_tok = time.perf_counter(), 0
-    for i in todo:
-        chunk = records[i * shard_size:(i + 1) * shard_size]
-        lines = []
-        for b in range(0, len(chunk), batch_size):
-            batch = chunk[b:b + batch_size]
-            prompt_ids = encode_prompts(tokenizer, [r["prompt"] for r in batch])
-            res = generate_batch(model, tokenizer, prompt_ids, max_new_tokens=max_new_tokens, do_sample=True,
-                                 temperature=temperature, processor=processor, topk=topk_logprobs,
-                                 seed=derive_seed("corpus", seed, i, b))
-            texts = tokenizer.batch_decode(res.completions, skip_special_tokens=True)
-            recs = []
-            for j, r in enumerate(batch):
-                rec = {"id": r["id"], "prompt": r["prompt"], "completion": texts[j],
-                       "prompt_ids": prompt_ids[j], "completion_ids": res.completions[j], "stop": res.stops[j]}
-                for extra in ("skill", "answer"):
-                    if extra in r:
-                        rec[extra] = r[extra]
-                if topk_logprobs:
-                    rec["topk_ids"] = res.topk_ids[j]
-                    rec["topk_logprobs"] = res.topk_logprobs[j]
-                recs.append(rec)
-            if prepared.transform is not None:
-                prepared.transform(recs)
-            lines += [json.dumps(rec, ensure_ascii=False, separators=(",", ":")) for rec in recs]
-            n_tok += res.n_tokens
-            bar.update(len(batch))
-            bar.set_postfix(tok_s=f"{n_tok / max(time.perf_counter() - t0, 1e-9):.0f}")
-        name = f"shard-{i:05d}.jsonl"
-        with atomic_write(out / name) as fh:
-            fh.write("\n".join(lines) + "\n")
-        manifest["shards"].append({"index": i, "file": name, "n_records": len(chunk),
-                                   "sha256": _sha256_file(out / name)})
-        manifest["shards"].sort(key=lambda s: s["index"])
-        manifest["generation_seconds"] = round(manifest.get("generation_seconds", 0.0)
-                                               + time.perf_counter() - t0, 2)
-        manifest["generated_tokens_this_run"] = n_tok
-        _write_manifest(manifest_path, manifest)
-        t0, n_tok = time.perf_counter(), 0
-    bar.close()
-    return _finish(out, manifest_path, manifest)
-
-
-def _start_manifest(path: Path, plan: dict, source: str, n_shards: int) -> dict:
-    if path.exists():
-        old = _load_manifest(path)
-        diffs = [k for k in PLAN_KEYS if old.get(k) != plan[k]]
-        if diffs:
-            raise UserError(f"{path.parent} holds a corpus made with other settings ({', '.join(diffs)} "
-                            "differ); use a new --out folder or delete this one")
-        return old
-    import transformers
-
-
-    manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, **plan, "prompt_source": source,
-                "n_shards": n_shards, "shards": [], "complete": False,
-                "versions": {"antidistill": _version(), "torch": torch.__version__,
-                             "transformers": transformers.__version__},
-                "generation_seconds": 0.0}
-    _write_manifest(path, manifest)
-    return manifest
-
-
-def _version() -> str:
-    try:
-        from importlib.metadata import version
-
-        return version("antidistill")
-    except Exception:  # not installed as a distribution (e.g. run from a source tree)
-        return "unknown"
-
-
-def _finish(out: Path, path: Path, manifest: dict) -> dict:
-    n_records = n_tokens = n_eos = 0
-    for rec in iter_records(out, manifest):
-        n_records += 1
-        n_tokens += len(rec["completion_ids"])
-        n_eos += rec["stop"] == "eos"
-    manifest.pop("generated_tokens_this_run", None)
-    manifest["counts"] = {"records": n_records, "completion_tokens": n_tokens, "stopped_at_eos": n_eos}
-    secs = manifest.get("generation_seconds") or 0.0
-    manifest["tokens_per_second"] = round((n_tokens + n_eos) / secs, 1) if secs else None
-    manifest["complete"] = True
-    _write_manifest(path, manifest)
-    return manifest
-
-
-def _write_manifest(path: Path, manifest: dict) -> None:
+def write_manifest(path: Path, manifest: dict) -> None:
     with atomic_write(path) as fh:
         json.dump(manifest, fh, indent=2, ensure_ascii=False)
         fh.write("\n")
@@ -353,6 +169,8 @@ def _check_manifest(path: Path, m: dict) -> None:
 
 @dataclass
 class Corpus:
+    """A verified, complete corpus in memory: its folder, its manifest and every record in order."""
+
     path: Path
     manifest: dict
     records: list[dict]
@@ -393,7 +211,7 @@ def iter_records(path, manifest: dict | None = None):
         if not f.is_file():
             raise UserError(f"corpus {path}: shard {s['file']} is missing; rerun the same antidistill "
                             "generate command to regenerate it")
-        if _sha256_file(f) != s["sha256"]:
+        if sha256_file(f) != s["sha256"]:
             raise UserError(f"corpus {path}: shard {s['file']} is corrupt (checksum differs from the manifest); "
                             "delete it and rerun the same antidistill generate command")
         vocab = manifest.get("vocab_size")
@@ -401,7 +219,7 @@ def iter_records(path, manifest: dict | None = None):
             where = f"corpus {path}: {s['file']} line {lineno}"
             try:
                 rec = json.loads(line)
-                ok = all(_token_ids(rec[k], vocab) for k in ("prompt_ids", "completion_ids"))
+                ok = all(token_ids_ok(rec[k], vocab) for k in ("prompt_ids", "completion_ids"))
             except (json.JSONDecodeError, KeyError, TypeError):
                 ok = False
             if not ok:
@@ -410,7 +228,7 @@ def iter_records(path, manifest: dict | None = None):
             yield rec
 
 
-def _token_ids(ids, vocab: int | None) -> bool:
+def token_ids_ok(ids, vocab: int | None) -> bool:
     """A list of non-negative ints (below `vocab` when known)."""
     return isinstance(ids, list) and all(type(t) is int for t in ids) and \
         (not ids or (min(ids) >= 0 and (not vocab or max(ids) < vocab)))

@@ -108,6 +108,8 @@ def sampling_log_probs(scores: torch.Tensor, temperature: float, top_k: int, top
 
     Distribution-preserving schemes (gumbel, synthid) choose the token themselves, so they must see
     the final sampling distribution; generate's own warpers run after user processors.
+    Not built from transformers' Temperature/TopK/TopP warpers: the bits agree on tie-free logits, but
+    where tied logits straddle the nucleus boundary they keep other members (tests/students/test_sampling_warpers.py).
     """
     logits = scores.float() / temperature
     if top_k and top_k < logits.shape[-1]:

@@ -73,7 +73,7 @@ def sample_sets(model, tok, prompt_ids: list[list[int]], folder: Path, plan: dic
     of `new_tokens` tokens per prompt (EOS forbidden unless `forbid_eos` is False), one cached
     JSON file per batch (a rerun resumes; a batch is written atomically). Returns name ->
     (completions, prompts) as token-id lists."""
-    from antidistill.students.sampling import generate_batch
+    from antidistill.students.models.sampling import generate_batch
     from antidistill.watermark import check_vocab
 
     vocab = check_vocab(model)
@@ -115,9 +115,9 @@ def natural_sets(n_marked: int, n_null: int, *, new_tokens: int = 200, temperatu
     """SmolLM2-135M-Instruct answers to the shipped instructions: antidistill KGW, transformers'
     KGW and unprotected, EOS forbidden so every answer has `new_tokens` tokens."""
     from antidistill.students.cache import cache_root, config_hash
-    from antidistill.students.models import load_model
-    from antidistill.students.prompts import instructions
-    from antidistill.students.sampling import encode_prompts
+    from antidistill.students.models.loader import load_model
+    from antidistill.students.tasks.prompts import instructions
+    from antidistill.students.batching import encode_prompts
 
     model, tok = load_model("smollm2", cache_dir=cache_dir)
     prompts = encode_prompts(tok, [p["prompt"] for p in instructions(max(n_marked, n_null))])
@@ -170,7 +170,7 @@ def demo_sets(n_null: int, n_reference: int, n_marked: int, *, max_new_tokens: i
     tested, a held-out raw corpus as reference, KGW traces for power) and transformers' KGW on the
     same prompts; answers end at EOS as the teacher writes them (T = 1, as that bench)."""
     from antidistill.students.cache import cache_root, config_hash
-    from antidistill.students.models import load_model
+    from antidistill.students.models.loader import load_model
 
     null = corpus("demo", "none", n_null, 0, cache_dir, max_new_tokens, progress)
     ref = corpus("demo", "none", n_reference, 2, cache_dir, max_new_tokens, progress)

@@ -54,7 +54,8 @@ def corpus(teacher: str, protection: str, n: int, seed: int, cache_dir, max_new_
     """Sample (or reuse from the cache) a corpus; return (completions, prompts) as token ids and the
     exact teacher it came from (the manifest's name: the demo teacher's recipe hash)."""
     from antidistill.students.cache import cache_root, config_hash
-    from antidistill.students.corpus import generate_corpus, read_corpus
+    from antidistill.students.protect.generate import generate_corpus
+    from antidistill.students.corpus import read_corpus
 
     spec = parse_protection(protection).spec
     ident = {"bench": "templated/v1", "teacher": teacher, "protection": spec, "n": n, "seed": seed,

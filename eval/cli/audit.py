@@ -55,10 +55,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args) -> int:
     from antidistill.students.cache import ensure_out_dir
-    from antidistill.students.corpus import load_prompts, mismatches, read_corpus
-    from antidistill.students.models import load_model
-    from antidistill.students.sampling import encode_prompts
-    from antidistill.students.tokenizer import tokenizer_fingerprint
+    from antidistill.students.tasks.prompts import load_prompts
+    from antidistill.students.corpus import mismatches, read_corpus
+    from antidistill.students.models.loader import load_model
+    from antidistill.students.batching import encode_prompts
+    from antidistill.students.models.tokenizer import tokenizer_fingerprint
     from antidistill.watermark import load_key, parse_protection
     from antidistill.watermark.errors import UserError, atomic_write
 

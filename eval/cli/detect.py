@@ -64,7 +64,7 @@ def _load_tokenizer(name: str | None):
         return None
     from transformers import AutoTokenizer
 
-    from antidistill.students.models import resolve_model_dir
+    from antidistill.students.models.folders import resolve_model_dir
     try:
         tok = AutoTokenizer.from_pretrained(str(resolve_model_dir(name)))
     except Exception as err:  # any loading failure is the user's path/id
@@ -117,7 +117,7 @@ def read_input(path: Path, tokenizer, protection=None, key=None) -> list[dict]:
         import warnings
 
         from antidistill.students.corpus import mismatches, read_corpus
-        from antidistill.students.tokenizer import tokenizer_fingerprint
+        from antidistill.students.models.tokenizer import tokenizer_fingerprint
 
         corpus = read_corpus(path)  # checks every id against the manifest's vocabulary
         differs = mismatches(corpus.manifest, protection=protection, key=key,
@@ -141,7 +141,7 @@ def reference_filter(args, seqs, prompts, h: int) -> tuple[dict, str]:
         if args.entropy_weight:
             raise UserError("--entropy-weight needs --reference MODEL")
         return {}, ""
-    from antidistill.students.models import load_model
+    from antidistill.students.models.loader import load_model
     from antidistill.watermark.entropy import ChoiceRule, choice_points
 
     if args.batch_size <= 0:

@@ -35,7 +35,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args) -> int:
-    from antidistill.students.corpus import generate_corpus
+    from antidistill.students.protect.generate import generate_corpus
 
     from ..experiment.runner import library_chatter
 

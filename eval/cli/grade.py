@@ -5,7 +5,7 @@ import argparse
 import json
 from pathlib import Path
 
-from antidistill.students.tasks import N_TEST_MAX
+from antidistill.students.tasks.suite import N_TEST_MAX
 
 from .options import POSITIVE, SEED, integer
 
@@ -29,8 +29,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args) -> int:
-    from antidistill.students.models import load_model
-    from antidistill.students.tasks import make_split
+    from antidistill.students.models.loader import load_model
+    from antidistill.students.tasks.suite import make_split
     from antidistill.watermark.errors import atomic_write, check_writable
 
     from ..experiment.runner import library_chatter

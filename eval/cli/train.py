@@ -35,7 +35,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args) -> int:
-    from antidistill.students.distill import train_student
+    from antidistill.students.training.distill import train_student
     from antidistill.watermark.errors import UserError
 
     if len(args.corpus) > 2:

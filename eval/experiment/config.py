@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from antidistill.students.attacks import ATTACKS, parse_attacks
-from antidistill.students.tasks import N_TEST_MAX
-from antidistill.students.teacher import TeacherConfig
+from antidistill.students.tasks.suite import N_TEST_MAX
+from antidistill.students.models.teacher import TeacherConfig
 from antidistill.watermark import Key, parse_protection
 from antidistill.watermark.errors import UserError
 

@@ -10,7 +10,7 @@ import pandas as pd
 
 from antidistill.students.attacks import by_stage
 from antidistill.students.corpus import read_corpus
-from antidistill.students.tasks import make_split
+from antidistill.students.tasks.suite import make_split
 from antidistill.watermark import Key, parse_protection
 
 from ..measures.audit import score

@@ -30,11 +30,13 @@ import pandas as pd
 import torch
 
 from antidistill.students.cache import cache_root, check_out_dir
-from antidistill.students.corpus import generate_corpus, read_corpus, read_manifest
-from antidistill.students.distill import MANIFEST_FILE, parse_lora, train_student
-from antidistill.students.models import check_model, load_model
-from antidistill.students.prompts import gsm_symbolic, instructions
-from antidistill.students.sampling import encode_prompts
+from antidistill.students.protect.generate import generate_corpus
+from antidistill.students.corpus import read_corpus, read_manifest
+from antidistill.students.training.distill import MANIFEST_FILE, train_student
+from antidistill.students.training.lora import parse_lora
+from antidistill.students.models.loader import check_model, load_model
+from antidistill.students.tasks.prompts import gsm_symbolic, instructions
+from antidistill.students.batching import encode_prompts
 from antidistill.watermark import Key, parse_protection, resolve_key
 from antidistill.watermark.entropy import ChoiceRule
 from antidistill.watermark.errors import UserError, atomic_write, output_lock

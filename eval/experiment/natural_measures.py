@@ -14,7 +14,7 @@ import time
 import numpy as np
 import pandas as pd
 
-from antidistill.students.prompts import gsm_correct
+from antidistill.students.tasks.prompts import gsm_correct
 from antidistill.watermark import parse_protection
 from antidistill.watermark.entropy import ChoiceRule, reference_uncertainty
 

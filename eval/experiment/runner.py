@@ -22,7 +22,7 @@ import torch
 import transformers
 
 from antidistill.students.cache import check_out_dir
-from antidistill.students.corpus import _version
+from antidistill.students.corpus import antidistill_version
 from antidistill.watermark.errors import output_lock
 
 from ..core.jobs import Job, Scheduler, Stages, library_chatter
@@ -60,7 +60,7 @@ def meta(lab: Lab, stages: Stages, seconds: float) -> dict:
         "stage_cpu_seconds": dict(stages.cpu_seconds),
         "key_fingerprint": lab.key.fingerprint, "seed": lab.seed, "training_seeds": lab.seeds.training,
         "teacher": lab.teacher_id, "teacher_card": lab.teacher_card(), "stages": lab.log.events,
-        "versions": {"antidistill": _version(), "python": platform.python_version(), "torch": torch.__version__,
+        "versions": {"antidistill": antidistill_version(), "python": platform.python_version(), "torch": torch.__version__,
                      "transformers": transformers.__version__, "numpy": np.__version__, "pandas": pd.__version__},
         "machine": cpu_info(),
         "student_workers": lab.cfg.students.workers,

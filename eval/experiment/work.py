@@ -15,11 +15,12 @@ from antidistill.students.attacks import (apply_corpus_attack, apply_student_att
                                           clean_records, decoding_settings, parse_attack, write_corpus)
 from antidistill.students.attacks.reweight import effective_size
 from antidistill.students.cache import build_once
-from antidistill.students.corpus import generate_corpus, read_corpus, read_manifest
-from antidistill.students.distill import mix_records, train_student
-from antidistill.students.models import load_model
-from antidistill.students.teacher import TeacherConfig, demo_teacher, teacher_dir
-from antidistill.students.tokenizer import tokenizer_fingerprint
+from antidistill.students.protect.generate import generate_corpus
+from antidistill.students.corpus import read_corpus, read_manifest
+from antidistill.students.training.distill import mix_records, train_student
+from antidistill.students.models.loader import load_model
+from antidistill.students.models.teacher import TeacherConfig, demo_teacher, teacher_dir
+from antidistill.students.models.tokenizer import tokenizer_fingerprint
 from antidistill.watermark import Key, parse_protection
 from antidistill.watermark.errors import UserError
 

@@ -174,7 +174,7 @@ def generation_tuples(model, tokenizer, prompt_ids, h: int, *, max_new_tokens: i
     (windows may reach into the prompt). Returns the tuples and the completions. `top_p` and a
     logits `processor` are how the suspect chooses to decode (an attacker's settings): the test
     stays exact, since the suspect's choices never depend on the key."""
-    from antidistill.students.sampling import generate_batch
+    from antidistill.students.models.sampling import generate_batch
 
     completions = []
     if any(len(p) == 0 for p in prompt_ids):

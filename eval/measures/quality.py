@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from antidistill.students.tasks import parse_answer
+from antidistill.students.tasks.suite import parse_answer
 from antidistill.watermark import parse_protection
 
 from .stats import clopper_pearson, distinct_n, next_token_entropy, paired_exact_test

@@ -18,8 +18,9 @@ from .stats import paired_exact_test
 
 def grade_items(model, tokenizer, examples, *, batch_size: int = 100, max_new_tokens: int = 128) -> pd.DataFrame:
     """Per-item greedy correctness of a model on task-suite examples: id, skill, correct."""
-    from antidistill.students.sampling import encode_prompts, generate_batch
-    from antidistill.students.tasks import grade
+    from antidistill.students.batching import encode_prompts
+    from antidistill.students.models.sampling import generate_batch
+    from antidistill.students.tasks.suite import grade
 
     rows = []
     for start in range(0, len(examples), batch_size):

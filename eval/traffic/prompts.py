@@ -91,8 +91,8 @@ HELDOUT_FAMILIES = ("reconstruct", "narrate", "rationale")
 
 def legit_cores(seed: int) -> tuple[list[str], list[str]]:
     """(cores, topics): legitimate request bodies from the project's prompt sets and free questions."""
-    from antidistill.students.prompts import TOPICS, instructions
-    from antidistill.students.tasks import make_split
+    from antidistill.students.tasks.prompts import TOPICS, instructions
+    from antidistill.students.tasks.suite import make_split
 
     rng = np.random.default_rng(seed)
     cores = [r["prompt"] for r in instructions()]

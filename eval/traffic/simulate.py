@@ -155,7 +155,7 @@ class _Builder:
     def focused_prompts(self, focus: np.ndarray) -> np.ndarray:
         """Heavy users: cores about one topic (or one task skill) each."""
         groups = [[c for c in self.cores if t in c] for t in self.topics]
-        from antidistill.students.tasks import SKILLS, make_split
+        from antidistill.students.tasks.suite import SKILLS, make_split
 
         for skill in SKILLS:
             groups.append([e.prompt.strip() for e in make_split("train", 200, seed=self.cfg.seed, skills=[skill])])
@@ -284,7 +284,7 @@ class _Builder:
         order = ["s", "n"] if variants[0].index("{s}") < variants[0].index("{n}") else ["n", "s"]
         segs = np.array([re.split(r"\{[sn]\}", v) for v in variants], dtype=object)
         v = r.integers(len(variants), size=R)
-        from antidistill.students.tasks import make_split
+        from antidistill.students.tasks.suite import make_split
 
         problems = np.array([e.prompt.strip() for e in make_split("distill", 400, seed=c.seed + cid)], dtype=object)
         slots = {"s": problems[r.integers(len(problems), size=R)],

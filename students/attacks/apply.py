@@ -11,20 +11,25 @@ key never touched) and `write_corpus` saves attacked records as a corpus folder 
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from antidistill.watermark.errors import UserError, atomic_write
+import torch
 
+from antidistill.watermark.errors import UserError
+
+from ..batching import encode_prompts
+from ..corpus import read_corpus, token_ids_ok, write_records
+from ..models.loader import load_model
+from ..tasks.suite import make_split
+from ..training.distill import train_student
 from . import corpus as C
+from .neutralize import fit_neutralizer
+from .reweight import reweight
 from .spec import MAX_RECORDS, Attack, parse_attack
 
 
 def clean_records(n: int, tokenizer, *, seed: int = 0, split: str = "train") -> list[dict]:
     """n task-suite examples as corpus records (the suite's true traces, ending in EOS)."""
-    from ..sampling import encode_prompts
-    from ..tasks import make_split
-
     if not (isinstance(n, int) and not isinstance(n, bool) and 0 <= n <= MAX_RECORDS):
         raise UserError(f"clean_records: n must be a whole number in 0 <= n <= {MAX_RECORDS}, got {n!r}")
     _tokenizer("clean_records", tokenizer)
@@ -51,8 +56,6 @@ def _tokenizer(name: str, tok):
 
 def _model_pair(name: str, pair, what: str):
     """(model, tokenizer): a torch module and its tokenizer."""
-    import torch
-
     if not (isinstance(pair, (tuple, list)) and len(pair) == 2 and isinstance(pair[0], torch.nn.Module)):
         raise UserError(f"attack {name}: {what} must be a (model, tokenizer) pair, got {type(pair).__name__}"
                         f"{f' of {[type(x).__name__ for x in pair]}' if isinstance(pair, (tuple, list)) else ''}")
@@ -64,8 +67,6 @@ def _check_records(name: str, records, what: str = "records", ids: bool = False)
     """Corpus records as the attacks read them: dicts with string `prompt` and `completion` (and, where
     the attack reads token ids, `prompt_ids` / `completion_ids` lists of token ids and an `id`); one
     line naming the first record that is not."""
-    from ..corpus import _token_ids
-
     if not isinstance(records, (list, tuple)):
         raise UserError(f"attack {name}: {what} must be a list of corpus records (dicts), got {type(records).__name__}")
     for i, r in enumerate(records):
@@ -76,7 +77,7 @@ def _check_records(name: str, records, what: str = "records", ids: bool = False)
                 raise UserError(f"attack {name}: {what}[{i}] needs a string `{field}`, got {r.get(field)!r:.60}")
         if ids:
             for field in ("prompt_ids", "completion_ids"):
-                if not _token_ids(r.get(field), None):
+                if not token_ids_ok(r.get(field), None):
                     raise UserError(f"attack {name}: {what}[{i}] needs `{field}`, a list of token ids")
             if not isinstance(r.get("id"), (str, int)):
                 raise UserError(f"attack {name}: {what}[{i}] needs an `id` (string or integer)")
@@ -110,16 +111,12 @@ def apply_corpus_attack(spec, records: list[dict], *, tokenizer=None, clean: lis
     if a.name == "dedup":
         return C.deduplicate(records, a.threshold, a.num_perm, a.shingle, seed)
     if a.name == "reweight":
-        from .reweight import reweight
-
         model, tok = _model_pair(a.name, _need(a.name, student, "a student (model, tokenizer) to take the hold-out "
                                                                 "gradient of"), "student")
         holdout = _check_records(a.name, _need(a.name, clean, "clean hold-out records"), "clean", ids=True)[:a.holdout]
         return reweight(records, model, tok, holdout, eps=a.eps, beta=a.beta, by=a.weights)
     if a.name == "paraphrase":
         if paraphraser is None:  # `smollm2` included: converted from its GGUF once, then cached
-            from ..models import load_model
-
             paraphraser = load_model(a.model)
         model, tok = _model_pair(a.name, paraphraser, "paraphraser")
         return C.paraphrase(records, model, tok, student_tokenizer=tokenizer, temperature=a.temperature,
@@ -131,8 +128,6 @@ def apply_student_attack(spec, student_dir, out, *, clean_corpus, seed: int = 0,
                          cache_dir=None) -> Path:
     """Continued fine-tuning of a trained student (folder) on a clean corpus folder; returns `out`
     (a `train` output folder, resumable like any other)."""
-    from ..distill import train_student
-
     a = parse_attack(spec)
     if a.name != "finetune":
         raise UserError(f"attack {a.spec} does not act on the student's weights (student attacks: finetune)")
@@ -154,8 +149,6 @@ def decoding_settings(spec, model, tokenizer, *, prompts=None, reference=None, s
     if a.name == "decode":
         return {"temperature": a.temperature, "top_p": a.top_p}
     if a.name == "neutralize":
-        from .neutralize import fit_neutralizer
-
         proc = fit_neutralizer(model, _need(a.name, reference, "a clean reference model"), tokenizer,
                                _need(a.name, prompts, "prompts to sample"), h=a.h, strength=a.strength,
                                min_count=a.min_count, margin=a.margin, samples=a.samples, seed=seed,
@@ -167,24 +160,8 @@ def decoding_settings(spec, model, tokenizer, *, prompts=None, reference=None, s
 def write_corpus(records: list[dict], out, *, source_manifest: dict, attacks: list) -> Path:
     """Save attacked records as a complete corpus folder: one shard, the source's manifest with the
     attacks listed and the record count updated."""
-    from ..corpus import FORMAT, FORMAT_VERSION, MANIFEST, _sha256_file
-
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    name = "shard-00000.jsonl"
-    with atomic_write(out / name) as fh:
-        for r in records:
-            fh.write(json.dumps(r, ensure_ascii=False, separators=(",", ":")) + "\n")
     specs = [a.spec if isinstance(a, Attack) else parse_attack(a).spec for a in attacks]
-    manifest = {**source_manifest, "format": FORMAT, "format_version": FORMAT_VERSION,
-                "attacks": list(source_manifest.get("attacks", [])) + specs, "n_prompts": len(records),
-                "n_shards": 1, "complete": True,
-                "shards": [{"index": 0, "file": name, "n_records": len(records), "sha256": _sha256_file(out / name)}],
-                "counts": {"records": len(records),
-                           "completion_tokens": sum(len(r["completion_ids"]) for r in records)}}
-    with atomic_write(out / MANIFEST) as fh:
-        json.dump(manifest, fh, indent=2, ensure_ascii=False)
-    return out
+    return write_records(records, out, {**source_manifest, "attacks": list(source_manifest.get("attacks", [])) + specs})
 
 
 def by_stage(attacks, stage: str) -> list[Attack]:
@@ -197,8 +174,6 @@ def attack_corpus_folder(attacks, source, out, *, tokenizer, clean=None, student
     """The corpus attacks of a config's list applied in order to the corpus folder `source`; the result
     is written to `out` as a corpus folder. `student` may be a callable returning (model, tokenizer),
     called only if a reweight attack needs it."""
-    from ..corpus import read_corpus
-
     src = read_corpus(source)
     records = src.records
     done = []

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 
-
 from antidistill.watermark.errors import UserError
 
-from ..tasks import parse_answer
-from ..traces import answer_only, canonical_trace, parse_prompt, recompute_answer
+from ..batching import encode_prompts
+from ..models.sampling import generate_batch
+from ..tasks.suite import parse_answer
+from ..tasks.traces import answer_only, canonical_trace, parse_prompt, recompute_answer
+from ..training.distill import mix_records
 
 
 def retokenize(records: list[dict], tokenizer) -> list[dict]:
@@ -45,8 +47,6 @@ def strip_traces(records: list[dict], tokenizer) -> list[dict]:
 
 def dilute(records: list[dict], clean: list[dict], rho: float, seed: int = 0) -> list[dict]:
     """len(records) records, a seeded fraction `rho` of them clean ones (rounded to a whole record)."""
-    from ..distill import mix_records
-
     if not 0 <= rho <= 1:
         raise UserError(f"dilute: rho must lie in [0, 1], got {rho}")
     if round(rho * len(records)) > len(clean):
@@ -145,8 +145,6 @@ def paraphrase(records: list[dict], model, tokenizer, *, student_tokenizer=None,
     """Every completion rewritten by `model` (any transformers causal LM and its tokenizer; a chat
     template is used when the tokenizer has one). The new text is re-encoded with
     `student_tokenizer` (default: the paraphraser's own)."""
-    from ..sampling import encode_prompts, generate_batch
-
     prompts = encode_prompts(tokenizer, [PARAPHRASE_INSTRUCTION + r["completion"] for r in records])
     texts = []
     for start in range(0, len(records), batch_size):

@@ -17,6 +17,10 @@ import pandas as pd
 import torch
 from transformers import LogitsProcessor
 
+from antidistill.watermark.detection import extract_windows
+
+from ..models.sampling import generate_batch
+
 
 class NeutralizeProcessor(LogitsProcessor):
     """Subtracts a sparse (context token -> token) penalty from the logits (h = 1), or a per-token
@@ -39,8 +43,6 @@ class NeutralizeProcessor(LogitsProcessor):
 
 def tuple_counts(completions, prompts, h: int) -> pd.Series:
     """Counts of (context, token) tuples of the completions (windows may reach into the prompt)."""
-    from antidistill.watermark.detection import extract_windows
-
     comp, _ = extract_windows(completions, prompts, h)
     ctx = comp.contexts[:, -1] if h else np.zeros(len(comp.tokens), dtype=np.int64)
     return pd.Series(1, index=pd.MultiIndex.from_arrays([ctx, comp.tokens], names=["ctx", "tok"])) \
@@ -77,8 +79,6 @@ def processor_from_bias(bias: pd.Series, vocab_size: int, h: int, strength: floa
 
 
 def _sample(model, tokenizer, prompts, *, processor=None, seed: int, max_new_tokens: int, batch_size: int = 32):
-    from ..sampling import generate_batch
-
     out = []
     for start in range(0, len(prompts), batch_size):
         out += generate_batch(model, tokenizer, prompts[start:start + batch_size], max_new_tokens=max_new_tokens,

@@ -28,13 +28,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..distill import Collator, _features
-
-
-def _batches(feats, pad_id: int, batch_size: int):
-    collate = Collator(pad_id, kd=False)
-    for start in range(0, len(feats), batch_size):
-        yield collate(feats[start:start + batch_size])
+from ..batching import batches, record_features
 
 
 def _token_losses(model, batch) -> tuple[torch.Tensor, torch.Tensor]:
@@ -51,9 +45,9 @@ def _token_losses(model, batch) -> tuple[torch.Tensor, torch.Tensor]:
 @torch.no_grad()
 def example_losses(model, records: list[dict], tokenizer, *, batch_size: int = 32) -> np.ndarray:
     """Mean completion-token NLL of each record under `model` (the SFT loss of that trace alone)."""
-    feats = _features(records, tokenizer, "sft", False, 10**9)
+    feats = record_features(records, tokenizer)
     out = []
-    for batch in _batches(feats, tokenizer.pad_token_id, batch_size):
+    for batch in batches(feats, tokenizer.pad_token_id, batch_size):
         s, n = _token_losses(model, batch)
         out.append((s / n.clamp_min(1)).double().cpu())
     return torch.cat(out).numpy() if out else np.zeros(0)
@@ -62,12 +56,12 @@ def example_losses(model, records: list[dict], tokenizer, *, batch_size: int = 3
 def holdout_direction(model, holdout: list[dict], tokenizer, *, batch_size: int = 32) -> list[torch.Tensor]:
     """The unit gradient of the token-mean hold-out loss, one tensor per trainable parameter."""
     params = [p for p in model.parameters() if p.requires_grad]
-    feats = _features(holdout, tokenizer, "sft", False, 10**9)
+    feats = record_features(holdout, tokenizer)
     total = sum(len(f["input_ids"]) - f["n_prompt"] for f in feats)
     model.zero_grad(set_to_none=True)
     was_training = model.training
     model.eval()
-    for batch in _batches(feats, tokenizer.pad_token_id, batch_size):
+    for batch in batches(feats, tokenizer.pad_token_id, batch_size):
         s, _ = _token_losses(model, batch)
         (s.sum() / max(total, 1)).backward()
     model.train(was_training)

@@ -19,6 +19,8 @@ from typing import Any, ClassVar
 from antidistill.watermark.errors import UserError
 from antidistill.watermark.spec import Param, parse_params
 
+from ..models.loader import check_model
+
 STAGES = ("corpus", "student", "decode")
 _REGISTRY: dict[str, type["Attack"]] = {}
 
@@ -29,6 +31,10 @@ def register(cls: type["Attack"]) -> type["Attack"]:
 
 
 class Attack:
+    """Owns one parsed attack: its name, the stage it acts at (corpus, student or decode), its parameter
+    values and canonical spec string. Each subclass declares these and its one-line description in
+    `doc` (what `describe` and the CLI help print), which is why the subclasses carry no docstring."""
+
     name: ClassVar[str]
     stage: ClassVar[str]
     params: ClassVar[tuple[Param, ...]] = ()
@@ -96,8 +102,6 @@ class Paraphrase(Attack):
               Param("batch_size", int, 8, _upto(MAX_BATCH), f"1 <= batch_size <= {MAX_BATCH}"))
 
     def validate(self) -> None:
-        from ..models import check_model
-
         check_model(self.model, "paraphrase: model")  # resolvable offline, before any stage starts
 
 

@@ -18,9 +18,9 @@ SECRET = "audit-test-key"
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    from antidistill.students.corpus import generate_corpus
-    from antidistill.students.distill import train_student
-    from antidistill.students.models import build_model
+    from antidistill.students.protect.generate import generate_corpus
+    from antidistill.students.training.distill import train_student
+    from antidistill.students.models.presets import build_model
     from antidistill.watermark import Key
 
     root = tmp_path_factory.mktemp("audit")

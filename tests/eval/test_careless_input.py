@@ -140,7 +140,7 @@ def _records(world):
 
 @pytest.fixture(scope="module")
 def tok(world):
-    from antidistill.students.models import load_model
+    from antidistill.students.models.loader import load_model
 
     return load_model(str(world / "student"))[1]
 

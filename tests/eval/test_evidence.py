@@ -169,7 +169,7 @@ def test_run_config_attacks_reach_corpus_student_and_decoding(tmp_path):
     attacked = next((tmp_path / "c" / "runs" / "attacked-corpora").iterdir())
     c = read_corpus(attacked)
     assert c.manifest["attacks"] == ["canonicalize"] and len(c) == 32
-    from antidistill.students.traces import canonical_trace
+    from antidistill.students.tasks.traces import canonical_trace
 
     assert all(canonical_trace(r_["skill"], r_["completion"]) == r_["completion"] for r_ in c.records)
     run_rounds(lambda: ready([r.lab.corpus_job(prot, "audit")]), r.lab, 1)

@@ -4,7 +4,7 @@ import json
 import pytest
 
 from antidistill.eval.cli import main
-from antidistill.students.models import build_model
+from antidistill.students.models.presets import build_model
 
 
 @pytest.fixture()

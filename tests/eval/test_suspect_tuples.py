@@ -17,7 +17,7 @@ H = 1
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
-    from antidistill.students.models import build_model
+    from antidistill.students.models.presets import build_model
 
     cache = tmp_path_factory.mktemp("suspect-cache")
     suspect, tok = build_model("tiny", seed=3, cache_dir=cache)

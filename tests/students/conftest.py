@@ -5,8 +5,8 @@ import os
 
 import pytest
 
-from antidistill.students.tasks import TaskConfig
-from antidistill.students.teacher import TeacherConfig
+from antidistill.students.tasks.suite import TaskConfig
+from antidistill.students.models.teacher import TeacherConfig
 
 # The demo teacher's recipe with fewer steps: it learns the traces' varied wording (the entropy a
 # watermark needs) in seconds, though not the arithmetic. The full teacher is timed in results/.
@@ -30,7 +30,7 @@ def cache_dir(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def fast_teacher(cache_dir):
-    from antidistill.students.teacher import demo_teacher
+    from antidistill.students.models.teacher import demo_teacher
 
     return demo_teacher(cache_dir=cache_dir, config=FAST_TEACHER, progress=False)
 
@@ -45,7 +45,7 @@ def key():
 @pytest.fixture(scope="session")
 def corpora(fast_teacher, key, tmp_path_factory):
     """A raw and a KGW-protected corpus of the fast teacher on the same 64 prompts, with top-k."""
-    from antidistill.students.corpus import generate_corpus
+    from antidistill.students.protect.generate import generate_corpus
 
     root = tmp_path_factory.mktemp("corpora")
     out = {}

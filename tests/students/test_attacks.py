@@ -11,11 +11,11 @@ from antidistill.students.attacks.corpus import _shingles, jaccard, near_duplica
 from antidistill.students.attacks.neutralize import fit_neutralizer
 from antidistill.students.attacks.reweight import directional_derivatives, trace_weights
 from antidistill.students.corpus import read_corpus
-from antidistill.students.distill import weighted_sft_loss
-from antidistill.students.models import build_model
-from antidistill.students.tasks import make_split, parse_answer, render
-from antidistill.students.tokenizer import project_tokenizer, tokenizer_fingerprint
-from antidistill.students.traces import canonical_trace, parse_prompt, parse_steps, solve
+from antidistill.students.training.trainer import weighted_sft_loss
+from antidistill.students.models.presets import build_model
+from antidistill.students.tasks.suite import make_split, parse_answer, render
+from antidistill.students.models.tokenizer import project_tokenizer, tokenizer_fingerprint
+from antidistill.students.tasks.traces import canonical_trace, parse_prompt, parse_steps, solve
 from antidistill.watermark import Key, parse_protection
 from antidistill.watermark.errors import UserError
 
@@ -151,10 +151,10 @@ def test_reweighting_matches_a_direct_finite_difference_on_a_tiny_model(tok):
     # direct: the unit hold-out gradient by autograd, then each trace's loss at theta +- eps g, one by one
     params = list(model.parameters())
     model.zero_grad()
-    from antidistill.students.distill import Collator, _features
+    from antidistill.students.batching import Collator, record_features
 
     def loss(records):
-        batch = Collator(tok.pad_token_id, kd=False)(_features(records, tok, "sft", False, 10**9))
+        batch = Collator(tok.pad_token_id, kd=False)(record_features(records, tok))
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
         return torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]),
                                                  batch["labels"][:, 1:].reshape(-1), ignore_index=-100)
@@ -223,7 +223,7 @@ def test_weighted_sft_loss_is_the_token_mean_at_weight_one_and_drops_zero_weight
 
 
 def _green_share(model, tok, prompts, detector, **decode):
-    from antidistill.students.sampling import generate_batch
+    from antidistill.students.models.sampling import generate_batch
 
     out = generate_batch(model, tok, prompts, max_new_tokens=24, seed=11, **decode)
     return detector.detect(out.completions, prompts)
@@ -277,8 +277,8 @@ def _synthetic_corpus(path, tok, sequences, protection):
 def test_continued_fine_tuning_on_clean_data_reduces_audit_evidence(tok, tmp_path):
     """A tiny student trained on green-only token streams learns the unigram watermark; continued training
     on uniform streams (the attacker's clean data) takes the evidence away."""
-    from antidistill.students.distill import train_student
-    from antidistill.students.models import load_model
+    from antidistill.students.training.distill import train_student
+    from antidistill.students.models.loader import load_model
 
     key = Key.from_text("finetune")
     prot = parse_protection("unigram:gamma=0.5,delta=2")
@@ -313,7 +313,8 @@ def test_continued_fine_tuning_on_clean_data_reduces_audit_evidence(tok, tmp_pat
 def test_paraphrase_replaces_each_completion_with_the_models_rewrite(tok):
     """Any causal LM works as the paraphraser; the rewrite is re-encoded with the student's tokenizer."""
     from antidistill.students.attacks.corpus import PARAPHRASE_INSTRUCTION
-    from antidistill.students.sampling import encode_prompts, generate_batch
+    from antidistill.students.batching import encode_prompts
+    from antidistill.students.models.sampling import generate_batch
 
     model, _ = build_model("tiny", seed=4)
     recs = _records(make_split("distill", 5), tok)

@@ -7,7 +7,11 @@ import time
 
 import pytest
 
-from antidistill.students.corpus import generate_corpus, load_prompts, read_corpus
+from antidistill.students.protect.generate import generate_corpus
+
+from antidistill.students.tasks.prompts import load_prompts
+
+from antidistill.students.corpus import read_corpus
 from antidistill.watermark import parse_protection
 from antidistill.watermark.errors import UserError
 
@@ -93,7 +97,7 @@ def test_kill_9_then_rerun_gives_the_uninterrupted_corpus(tmp_path):
 
 
 def test_interrupted_shard_write_leaves_nothing_half_written(tmp_path, monkeypatch):
-    from antidistill.students import corpus
+    from antidistill.students.protect import sample as corpus
 
     calls = {"n": 0}
     real = corpus.generate_batch

@@ -18,7 +18,7 @@ def test_detect_reads_a_corpus_folder(corpora, tmp_path, capsys, monkeypatch):
 def test_detect_with_a_reference_scores_choice_points(corpora, fast_teacher, cache_dir, tmp_path, capsys, monkeypatch):
     """--reference keeps only positions the unprotected teacher is unsure of; the raw corpus of the
     same prompts stays unflagged, with the exact tail and with the entropy-weighted bound."""
-    from antidistill.students.teacher import teacher_dir
+    from antidistill.students.models.teacher import teacher_dir
 
     from .conftest import FAST_TEACHER
 

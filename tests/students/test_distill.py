@@ -4,8 +4,11 @@ import pytest
 import torch
 
 from antidistill.students.corpus import read_corpus
-from antidistill.students.distill import Collator, kd_loss, mix_records, parse_lora, train_student
-from antidistill.students.models import load_model
+from antidistill.students.batching import Collator
+from antidistill.students.training.trainer import kd_loss
+from antidistill.students.training.distill import mix_records, train_student
+from antidistill.students.training.lora import parse_lora
+from antidistill.students.models.loader import load_model
 from antidistill.watermark.errors import UserError
 
 
@@ -95,9 +98,9 @@ def test_mixture_training_records_both_corpora(corpora, tmp_path):
 
 
 def test_resume_after_interruption(corpora, tmp_path, monkeypatch):
-    from antidistill.students import distill
+    from antidistill.students.training import trainer as trainer_mod
 
-    real = distill.DistillTrainer.training_step
+    real = trainer_mod.DistillTrainer.training_step
     seen = {"n": 0}
 
     def dies_after_6(self, *a, **kw):
@@ -106,11 +109,11 @@ def test_resume_after_interruption(corpora, tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return real(self, *a, **kw)
 
-    monkeypatch.setattr(distill.DistillTrainer, "training_step", dies_after_6)
+    monkeypatch.setattr(trainer_mod.DistillTrainer, "training_step", dies_after_6)
     with pytest.raises(KeyboardInterrupt):
         _train(corpora["raw"], tmp_path / "r", max_steps=10, save_steps=4)
     assert not (tmp_path / "r" / "model").exists()
-    monkeypatch.setattr(distill.DistillTrainer, "training_step", real)
+    monkeypatch.setattr(trainer_mod.DistillTrainer, "training_step", real)
     m = _train(corpora["raw"], tmp_path / "r", max_steps=10, save_steps=4)
     assert m["resumed_from"] == "checkpoint-4" and m["global_step"] == 10
     with pytest.raises(UserError, match="other settings"):
@@ -119,9 +122,9 @@ def test_resume_after_interruption(corpora, tmp_path, monkeypatch):
 
 
 def test_tokenizer_mismatch_is_refused(corpora, tmp_path):
-    from antidistill.students.models import build_model
-    from antidistill.students.tokenizer import train_tokenizer
-    from antidistill.students.tasks import corpus_text
+    from antidistill.students.models.presets import build_model
+    from antidistill.students.models.tokenizer import train_tokenizer
+    from antidistill.students.tasks.suite import corpus_text
 
     other_tok = train_tokenizer(corpus_text(200), vocab_size=300)
     model, _ = build_model("tiny", tokenizer=other_tok)
@@ -141,7 +144,7 @@ def test_bad_training_inputs(corpora, tmp_path):
         _train(corpora["raw"], tmp_path / "a", student="huge")
     with pytest.raises(UserError, match="needs a corpus generated with --topk-logprobs"):
         raw_no_topk = tmp_path / "c"
-        from antidistill.students.corpus import generate_corpus
+        from antidistill.students.protect.generate import generate_corpus
 
         generate_corpus("tiny", raw_no_topk, prompts=4, max_new_tokens=8, progress=False)
         _train(raw_no_topk, tmp_path / "b", mode="logit-kd")

@@ -3,11 +3,12 @@ import json
 
 import torch
 
-from antidistill.students import doge as doge_mod
-from antidistill.students import proxy as proxy_mod
-from antidistill.students.corpus import generate_corpus, read_corpus
-from antidistill.students.doge import DogeConfig, doge_dir, doge_teacher, kl_half, train_doge
-from antidistill.students.proxy import ProxyConfig, load_proxy
+from antidistill.students.protect import doge as doge_mod
+from antidistill.students.protect import proxy as proxy_mod
+from antidistill.students.protect.generate import generate_corpus
+from antidistill.students.corpus import read_corpus
+from antidistill.students.protect.doge import DogeConfig, doge_dir, doge_teacher, kl_half, train_doge
+from antidistill.students.protect.proxy import ProxyConfig, load_proxy
 
 SMALL = DogeConfig(steps=30, batch_size=16, lr=3e-3, n_train=256)
 

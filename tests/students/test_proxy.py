@@ -5,9 +5,10 @@ import pytest
 import torch
 
 from antidistill.eval.cli import main
-from antidistill.students import proxy as proxy_mod
-from antidistill.students.corpus import generate_corpus, read_corpus
-from antidistill.students.proxy import ProxyConfig, load_proxy, proxy_gradient, records_gradient, sft_gradient
+from antidistill.students.protect import proxy as proxy_mod
+from antidistill.students.protect.generate import generate_corpus
+from antidistill.students.corpus import read_corpus
+from antidistill.students.protect.proxy import ProxyConfig, load_proxy, proxy_gradient, records_gradient, sft_gradient
 from antidistill.watermark import UserError
 
 SMALL = ProxyConfig(n_prompts=32, steps=6, batch_size=8, max_new_tokens=48, n_grad=16)
@@ -23,7 +24,7 @@ def test_distilled_proxy_is_built_once_and_gradient_cached(fast_teacher, cache_d
     proxy, pid = load_proxy("distilled", model, tok, "fast", cache_dir=cache_dir, progress=False)
     assert (cache_dir / "proxies" / pid / "student" / "model" / "config.json").is_file()
     calls = []
-    monkeypatch.setattr("antidistill.students.distill.train_student", lambda *a, **k: calls.append(a))
+    monkeypatch.setattr("antidistill.students.protect.proxy.train_student", lambda *a, **k: calls.append(a))
     again, pid2 = load_proxy("distilled", model, tok, "fast", cache_dir=cache_dir, progress=False)
     assert pid2 == pid and not calls  # cached: no second training
     grad = proxy_gradient(proxy, pid, model, tok, "fast", cache_dir=cache_dir, progress=False)

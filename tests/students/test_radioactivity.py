@@ -8,11 +8,12 @@ threshold for CI. delta=4 measured share 0.50, p ~ 1e-12, with the same teacher 
 """
 import pytest
 
-from antidistill.students.corpus import generate_corpus
-from antidistill.students.distill import train_student
-from antidistill.students.models import load_model
-from antidistill.students.sampling import encode_prompts, generate_batch
-from antidistill.students.tasks import make_split
+from antidistill.students.protect.generate import generate_corpus
+from antidistill.students.training.distill import train_student
+from antidistill.students.models.loader import load_model
+from antidistill.students.batching import encode_prompts
+from antidistill.students.models.sampling import generate_batch
+from antidistill.students.tasks.suite import make_split
 from antidistill.watermark import parse_protection
 
 KGW4 = "kgw:gamma=0.25,delta=4,h=1,hash=left"

@@ -7,9 +7,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from antidistill.students import corpus as corpus_mod
-from antidistill.students.corpus import generate_corpus
-from antidistill.students.distill import DistillTrainer, train_student
+from antidistill.students.protect import sample as corpus_mod
+from antidistill.students.protect.generate import generate_corpus
+from antidistill.students.training.trainer import DistillTrainer
+from antidistill.students.training.distill import train_student
 from antidistill.watermark.errors import UserError
 
 

@@ -1,7 +1,7 @@
 import pytest
 
-from antidistill.students.tasks import (SKILLS, TaskConfig, accuracy_by_skill, grade, make_split, parse_answer,
-                                        render)
+from antidistill.students.tasks.suite import (SKILLS, TaskConfig, accuracy_by_skill, grade, make_split,
+                                              parse_answer, render)
 from antidistill.watermark.errors import UserError
 
 

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from antidistill.students.cache import config_hash
-from antidistill.students.teacher import TeacherConfig, demo_teacher, grade_model, teacher_dir, train_teacher
-from antidistill.students.tasks import make_split
+from antidistill.students.models.teacher import TeacherConfig, demo_teacher, grade_model, teacher_dir, train_teacher
+from antidistill.students.tasks.suite import make_split
 from antidistill.watermark.errors import UserError
 
 from .conftest import FAST_TEACHER

@@ -3,9 +3,11 @@ import re
 
 import pytest
 
-from antidistill.students.corpus import generate_corpus, read_corpus
-from antidistill.students.tasks import SKILLS, make_split, parse_answer
-from antidistill.students.traces import thin_trace
+from antidistill.students.protect.generate import generate_corpus
+
+from antidistill.students.corpus import read_corpus
+from antidistill.students.tasks.suite import SKILLS, make_split, parse_answer
+from antidistill.students.tasks.traces import thin_trace
 from antidistill.watermark import UserError
 
 
@@ -54,7 +56,7 @@ def test_trace_refusals(fast_teacher, tmp_path):
 
 
 def test_a_teacher_without_parseable_traces_is_refused(tmp_path):
-    from antidistill.students.models import build_model
+    from antidistill.students.models.presets import build_model
 
     untrained = build_model("tiny", seed=3)  # never learned the 'Answer:' format
     with pytest.raises(UserError, match="cannot be parsed") as err:

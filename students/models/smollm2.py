@@ -12,9 +12,12 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
 from antidistill.watermark.errors import UserError
 
-from .cache import build_once, cache_root
+from ..cache import build_once, cache_root
 
 NAME = "smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -40,9 +43,6 @@ def smollm2_dir(cache_dir=None) -> Path:
     target = cache_root(cache_dir) / "teachers" / f"smollm2-135m-instruct-{source.stat().st_size}"
 
     def build(tmp: Path):
-        import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
         tok = AutoTokenizer.from_pretrained(str(source.parent), gguf_file=source.name)
         model = AutoModelForCausalLM.from_pretrained(str(source.parent), gguf_file=source.name, dtype=torch.float32)
         # The weights are dequantized floats now; transformers only refuses to save because the

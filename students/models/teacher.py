@@ -17,10 +17,14 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from .cache import build_once, cache_root, config_hash
-from .models import PRESETS, build_model
-from .sampling import encode_prompts, generate_batch
-from .tasks import TaskConfig, accuracy_by_skill, make_split
+from antidistill.watermark.errors import UserError
+
+from ..batching import Collator, encode_prompts, example_features
+from ..cache import build_once, cache_root, config_hash
+from ..tasks.suite import TaskConfig, accuracy_by_skill, make_split
+from .folders import from_pretrained
+from .presets import PRESETS, build_model
+from .sampling import generate_batch
 from .tokenizer import project_tokenizer
 
 TEACHER_VERSION = 3
@@ -28,6 +32,9 @@ TEACHER_VERSION = 3
 
 @dataclass(frozen=True)
 class TeacherConfig:
+    """The demo teacher's recipe (shape, task settings, data size, schedule, seed, grading): its hash
+    names the cache folder, so every field, and the `TEACHER_VERSION`, is part of the key."""
+
     # Chosen by a sweep of 14 configs on 2 pinned CPU cores (results/demo_teacher/): the 2-layer
     # `tiny` shape trains 2x faster per token than `mini` and 4x faster than `small`, which buys
     # steps; length-grouped batches (a third less padding per step) buy 7000 of them in 5 minutes.
@@ -49,8 +56,6 @@ class TeacherConfig:
             tasks = TaskConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in self.tasks.items()})
             object.__setattr__(self, "tasks", tasks)
         if self.preset not in PRESETS:
-            from antidistill.watermark.errors import UserError
-
             raise UserError(f"demo teacher: unknown preset {self.preset!r}; valid presets: {', '.join(PRESETS)}")
 
     def as_dict(self) -> dict:
@@ -66,8 +71,6 @@ def teacher_dir(config: TeacherConfig | None = None, cache_dir=None) -> Path:
 
 def demo_teacher(cache_dir=None, config: TeacherConfig | None = None, progress: bool = True):
     """(model, tokenizer) of the demo teacher, trained and cached on first use."""
-    from .models import load_model
-
     config = config or TeacherConfig()
     target = teacher_dir(config, cache_dir)
 
@@ -79,33 +82,13 @@ def demo_teacher(cache_dir=None, config: TeacherConfig | None = None, progress: 
 
     if not target.is_dir() and progress:
         print(f"antidistill: training the demo teacher (first use; cached in {target})", file=sys.stderr)
-    return load_model(str(build_once(target, build)))
+    return from_pretrained(str(build_once(target, build)))
 
 
 def teacher_card(cache_dir=None, config: TeacherConfig | None = None) -> dict:
     """The card (accuracy per skill, training time, config) of the cached demo teacher."""
     demo_teacher(cache_dir, config)
     return json.loads((teacher_dir(config, cache_dir) / "teacher_card.json").read_text())
-
-
-def _tokenize_examples(tokenizer, examples):
-    """(input ids, number of prompt tokens) per example; the completion ends with EOS."""
-    prompts = encode_prompts(tokenizer, [e.prompt for e in examples])
-    comps = tokenizer([e.completion for e in examples], add_special_tokens=False)["input_ids"]
-    return [(p + c + [tokenizer.eos_token_id], len(p)) for p, c in zip(prompts, comps)]
-
-
-def _collate(items, pad_id: int):
-    width = max(len(ids) for ids, _ in items)
-    ids = torch.full((len(items), width), pad_id, dtype=torch.long)
-    labels = torch.full((len(items), width), -100, dtype=torch.long)
-    mask = torch.zeros((len(items), width), dtype=torch.long)
-    for i, (seq, n_prompt) in enumerate(items):
-        t = torch.tensor(seq, dtype=torch.long)
-        ids[i, :len(seq)] = t
-        mask[i, :len(seq)] = 1
-        labels[i, n_prompt:len(seq)] = t[n_prompt:]  # learn the answer, not the random prompt
-    return ids, mask, labels
 
 
 def _length_grouped_batches(lengths: list[int], batch_size: int, gen: torch.Generator, group: int = 64):
@@ -124,7 +107,7 @@ def train_teacher(config: TeacherConfig, cache_dir=None, progress: bool = True):
     """Train the demo teacher from scratch; returns (model, tokenizer, card)."""
     tokenizer = project_tokenizer(cache_dir)
     model, _ = build_model(config.preset, seed=config.seed, tokenizer=tokenizer)
-    data = _tokenize_examples(tokenizer, make_split("train", config.n_train, seed=config.seed,
+    data = example_features(tokenizer, make_split("train", config.n_train, seed=config.seed,
                                                     config=config.tasks, unique=False))
     gen = torch.Generator().manual_seed(config.seed)
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
@@ -140,23 +123,23 @@ def train_teacher(config: TeacherConfig, cache_dir=None, progress: bool = True):
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
     model.train()
-    lengths = [len(ids) for ids, _ in data]
+    lengths = [len(f["input_ids"]) for f in data]
+    collate = Collator(tokenizer.pad_token_id)
     batches: list[list[int]] = []
-    n_tokens, t0 = 0, time.perf_counter()
+    t0 = time.perf_counter()
     bar = tqdm(range(config.steps), desc="demo teacher", unit="step", disable=not progress, file=sys.stderr)
     for step in bar:
         if not batches:
             batches = _length_grouped_batches(lengths, config.batch_size, gen)
-        ids, mask, labels = _collate([data[i] for i in batches.pop()], tokenizer.pad_token_id)
-        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        batch = collate([data[i] for i in batches.pop()])
+        loss = model(**batch).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         sched.step()
         opt.zero_grad(set_to_none=True)
-        n_tokens += int(mask.sum())
         if step % 20 == 0:
-            bar.set_postfix(loss=f"{loss.item():.3f}", tok_s=f"{n_tokens / (time.perf_counter() - t0):.0f}")
+            bar.set_postfix(loss=f"{loss.item():.3f}", tok_s=f"{collate.n_tokens / (time.perf_counter() - t0):.0f}")
     train_seconds = time.perf_counter() - t0
     model.eval()
     t1 = time.perf_counter()
@@ -170,7 +153,7 @@ def train_teacher(config: TeacherConfig, cache_dir=None, progress: bool = True):
         "n_test": config.n_test,
         "train_seconds": round(train_seconds, 1),
         "grade_seconds": round(time.perf_counter() - t1, 1),
-        "train_tokens_per_second": round(n_tokens / train_seconds, 1),
+        "train_tokens_per_second": round(collate.n_tokens / train_seconds, 1),
         "final_loss": round(float(loss.item()), 4),
         "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__,

@@ -20,14 +20,21 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file, save_file
 
 from antidistill.watermark.ads import GRAD_MODES
 from antidistill.watermark.errors import UserError
 
-from .cache import build_once, cache_root, config_hash
-from .models import PRESETS, load_model, resolve_model_dir
-from .tasks import make_split
-from .tokenizer import tokenizer_fingerprint
+from ..batching import batches, record_features
+from ..cache import build_once, cache_root, config_hash
+from ..corpus import read_corpus
+from ..models.folders import resolve_model_dir
+from ..models.loader import load_model
+from ..models.presets import PRESETS, build_model
+from ..models.tokenizer import tokenizer_fingerprint
+from ..tasks.suite import make_split
+from ..training.distill import train_student
+from .sample import SampleSettings, sample_plain
 
 DISTILLED = "distilled"
 PROXY_VERSION = 1
@@ -61,10 +68,8 @@ def _train_prompts(n: int, seed: int) -> list[str]:
 
 def _teacher_traces(teacher, tokenizer, out: Path, prompts: list[str], cfg: ProxyConfig, seed: int,
                     progress: bool) -> Path:
-    from .corpus import generate_corpus
-
-    generate_corpus((teacher, tokenizer), out, prompts=prompts, max_new_tokens=cfg.max_new_tokens, seed=seed,
-                    batch_size=64, shard_size=1024, progress=progress, teacher_name="proxy-data")
+    settings = SampleSettings(max_new_tokens=cfg.max_new_tokens, seed=seed, batch_size=64, shard_size=1024)
+    sample_plain(teacher, tokenizer, out, prompts, settings, "proxy-data", progress)
     return out
 
 
@@ -79,10 +84,6 @@ def load_proxy(name: str, teacher, tokenizer, teacher_name: str, *, cache_dir=No
     """(proxy model in eval mode, a stable id of it for cache keys)."""
     cfg = cfg or DEFAULT_PROXY
     if name == DISTILLED:
-        from .distill import train_student
-
-        from .models import build_model
-
         if tokenizer_fingerprint(build_model(cfg.preset, cache_dir=cache_dir)[1]) != tokenizer_fingerprint(tokenizer):
             raise UserError(f"proxy={DISTILLED} distils a {cfg.preset!r} student with the project tokenizer, which this "
                             "teacher does not use; give a proxy model folder with the teacher's tokenizer")
@@ -125,8 +126,6 @@ def proxy_gradient(proxy, proxy_id: str, teacher, tokenizer, teacher_name: str, 
     """Gradient of the proxy's mean SFT loss on held-out teacher traces, by parameter name; `mode`
     as in `sft_gradient`."""
     cfg = cfg or DEFAULT_PROXY
-    from safetensors.torch import load_file, save_file
-
     _check_mode(mode)
     key = {**_teacher_key(teacher_name, tokenizer), "proxy": proxy_id, "n": cfg.n_grad, "seed": cfg.seed,
            "max_new_tokens": cfg.max_new_tokens, "version": PROXY_VERSION}
@@ -156,25 +155,20 @@ def sft_gradient(model, corpus, tokenizer, batch_size: int = 32, mode: str = "to
     Both are one sum of per-token losses with fixed weights (1/total tokens, or 1/(traces * the
     trace's tokens)), so batches of any size add up to the same gradient.
     """
-    from .corpus import read_corpus
-
     return records_gradient(model, read_corpus(corpus).records, tokenizer, batch_size, mode)
 
 
 def records_gradient(model, records: list[dict], tokenizer, batch_size: int = 32,
                      mode: str = "token") -> dict[str, torch.Tensor]:
     """`sft_gradient` of corpus records (`prompt_ids`, `completion_ids`, `stop`)."""
-    from .distill import Collator, _features
-
     _check_mode(mode)
-    feats = _features(records, tokenizer, "sft", False, model.config.max_position_embeddings)
-    collate = Collator(tokenizer.pad_token_id, kd=False)
-    batches = [collate(feats[i:i + batch_size]) for i in range(0, len(feats), batch_size)]
-    total = sum(int((b["labels"][:, 1:] != -100).sum()) for b in batches)
-    n_traces = sum(int((b["labels"][:, 1:] != -100).any(-1).sum()) for b in batches)
+    feats = record_features(records, tokenizer, max_len=model.config.max_position_embeddings)
+    todo = list(batches(feats, tokenizer.pad_token_id, batch_size))
+    total = sum(int((b["labels"][:, 1:] != -100).sum()) for b in todo)
+    n_traces = sum(int((b["labels"][:, 1:] != -100).any(-1).sum()) for b in todo)
     device = next(model.parameters()).device
     model.zero_grad(set_to_none=True)
-    for b in batches:
+    for b in todo:
         labels = b["labels"][:, 1:].to(device)
         logits = model(input_ids=b["input_ids"].to(device), attention_mask=b["attention_mask"].to(device)).logits
         token_loss = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels.flatten(),

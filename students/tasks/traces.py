@@ -20,7 +20,7 @@ import re
 
 from antidistill.watermark.errors import UserError
 
-from .tasks import ANSWER_MARK, SKILLS
+from .suite import ANSWER_MARK, SKILLS
 
 _PLACES = ("ones", "tens", "hundreds", "thousands")
 _NUM_LIST = r"\d+(?:(?:, | )\d+)*"

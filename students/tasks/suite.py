@@ -48,6 +48,9 @@ class TaskConfig:
 
 @dataclass(frozen=True)
 class Example:
+    """One task-suite problem: its id, skill and split, the prompt, a varied reference trace and the
+    answer, and the canonical problem that decides which split it belongs to."""
+
     id: str
     skill: str
     split: str

@@ -14,7 +14,8 @@ from pathlib import Path
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import PreTrainedTokenizerFast
 
-from .cache import build_once, cache_root, config_hash
+from ..cache import build_once, cache_root, config_hash
+from ..tasks.suite import corpus_text
 
 PAD, BOS, EOS, UNK = "<pad>", "<s>", "</s>", "<unk>"
 SPECIALS = [PAD, BOS, EOS, UNK]  # ids 0..3
@@ -49,8 +50,6 @@ def train_tokenizer(texts, vocab_size: int = 512) -> PreTrainedTokenizerFast:
 def project_tokenizer(cache_dir: str | os.PathLike | None = None, vocab_size: int = 512,
                       n_texts: int = 4000) -> PreTrainedTokenizerFast:
     """The project tokenizer, trained on the task suite's train split on first use, then cached."""
-    from .tasks import corpus_text
-
     cfg = tokenizer_config(vocab_size, n_texts)
     target = cache_root(cache_dir) / f"tokenizer-{config_hash(cfg)}"
 

@@ -1,8 +1,9 @@
-"""Natural-language prompt sets, all offline: the project's instruction set and gsm_symbolic problems.
+"""Prompts: `load_prompts` (a count of task-suite prompts, a prompt file or a list, as generation
+reads them) and the natural-language prompt sets, all offline: the instruction set and gsm_symbolic.
 
 - `instructions`: a few hundred varied requests (explain, summarize, list, rewrite, compare, ...)
   built from templates x topics and shipped as `data/instructions.jsonl`; the file is written by
-  `python -m antidistill.students.prompts` and a test checks that it matches this code.
+  `python -m antidistill.students.tasks.prompts` and a test checks that it matches this code.
 - `gsm_symbolic`: GSM8K-style word problems with numeric answers from the `reasoning-gym` package
   (optional extra), graded by the last number of the answer.
 """
@@ -14,7 +15,9 @@ import re
 from importlib import resources
 from pathlib import Path
 
-from antidistill.watermark.errors import UserError
+from antidistill.watermark.errors import UserError, check_text, read_lines
+
+from .suite import make_split
 
 DATA_FILE = "instructions.jsonl"
 N_INSTRUCTIONS = 300
@@ -102,8 +105,63 @@ def gsm_correct(completion: str, answer: str) -> bool:
     return final_number(completion) == answer.strip()
 
 
+# ---------------------------------------------------------------- prompts for generation
+
+
+def load_prompts(prompts, *, seed: int = 0, chat: bool = False) -> tuple[list[dict], str]:
+    """Prompt records [{id, prompt, (skill, answer)}] and a description of their source.
+
+    `prompts` is a count N (the task suite's distillation split, N prompts, drawn with `seed`),
+    a file (.jsonl with a "prompt" field per line, or text with one prompt per line), or a list
+    of strings. Plain-text prompts for a model without a chat template get a trailing newline,
+    the convention the demo teacher was trained with.
+    """
+    if isinstance(prompts, int) or (isinstance(prompts, str) and prompts.strip().isdigit()):
+        n = int(prompts)
+        if n <= 0:
+            raise UserError(f"--prompts must be a positive count or a file, got {n}")
+        examples = make_split("distill", n, seed=seed)
+        return ([{"id": e.id, "prompt": e.prompt, "skill": e.skill, "answer": e.answer} for e in examples],
+                f"task-suite:distill:seed={seed}")
+    if isinstance(prompts, (list, tuple)):
+        texts = list(prompts)
+        return ([{"id": f"p{i:06d}", "prompt": _line_prompt(t, chat)} for i, t in enumerate(texts)], "list")
+    path = Path(prompts)
+    if not path.exists():
+        raise UserError(f"prompt file {path} does not exist; pass --prompts N (task-suite prompts) or a "
+                        ".jsonl/.txt file")
+    records = []
+    for lineno, line in read_lines(path, "prompt file"):
+        if not line.strip():
+            continue
+        if path.suffix == ".jsonl":
+            try:
+                obj = json.loads(line)
+                text = obj["prompt"]
+                if not isinstance(text, str):
+                    raise TypeError
+            except (json.JSONDecodeError, KeyError, TypeError):
+                raise UserError(f"{path} line {lineno}: expected a JSON object with a string \"prompt\" field") \
+                    from None
+            check_text(text, f"{path} line {lineno}", "prompt")
+            records.append({"id": check_text(str(obj.get("id", f"p{len(records):06d}")), f"{path} line {lineno}",
+                                             "id"), "prompt": text})
+        else:
+            records.append({"id": f"p{len(records):06d}", "prompt": _line_prompt(line, chat)})
+    if not records:
+        raise UserError(f"prompt file {path} holds no prompts")
+    ids = [r["id"] for r in records]
+    if len(set(ids)) != len(ids):
+        raise UserError(f"prompt file {path}: ids must be unique")
+    return records, f"file:{path.name}"
+
+
+def _line_prompt(text: str, chat: bool) -> str:
+    return text if chat or text.endswith("\n") else text + "\n"
+
+
 def main() -> None:
-    path = Path(__file__).parent / "data" / DATA_FILE
+    path = Path(__file__).parent.parent / "data" / DATA_FILE
     path.parent.mkdir(exist_ok=True)
     path.write_text("".join(json.dumps(r) + "\n" for r in build_instructions()), encoding="utf-8")
     print(f"wrote {path}")

@@ -6,34 +6,24 @@ trace renderer), since loading and training models is students/' business.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Callable
-
 from antidistill.watermark.errors import UserError
 
-from .traces import TraceRenderer
-
-
-@dataclass
-class Prepared:
-    model: object  # the model to sample (the teacher, or a defended teacher)
-    resources: dict = field(default_factory=dict)  # keyword resources for `protection.processor`
-    transform: Callable | None = None  # rewrites a batch of finished records in place
+from ..tasks.traces import TraceRenderer
+from .doge import doge_teacher
+from .proxy import load_proxy, proxy_gradient
+from .sample import Prepared
 
 
 def prepare(protection, model, tokenizer, teacher_name: str, *, cache_dir=None, device=None,
             progress: bool = True) -> Prepared:
+    """What `protection` needs beyond the teacher's logits, built (or loaded from the cache) now."""
     out = Prepared(model)
     if protection.acts_on == "text":
         out.transform = TraceRenderer(protection, tokenizer, teacher_name)
     if "proxy" in protection.resources or protection.acts_on == "teacher":
-        from .proxy import load_proxy, proxy_gradient
-
         proxy, proxy_id = load_proxy(protection.proxy, model, tokenizer, teacher_name, cache_dir=cache_dir,
                                      progress=progress)
         if protection.acts_on == "teacher":  # doge: a defended teacher, sampled plainly
-            from .doge import doge_teacher
-
             out.model = doge_teacher(model, tokenizer, teacher_name, protection.beta, proxy, proxy_id,
                                      cache_dir=cache_dir, progress=progress)
         else:

@@ -7,6 +7,7 @@ unties them, so its inputs are read exactly as before and only the output layer 
 """
 from __future__ import annotations
 
+import copy
 import json
 import sys
 import time
@@ -14,10 +15,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+from tqdm.auto import tqdm
 
-from .cache import build_once, cache_root, config_hash
-from .tasks import make_split
-from .tokenizer import tokenizer_fingerprint
+from ..batching import Collator, example_features
+from ..cache import build_once, cache_root, config_hash
+from ..models.folders import from_pretrained
+from ..models.tokenizer import tokenizer_fingerprint
+from ..tasks.suite import make_split
 
 DOGE_VERSION = 1
 DOGE_DATA_SEED = 3_000_003
@@ -25,6 +29,8 @@ DOGE_DATA_SEED = 3_000_003
 
 @dataclass(frozen=True)
 class DogeConfig:
+    """The DOGe defence's training recipe (steps, batch, lr, data size, seed): part of its cache key."""
+
     steps: int = 300
     batch_size: int = 32
     lr: float = 1e-3
@@ -52,8 +58,6 @@ def doge_loss(teacher, proxy, ids, mask, labels, beta: float):
 
 def untied_head_copy(model):
     """A copy of `model` whose lm_head is its own parameter and the only trainable one."""
-    import copy
-
     out = copy.deepcopy(model)
     head = out.get_output_embeddings()
     head.weight = torch.nn.Parameter(head.weight.detach().clone())
@@ -74,14 +78,11 @@ def doge_dir(teacher_name: str, tokenizer, beta: float, proxy_id: str, cfg: Doge
 
 def train_doge(teacher, proxy, tokenizer, beta: float, cfg: DogeConfig, progress: bool = True):
     """(defended teacher, card): `cfg.steps` AdamW steps on lm_head only."""
-    from tqdm.auto import tqdm
-
-    from .teacher import _collate, _tokenize_examples
-
     model = untied_head_copy(teacher).train()
     device = next(model.parameters()).device
     proxy = proxy.to(device).eval()
-    data = _tokenize_examples(tokenizer, make_split("train", cfg.n_train, seed=DOGE_DATA_SEED + cfg.seed))
+    collate = Collator(tokenizer.pad_token_id)
+    data = example_features(tokenizer, make_split("train", cfg.n_train, seed=DOGE_DATA_SEED + cfg.seed))
     gen = torch.Generator().manual_seed(cfg.seed)
     opt = torch.optim.AdamW([model.get_output_embeddings().weight], lr=cfg.lr, weight_decay=0.0)
     t0, log = time.perf_counter(), []
@@ -90,8 +91,9 @@ def train_doge(teacher, proxy, tokenizer, beta: float, cfg: DogeConfig, progress
         if len(order) < cfg.batch_size:
             order += torch.randperm(len(data), generator=gen).tolist()
         batch, order = order[:cfg.batch_size], order[cfg.batch_size:]
-        ids, mask, labels = _collate([data[i] for i in batch], tokenizer.pad_token_id)
-        loss, sft, kl = doge_loss(model, proxy, ids.to(device), mask.to(device), labels.to(device), beta)
+        b = collate([data[i] for i in batch])
+        loss, sft, kl = doge_loss(model, proxy, b["input_ids"].to(device), b["attention_mask"].to(device),
+                                  b["labels"].to(device), beta)
         sft, kl = sft.detach(), kl.detach()
         loss.backward()
         opt.step()
@@ -105,8 +107,6 @@ def train_doge(teacher, proxy, tokenizer, beta: float, cfg: DogeConfig, progress
 def doge_teacher(teacher, tokenizer, teacher_name: str, beta: float, proxy, proxy_id: str, *, cache_dir=None,
                  progress: bool = True, cfg: DogeConfig | None = None):
     """The defended teacher for (teacher, beta, proxy), trained on first use and cached."""
-    from .models import load_model
-
     cfg = cfg or DEFAULT_DOGE
     target = doge_dir(teacher_name, tokenizer, beta, proxy_id, cfg, cache_dir)
 
@@ -118,7 +118,7 @@ def doge_teacher(teacher, tokenizer, teacher_name: str, beta: float, proxy, prox
 
     if not target.is_dir() and progress:
         print(f"antidistill: training the DOGe teacher (first use; cached in {target})", file=sys.stderr)
-    return load_model(str(build_once(target, build)), cache_dir=cache_dir)[0]
+    return from_pretrained(str(build_once(target, build)))[0]
 
 
 DEFAULT_DOGE = DogeConfig()

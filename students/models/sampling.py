@@ -6,34 +6,18 @@ from dataclasses import dataclass
 import torch
 from transformers import LogitsProcessorList
 
+from ..batching import left_pad
+
 
 @dataclass
 class Batch:
+    """What one generated batch owns: the completions, why each stopped, optional top-k log-probs."""
+
     completions: list[list[int]]  # generated ids, EOS and padding stripped
     stops: list[str]  # "eos" or "length"
     topk_ids: list[list[list[int]]] | None = None  # per generated position (EOS included when hit)
     topk_logprobs: list[list[list[float]]] | None = None
     n_tokens: int = 0  # generated tokens, EOS included: what a tokens/s figure counts
-
-
-def encode_prompts(tokenizer, prompts: list[str]) -> list[list[int]]:
-    """Prompt texts to ids as the model expects them: the chat template when the tokenizer has one,
-    else plain encoding (the project tokenizer adds BOS)."""
-    if getattr(tokenizer, "chat_template", None):
-        return [tokenizer.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True,
-                                              tokenize=True, return_dict=False) for p in prompts]
-    return [list(ids) for ids in tokenizer(prompts, add_special_tokens=True)["input_ids"]]
-
-
-def left_pad(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.long)
-    for i, s in enumerate(seqs):
-        if s:
-            ids[i, width - len(s):] = torch.tensor(s, dtype=torch.long)
-            mask[i, width - len(s):] = 1
-    return ids, mask
 
 
 @torch.no_grad()
