@@ -178,6 +178,9 @@ class _Run:
         if spec.lora:
             from peft import get_peft_model  # heavy; full fine-tuning never needs it
 
+            # LoRA's A matrices draw from torch's global generator: seeded here, or a student's
+            # init (and its audit) would depend on what the process ran before it
+            torch.manual_seed(spec.seed)
             self.model = get_peft_model(self.model, lora_config(spec.lora, self.model, spec.student))
         n_trainable = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
         ensure_out_dir(self.out)

@@ -171,3 +171,18 @@ def test_parse_lora(spec, expected):
 def test_parse_lora_rejects(spec):
     with pytest.raises(UserError, match="--lora"):
         parse_lora(spec)
+
+
+def test_lora_init_does_not_depend_on_what_the_process_ran_before(corpora, tmp_path):
+    # a pretrained base (a folder: nothing seeds it on loading) with LoRA, trained twice after the
+    # global generator was left in two different states: the same student
+    model, tok = load_model("tiny", seed=0)
+    model.save_pretrained(tmp_path / "base")
+    tok.save_pretrained(tmp_path / "base")
+    weights = []
+    for k, state in enumerate((1, 2)):
+        torch.manual_seed(state)
+        _train(corpora["raw"], tmp_path / f"s{k}", student=str(tmp_path / "base"), lora="r=4,alpha=8", max_steps=2)
+        trained, _ = load_model(str(tmp_path / f"s{k}"))
+        weights.append(torch.cat([p.detach().flatten() for p in trained.parameters()]))
+    assert torch.equal(weights[0], weights[1])
