@@ -19,7 +19,7 @@ from pathlib import Path
 
 from antidistill.watermark.errors import UserError, read_bytes
 
-__all__ = ["setting", "build", "overlay", "as_dict", "load_toml", "check_name"]
+__all__ = ["setting", "build", "overlay", "from_presets", "as_dict", "load_toml", "check_name"]
 
 
 def setting(default, *, lo=None, hi=None, lo_open: bool = False, hi_open: bool = False, choices=None):
@@ -165,6 +165,26 @@ def overlay(cls, *layers: Mapping | None, where: str = ""):
         if layer:
             data = _merged(cls, data, layer, where)
     return build(cls, data, where)
+
+
+def from_presets(cls, presets: Mapping[str, Mapping], path: str | Path | None = None, preset: str | None = None,
+                 default: str = "default"):
+    """A command's config: the preset named `preset` (else `default`), or the TOML file at `path`
+    over the preset its own `preset` key names (else `preset`); a file without `name` is named
+    after its stem. Every error is one line, naming the file when there is one."""
+    name = preset or default
+    if not isinstance(name, str) or name not in presets:
+        raise UserError(f"unknown preset {name!r}; valid presets: {', '.join(presets)}")
+    if path is None:
+        return overlay(cls, presets[name])
+    data = load_toml(path)
+    base = data.pop("preset", name)
+    if not isinstance(base, str) or base not in presets:
+        raise UserError(f"{path}: unknown preset {base!r}; valid presets: {', '.join(presets)}")
+    try:
+        return overlay(cls, presets[base], {"name": Path(path).stem}, data)
+    except UserError as err:
+        raise UserError(f"{path}: {err}") from None
 
 
 def as_dict(cfg) -> dict:

@@ -33,7 +33,7 @@ from antidistill.students.models.teacher import TeacherConfig
 from antidistill.watermark import Key, parse_protection
 from antidistill.watermark.errors import UserError
 
-from ..core.config import as_dict, check_name, load_toml, overlay, setting
+from ..core.config import as_dict, check_name, from_presets, setting
 
 # The demo key is public on purpose (anyone can rerun the reference results); it is used only when
 # neither [key] nor $ANTIDISTILL_KEY gives one (watermark.keys.resolve_key). Reports show only its fingerprint.
@@ -289,27 +289,14 @@ PRESETS = {"default": {}, "smoke": SMOKE, "frontier": FRONTIER}
 
 
 def preset_config(name: str) -> RunConfig:
-    if not isinstance(name, str) or name not in PRESETS:
-        raise UserError(f"unknown preset {name!r}; valid presets: {', '.join(PRESETS)}")
-    return overlay(RunConfig, PRESETS[name])
+    return from_presets(RunConfig, PRESETS, preset=name)
 
 
 def load_config(path: str | Path | None = None, preset: str | None = None) -> RunConfig:
     """The resolved config: a preset, or a TOML file merged over the preset it names."""
-    if path is None:
-        return preset_config(preset or "default")
-    path = Path(path)
-    if not path.exists():
-        raise UserError(f"config file {path} does not exist; pass a TOML file or --preset "
-                        f"({', '.join(PRESETS)})")
-    data = load_toml(path)
-    base = data.pop("preset", preset or "default")
-    if not isinstance(base, str) or base not in PRESETS:
-        raise UserError(f"{path}: unknown preset {base!r}; valid presets: {', '.join(PRESETS)}")
-    try:
-        return overlay(RunConfig, PRESETS[base], {"name": path.stem}, data)
-    except UserError as err:
-        raise UserError(f"{path}: {err}") from None
+    if path is not None and not Path(path).exists():
+        raise UserError(f"config file {path} does not exist; pass a TOML file or --preset ({', '.join(PRESETS)})")
+    return from_presets(RunConfig, PRESETS, path, preset)
 
 
 def public_config(cfg: RunConfig, key: Key, source: str) -> dict:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from antidistill.watermark.errors import UserError
 
-from ..core.config import as_dict, check_name, load_toml, overlay, setting
+from ..core.config import as_dict, check_name, from_presets, setting
 from . import calibrate as C
 from .detectors.combined import PARAMS
 from .simulate import SimConfig
@@ -162,17 +162,4 @@ PRESETS = {  # overrides of the TrafficConfig defaults
 def load(path: str | Path | None = None, preset: str | None = None) -> TrafficConfig:
     """The preset (default `traffic`), or the TOML file at `path` over its own `preset` key (else
     `preset`); a file without `name` is named after its stem. Errors name the file and the key."""
-    name = preset or "traffic"
-    if name not in PRESETS:
-        raise UserError(f"unknown preset {name!r}; valid presets: {', '.join(PRESETS)}")
-    if path is None:
-        return overlay(TrafficConfig, PRESETS[name])
-    path = Path(path)
-    data = load_toml(path)
-    base = data.pop("preset", name)
-    if not isinstance(base, str) or base not in PRESETS:
-        raise UserError(f"{path}: unknown preset {base!r}; valid presets: {', '.join(PRESETS)}")
-    try:
-        return overlay(TrafficConfig, PRESETS[base], {"name": path.stem}, data)
-    except UserError as err:
-        raise UserError(f"{path}: {err}") from None
+    return from_presets(TrafficConfig, PRESETS, path, preset, default="traffic")
