@@ -176,7 +176,9 @@ class CorpusJob:
 def sample_plain(model, tokenizer, out: Path, prompts: list[str], settings: SampleSettings, teacher_name: str,
                  progress: bool = True) -> dict:
     """The teacher's unprotected outputs on `prompts` (the defender's own data: proxy students, gradients)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
     records, source = load_prompts(prompts, chat=bool(getattr(tokenizer, "chat_template", None)))
-    job = CorpusJob.open(Path(out), model, tokenizer, teacher_name, records, source, parse_protection("none"), None,
+    job = CorpusJob.open(out, model, tokenizer, teacher_name, records, source, parse_protection("none"), None,
                          settings)
     return job.run(Prepared(model), progress)
