@@ -1,7 +1,6 @@
 """results/evidence/: the E1, E2, E4 tables (CSV, markdown), figures (PNG), config, wall time."""
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -13,7 +12,7 @@ from antidistill.students.cache import ensure_out_dir
 from antidistill.watermark.errors import atomic_write
 
 from .plots import _save, plt
-from .report import md_table
+from .report import md_table, write_config_and_meta
 from .results import E1Results, E2Results, E4Results, EvidenceResults
 
 
@@ -403,12 +402,7 @@ def write_evidence(out: Path, cfg: dict, res: EvidenceResults, meta: dict) -> Pa
     out = Path(out)
     ensure_out_dir(out)
     alpha = float(cfg["run"]["alpha"])
-    with atomic_write(out / "config.json") as fh:
-        json.dump(cfg, fh, indent=2)
-        fh.write("\n")
-    with atomic_write(out / "run.json") as fh:
-        json.dump(meta, fh, indent=2, default=str)
-        fh.write("\n")
+    write_config_and_meta(out, cfg, meta)
     md = _header(cfg, meta, alpha) + _e1_section(out, cfg, res, alpha) + _e2_section(out, cfg, res, alpha) \
         + _e4_section(out, cfg, res, alpha)
     with atomic_write(out / "report.md") as fh:

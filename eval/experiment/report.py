@@ -407,17 +407,22 @@ def _reproduce(cfg: dict, meta: dict) -> list[str]:
            "seed, which is why every student is trained with several seeds and every interval covers them.", ""]
 
 
-def write_report(out: Path, cfg: dict, res: RunResults, meta: dict) -> Path:
-    """results/NAME/: config.json, run.json, the CSVs and figures, and report.md section by section."""
-    out = Path(out)
-    ensure_out_dir(out)
-    alpha = float(cfg["alpha"])
+def write_config_and_meta(out: Path, cfg: dict, meta: dict) -> None:
+    """config.json (the resolved config, key as fingerprint) and run.json (how the run went)."""
     with atomic_write(out / "config.json") as fh:
         json.dump(cfg, fh, indent=2)
         fh.write("\n")
     with atomic_write(out / "run.json") as fh:
         json.dump(meta, fh, indent=2, default=str)
         fh.write("\n")
+
+
+def write_report(out: Path, cfg: dict, res: RunResults, meta: dict) -> Path:
+    """results/NAME/: config.json, run.json, the CSVs and figures, and report.md section by section."""
+    out = Path(out)
+    ensure_out_dir(out)
+    alpha = float(cfg["alpha"])
+    write_config_and_meta(out, cfg, meta)
     seeds = meta.get("training_seeds", [cfg["seed"]])
     md = _header(cfg, meta, alpha) + _in_short(res, alpha, seeds) + _frontier_section(out, res, alpha) \
         + _audit_section(out, cfg, res, alpha) + _detectability_section(out, res) + _quality_section(out, res, alpha) \
