@@ -31,7 +31,7 @@ import torch
 
 from antidistill.students.cache import cache_root, check_out_dir
 from antidistill.students.protect.generate import generate_corpus
-from antidistill.students.corpus import read_corpus, read_manifest
+from antidistill.students.corpus import read_corpus
 from antidistill.students.training.distill import MANIFEST_FILE, train_student
 from antidistill.students.training.lora import parse_lora
 from antidistill.students.models.loader import check_model, load_model
@@ -46,6 +46,7 @@ from ..core.jobs import Job, Scheduler, Stages
 from ..core.store import Store
 from ..measures.audit import wrong_keys
 from ..measures.similarity import minilm_dir
+from .work import corpus_complete, student_complete
 from .natural_measures import RESAMPLE, audit_rows, detect_table, quality_table, report
 
 __all__ = ["NaturalConfig", "PRESETS", "natural_config", "run_natural", "NaturalRun"]
@@ -177,17 +178,6 @@ def run_natural(preset: str = "natural", out=None, *, device: str | None = None,
 # ---------------------------------------------------------------- the calls into students/
 
 
-def _corpus_complete(target: Path) -> bool:
-    try:
-        return bool(read_manifest(target).get("complete", False))
-    except UserError:
-        return False
-
-
-def _student_complete(target: Path) -> bool:
-    return (target / MANIFEST_FILE).is_file() and (target / "model" / "config.json").is_file()
-
-
 def _generate(a: dict) -> None:
     """One corpus (a Job's function: in this process, the teacher already loaded)."""
     cfg = a["cfg"]
@@ -255,7 +245,7 @@ class NaturalRun:
             target = self.store.path("corpora", {"spec": name, **self.generation_inputs(), **self.keyed})
             jobs[name] = Job("generate", name, target, _generate, dict(
                 cfg=self.cfg, teacher=teacher, target=target, spec=spec, seed=seed, key=self.key, prompts=prompts,
-                device=self.device, cache_dir=self.cache_dir), complete=_corpus_complete)
+                device=self.device, cache_dir=self.cache_dir), complete=corpus_complete)
         return jobs
 
     def student_jobs(self, corpora: dict[str, Path]) -> dict[float, Job]:
@@ -266,7 +256,7 @@ class NaturalRun:
             target = self.store.path("students", inputs)
             jobs[rho] = Job("train", f"rho={rho:g}", target, _train, dict(
                 cfg=self.cfg, raw=corpora["none"], protected=corpora[self.cfg.radio_protection], rho=rho,
-                target=target, device=self.device, cache_dir=self.cache_dir), complete=_student_complete)
+                target=target, device=self.device, cache_dir=self.cache_dir), complete=student_complete)
         return jobs
 
     def run(self) -> dict:

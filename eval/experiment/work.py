@@ -17,7 +17,7 @@ from antidistill.students.attacks.reweight import effective_size
 from antidistill.students.cache import build_once
 from antidistill.students.protect.generate import generate_corpus
 from antidistill.students.corpus import read_corpus, read_manifest
-from antidistill.students.training.distill import mix_records, train_student
+from antidistill.students.training.distill import MANIFEST_FILE, mix_records, train_student
 from antidistill.students.models.loader import load_model
 from antidistill.students.models.teacher import TeacherConfig, demo_teacher, teacher_dir
 from antidistill.students.models.tokenizer import tokenizer_fingerprint
@@ -94,7 +94,7 @@ def corpus_complete(target: Path) -> bool:
 
 
 def student_complete(target: Path) -> bool:
-    return (target / "train_manifest.json").is_file() and (target / "model" / "config.json").is_file()
+    return (target / MANIFEST_FILE).is_file() and (target / "model" / "config.json").is_file()
 
 
 def model_complete(target: Path) -> bool:
