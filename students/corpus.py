@@ -4,8 +4,8 @@ Generation lives in `protect/generate.py` (sampling under a prepared protection)
 only knows the files.
 
 A corpus folder holds `manifest.json` and `shard-NNNNN.jsonl` files. Each record has `id`,
-`prompt`, `completion`, `prompt_ids`, `completion_ids`, `stop` ("eos" or "length"), for task-suite
-prompts also `skill` and `answer`, and on request `topk_ids` / `topk_logprobs` (one list per
+`prompt`, `completion`, `prompt_ids`, `completion_ids`, `stop` ("eos" or "length"), for a task's
+prompts also `skill` and `answer` (the manifest's `task` names the task), and on request `topk_ids` / `topk_logprobs` (one list per
 generated position, the EOS position included when the teacher stopped).
 
 Resuming: the manifest is written first with the full plan and rewritten after every finished
@@ -33,7 +33,9 @@ MANIFEST = "manifest.json"
 # Settings that must match for a rerun to resume a folder (the rest is bookkeeping).
 PLAN_KEYS = ("teacher", "tokenizer_fingerprint", "vocab_size", "protection", "key_fingerprint", "seed",
              "temperature", "max_new_tokens", "topk_logprobs", "batch_size", "shard_size", "prompts_sha256",
-             "n_prompts")
+             "n_prompts", "task")
+# A plan key an older manifest lacks reads as its value then (corpora made before tasks were demo's).
+PLAN_DEFAULTS = {"task": "demo"}
 
 
 def sha256_file(path: Path) -> str:
@@ -54,7 +56,7 @@ def start_manifest(path: Path, plan: dict, source: str, n_shards: int) -> dict:
     """The manifest of a corpus folder: the one there (refused when its plan differs), else a new one."""
     if path.exists():
         old = _load_manifest(path)
-        diffs = [k for k in PLAN_KEYS if old.get(k) != plan[k]]
+        diffs = [k for k in PLAN_KEYS if old.get(k, PLAN_DEFAULTS.get(k)) != plan[k]]
         if diffs:
             raise UserError(f"{path.parent} holds a corpus made with other settings ({', '.join(diffs)} "
                             "differ); use a new --out folder or delete this one")

@@ -28,6 +28,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from antidistill.students.attacks import ATTACKS, parse_attacks
+from antidistill.students.models.loader import check_model
+from antidistill.students.models.presets import split_preset
+from antidistill.students.tasks.registry import parse_task
 from antidistill.students.tasks.suite import N_TEST_MAX
 from antidistill.students.models.teacher import TeacherConfig
 from antidistill.watermark import Key, parse_protection
@@ -93,14 +96,19 @@ class TeacherSection:
 
     def __post_init__(self):
         check_teacher_demo(self.demo)
+        if not isinstance(self.model, str) or not self.model.strip():
+            raise UserError("config key teacher.model must be 'demo', 'smollm2', a model folder, a .gguf file or a hub id")
 
-    @property
-    def id(self) -> str:
+    def recipe(self, task: str) -> TeacherConfig:
+        """The demo teacher's recipe for the run's task (it learns the task it is asked)."""
+        return TeacherConfig(**self.demo, **({} if task == "demo" else {"task": task}))
+
+    def id(self, task: str) -> str:
         """The teacher's name in cache keys: demo-<hash of its recipe>, or the model's name."""
         from antidistill.students.cache import config_hash
 
         if self.model == "demo":
-            return f"demo-{config_hash(TeacherConfig(**self.demo).as_dict())}"
+            return f"demo-{config_hash(self.recipe(task).as_dict())}"
         return self.model
 
 
@@ -174,6 +182,8 @@ class RunConfig:
     protections, every spec parses, the training seeds fit)."""
 
     name: str = "default"
+    # What is asked and graded (students/tasks/registry.py): demo, gym:NAME[,k=v...], jsonl:path=FILE[,...]
+    task: str = "demo"
     seed: int = setting(0, lo=0, hi=SEED_MAX)
     alpha: float = setting(1e-4, lo=0, hi=1, lo_open=True, hi_open=True)  # every verdict's significance level
     key: KeySection = field(default_factory=KeySection)
@@ -195,7 +205,27 @@ class RunConfig:
             raise UserError(f"config key seed + students.seeds - 1 = {last} exceeds the largest seed {SEED_MAX}")
         if "none" not in self.sweeps:
             raise UserError("protections must include 'none' (the raw teacher every protection is compared with)")
-        parse_attacks(list(self.attacks))  # unknown names, bad parameters, wrong order: one line naming the spec
+        attacks = parse_attacks(list(self.attacks))  # unknown names, bad parameters, wrong order: one line naming the spec
+        task = parse_task(self.task)  # an unknown task, a missing file, a bad parameter: one line
+        needs = [(s, f"trace:keep={parse_protection(s).keep}") for s in self.sweeps if s.startswith("trace")]
+        needs += [(a.spec, "canonicalize" if a.name == "canonicalize" else "recompute") for a in attacks
+                  if a.name == "canonicalize" or (a.name == "filter" and a.by == "recompute")]
+        for spec, feature in needs:
+            if reason := task.supports(feature):
+                raise UserError(f"config: {spec} cannot run on this task: {reason}")
+        if self.teacher.model != "demo" and self.teacher.demo:
+            raise UserError("config key teacher.demo configures the demo teacher only; teacher.model is "
+                            f"{self.teacher.model!r}")
+        check_model(self.teacher.model, "config key teacher.model")
+        check_model(self.student_model, "config key students.preset")
+
+    @property
+    def student_model(self) -> str:
+        """students.preset as `load_model` reads it: `PRESET:tokenizer=teacher` names the teacher's tokenizer."""
+        preset = split_preset(self.students.preset)
+        if preset is None or preset[1] != "teacher":
+            return self.students.preset
+        return f"{preset[0]}:tokenizer={'project' if self.teacher.model == 'demo' else self.teacher.model}"
 
     @property
     def sweeps(self) -> dict[str, tuple[str, str | None, str | None]]:

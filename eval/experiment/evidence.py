@@ -73,7 +73,7 @@ class Evidence:
         target = self.lab.store.path("mixed-corpora", {"raw": raw.name, "marked": marked.name, "rho": rho,
                                                        "seed": self.lab.seed})
         edit = work.CorpusEdit(self.cfg.run.teacher, self.lab.cache_dir, target, raw, self.lab.seed, marked=marked,
-                               rho=rho)
+                               rho=rho, task=self.cfg.run.task)
         return target, Job(LOCAL, f"{spec} at rho={rho:g}", target, work.mix, edit, after=(raw, marked))
 
     def attacked(self, spec: str, attack: str, seed: int) -> tuple[Path, Job]:
@@ -86,7 +86,7 @@ class Evidence:
             "corpus": source.name, "attack": a.spec, "seed": seed if first else self.lab.seed,
             "first_pass": first.name if first else None, "clean_seed": self.cfg.clean_seed})
         edit = work.CorpusEdit(self.cfg.run.teacher, self.lab.cache_dir, target, source, self.lab.seed, (a.spec,),
-                               first, self.clean_records())
+                               first, self.clean_records(), task=self.cfg.run.task)
         after = (source,) + ((first,) if first else ())
         return target, Job(LOCAL, f"{a.spec} on {spec}", target, work.attack, edit, after=after)
 

@@ -12,6 +12,7 @@ from typing import Callable
 
 from antidistill.students.attacks import by_stage, parse_attacks
 from antidistill.students.cache import cache_root
+from antidistill.students.tasks.registry import parse_task
 from antidistill.watermark import Key, parse_protection, resolve_key
 
 from ..core.jobs import Job, Scheduler
@@ -41,24 +42,29 @@ class Lab:
         self.attacks = parse_attacks(list(cfg.attacks))
         self.key, self.key_source = resolve_key(text=cfg.key.text or None, config_file=cfg.key.file or None,
                                                 default=Key.from_text(DEMO_KEY_TEXT))
-        self.teacher_id = cfg.teacher.id
+        self.task = parse_task(cfg.task)
+        self.teacher_id = cfg.teacher.id(cfg.task)
         self._made: set[Path] = set()  # small artifacts built or found in this run
 
     def teacher(self):
-        return work.load_teacher(self.cfg.teacher, self.cache_dir, progress=not self.quiet)
+        return work.load_teacher(self.cfg.teacher, self.cache_dir, progress=not self.quiet, task=self.cfg.task)
 
     def teacher_card(self) -> dict:
-        return work.teacher_card(self.cfg.teacher, self.cache_dir)
+        return work.teacher_card(self.cfg.teacher, self.cache_dir, self.cfg.task)
+
+    def with_task(self, inputs: dict) -> dict:
+        """A cache key with the run's task in it; the demo suite's keys predate tasks and stay as they were."""
+        return inputs if self.task.family == "demo" else {**inputs, "task": self.task.key}
 
     # ------------------------------------------------------------ teacher corpora
     def corpus_inputs(self, prot, role: str) -> dict:
         """What a corpus is made from: role 'train' (the students') or 'audit' (the auditor's texts)."""
         c = self.cfg.corpus
-        return {"teacher": self.teacher_id, "protection": prot.spec, "role": role,
-                "n": c.n_prompts if role == "train" else self.cfg.eval.audit_texts,
-                "seed": self.seeds.corpus if role == "train" else self.seeds.audit_texts,
-                "key": self.key.fingerprint if prot.needs_key else None, "temperature": c.temperature,
-                "max_new_tokens": c.max_new_tokens}
+        return self.with_task({"teacher": self.teacher_id, "protection": prot.spec, "role": role,
+                               "n": c.n_prompts if role == "train" else self.cfg.eval.audit_texts,
+                               "seed": self.seeds.corpus if role == "train" else self.seeds.audit_texts,
+                               "key": self.key.fingerprint if prot.needs_key else None, "temperature": c.temperature,
+                               "max_new_tokens": c.max_new_tokens})
 
     def corpus(self, prot, role: str = "train") -> Path:
         return self.store.path("corpora", self.corpus_inputs(prot, role))
@@ -67,7 +73,7 @@ class Lab:
         i, c = self.corpus_inputs(prot, role), self.cfg.corpus
         target = self.corpus(prot, role)
         g = work.Generation(self.cfg.teacher, self.teacher_id, self.cache_dir, target, prot.spec, self.key, i["n"],
-                            i["seed"], c.temperature, c.max_new_tokens, c.batch_size, self.verbose)
+                            i["seed"], c.temperature, c.max_new_tokens, c.batch_size, self.verbose, self.cfg.task)
         return Job("corpora", f"{prot.spec} ({role})", target, work.generate, g, complete=work.corpus_complete)
 
     # ------------------------------------------------------------ students
@@ -78,7 +84,7 @@ class Lab:
 
     def student_job(self, corpus: Path, seed: int, item: str) -> Job:
         s, target = self.cfg.students, self.student(corpus, seed)
-        args = dict(student=s.preset, corpus=str(corpus), out=str(target), mode=s.mode, lora=s.lora or None,
+        args = dict(student=self.cfg.student_model, corpus=str(corpus), out=str(target), mode=s.mode, lora=s.lora or None,
                     epochs=s.epochs, max_steps=s.max_steps or None, lr=s.lr or None, batch_size=s.batch_size,
                     seed=seed, save_steps=10_000, progress=self.verbose, logging_steps=100, cache_dir=self.cache_dir)
         return Job("students", item, target, work.train, args, after=(corpus,), complete=work.student_complete)
@@ -90,7 +96,7 @@ class Lab:
 
     def clean_corpus_inputs(self, n: int | None = None, seed: int | None = None, take: int | None = None) -> dict:
         n, seed = self.clean(n, seed)
-        return {"teacher": self.teacher_id, "n": n if take is None else take, "seed": seed}
+        return self.with_task({"teacher": self.teacher_id, "n": n if take is None else take, "seed": seed})
 
     def clean_corpus(self, n: int | None = None, seed: int | None = None, take: int | None = None) -> Path:
         """The clean records (n, seed), or the first `take` of them, saved as a corpus folder."""
@@ -101,7 +107,8 @@ class Lab:
             return self.store.path("clean-corpora", inputs)
 
         def build(tmp: Path) -> None:
-            work.write_clean(work.clean(self.cfg.teacher, self.cache_dir, n, seed)[:count], tmp, self.teacher()[1])
+            work.write_clean(work.clean(self.cfg.teacher, self.cache_dir, n, seed, self.cfg.task)[:count], tmp,
+                             self.teacher()[1])
 
         path = self.store.build("students", f"clean corpus ({count})", "clean-corpora", inputs, build)
         self._made.add(path)
@@ -119,7 +126,8 @@ class Lab:
         first = self.student(corpus, seed) if any(a.name == "reweight" for a in self.attacks) else None
         target = self.store.path("attacked-corpora", {"corpus": corpus.name, "attacks": list(specs),
                                                       "seed": self.seed, "first_pass": first.name if first else None})
-        edit = work.CorpusEdit(self.cfg.teacher, self.cache_dir, target, corpus, self.seed, specs, first, self.clean())
+        edit = work.CorpusEdit(self.cfg.teacher, self.cache_dir, target, corpus, self.seed, specs, first, self.clean(),
+                               task=self.cfg.task)
         return target, Job(LOCAL, f"{prot.spec} corpus attacked", target, work.attack_chain, edit,
                            after=(corpus,) + ((first,) if first else ()))
 

@@ -10,7 +10,6 @@ import pandas as pd
 
 from antidistill.students.attacks import by_stage
 from antidistill.students.corpus import read_corpus
-from antidistill.students.tasks.suite import make_split
 from antidistill.watermark import Key, parse_protection
 
 from ..measures.audit import score
@@ -24,14 +23,14 @@ from .lab import Lab
 
 def load(lab: Lab, student_dir: Path | None, seed: int):
     """A student to measure: the preset before distillation (None) or a trained folder."""
-    return work.load_student(lab.cfg.students.preset, student_dir, seed, lab.cache_dir)
+    return work.load_student(lab.cfg.student_model, student_dir, seed, lab.cache_dir)
 
 
 # ------------------------------------------------------------ capability transfer
 def grade_inputs(lab: Lab, student_dir: Path | None, seed: int) -> dict:
     e = lab.cfg.eval
-    ident = student_dir.name if student_dir is not None else {"base": lab.cfg.students.preset, "seed": seed}
-    return {"student": ident, "n_test": e.n_test, "max_new_tokens": e.max_new_tokens, "seed": lab.seed}
+    ident = student_dir.name if student_dir is not None else {"base": lab.cfg.student_model, "seed": seed}
+    return lab.with_task({"student": ident, "n_test": e.n_test, "max_new_tokens": e.max_new_tokens, "seed": lab.seed})
 
 
 def grades(lab: Lab, label: str, student_dir: Path | None, seed: int) -> pd.DataFrame:
@@ -40,7 +39,8 @@ def grades(lab: Lab, label: str, student_dir: Path | None, seed: int) -> pd.Data
 
     def build(tmp: Path) -> None:
         model, tok = load(lab, student_dir, seed)
-        items = grade_items(model, tok, make_split("test", e.n_test, seed=lab.seed), max_new_tokens=e.max_new_tokens)
+        items = grade_items(model, tok, lab.task.examples("test", e.n_test, seed=lab.seed), task=lab.task,
+                            max_new_tokens=e.max_new_tokens)
         items.to_csv(tmp / "items.csv", index=False)
 
     d = lab.store.build("evaluations", f"grade {label} (seed {seed})", "grades", grade_inputs(lab, student_dir, seed),
@@ -164,13 +164,14 @@ def key_null(lab: Lab, spec: str, student_dir: Path, mode: str, n_keys: int) -> 
 # ------------------------------------------------------------ the teacher's corpora
 def quality(lab: Lab, corpora: dict[str, Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The teacher-quality table and the per-prompt correctness of each corpus (for the frontier)."""
-    inputs = {"corpora": {s: p.name for s, p in corpora.items()}, "reference": lab.teacher_id}
+    inputs = lab.with_task({"corpora": {s: p.name for s, p in corpora.items()}, "reference": lab.teacher_id})
 
     def build(tmp: Path) -> None:
         model, tok = lab.teacher()
         recs = {s: read_corpus(p).records for s, p in corpora.items()}
-        teacher_quality(recs, reference=model, eos_id=tok.eos_token_id).to_csv(tmp / "quality.csv", index=False)
-        items = [correctness(r).assign(protection=s) for s, r in recs.items()]
+        teacher_quality(recs, reference=model, eos_id=tok.eos_token_id, task=lab.task).to_csv(tmp / "quality.csv",
+                                                                                              index=False)
+        items = [correctness(r, lab.task).assign(protection=s) for s, r in recs.items()]
         pd.concat(items, ignore_index=True).to_csv(tmp / "items.csv", index=False)
 
     d = lab.store.build("evaluations", "teacher quality", "quality", inputs, build)

@@ -137,7 +137,7 @@ class Runner:
 
     def _run(self) -> dict:
         t_start, lab, workers = time.perf_counter(), self.lab, self.cfg.students.workers
-        fresh = not work.teacher_cached(self.cfg.teacher, lab.cache_dir)
+        fresh = not work.teacher_cached(self.cfg.teacher, lab.cache_dir, self.cfg.task)
         if fresh and not self.quiet:  # its training bar comes before this stage's
             print(f"[1/5] teacher: training {lab.teacher_id} (first use, then cached)", file=sys.stderr)
         with self._stage(1, "teacher") as bar:

@@ -19,7 +19,7 @@ from antidistill.students.protect.generate import generate_corpus
 from antidistill.students.corpus import read_corpus, read_manifest
 from antidistill.students.training.distill import MANIFEST_FILE, mix_records, train_student
 from antidistill.students.models.loader import load_model
-from antidistill.students.models.teacher import TeacherConfig, demo_teacher, teacher_dir
+from antidistill.students.models.teacher import demo_teacher, teacher_dir
 from antidistill.students.models.tokenizer import tokenizer_fingerprint
 from antidistill.watermark import Key, parse_protection
 from antidistill.watermark.errors import UserError
@@ -31,30 +31,30 @@ _TEACHERS: dict = {}  # (teacher, cache) -> (model, tokenizer): loaded once per 
 _CLEAN: dict = {}  # (teacher, cache, n, seed) -> the attacker's clean records, drawn once per process
 
 
-def _teacher_key(section: TeacherSection, cache_dir) -> tuple:
-    return section.model, json.dumps(section.demo, sort_keys=True), str(cache_dir)
+def _teacher_key(section: TeacherSection, cache_dir, task: str) -> tuple:
+    return section.model, json.dumps(section.demo, sort_keys=True), str(cache_dir), task
 
 
-def teacher_cached(section: TeacherSection, cache_dir) -> bool:
+def teacher_cached(section: TeacherSection, cache_dir, task: str = "demo") -> bool:
     """Whether loading the teacher finds it (a demo teacher is trained on first use)."""
-    return section.model != "demo" or teacher_dir(TeacherConfig(**section.demo), cache_dir).is_dir()
+    return section.model != "demo" or teacher_dir(section.recipe(task), cache_dir).is_dir()
 
 
-def load_teacher(section: TeacherSection, cache_dir, progress: bool = False):
-    """The teacher (model, tokenizer): the demo teacher trained on first use, or a named model."""
-    key = _teacher_key(section, cache_dir)
+def load_teacher(section: TeacherSection, cache_dir, progress: bool = False, task: str = "demo"):
+    """The teacher (model, tokenizer): the demo teacher (trained on `task` on first use), or a named model."""
+    key = _teacher_key(section, cache_dir, task)
     if key not in _TEACHERS:
         if section.model == "demo":
-            _TEACHERS[key] = demo_teacher(cache_dir, config=TeacherConfig(**section.demo), progress=progress)
+            _TEACHERS[key] = demo_teacher(cache_dir, config=section.recipe(task), progress=progress)
         else:
             _TEACHERS[key] = load_model(section.model, cache_dir=cache_dir)
     return _TEACHERS[key]
 
 
-def teacher_card(section: TeacherSection, cache_dir) -> dict:
+def teacher_card(section: TeacherSection, cache_dir, task: str = "demo") -> dict:
     if section.model != "demo":
         return {}
-    return json.loads((teacher_dir(TeacherConfig(**section.demo), cache_dir) / "teacher_card.json").read_text())
+    return json.loads((teacher_dir(section.recipe(task), cache_dir) / "teacher_card.json").read_text())
 
 
 def load_student(preset: str, student_dir: Path | None, seed: int, cache_dir):
@@ -64,11 +64,12 @@ def load_student(preset: str, student_dir: Path | None, seed: int, cache_dir):
     return load_model(str(student_dir / "model"), cache_dir=cache_dir)
 
 
-def clean(section: TeacherSection, cache_dir, n: int, seed: int) -> list[dict]:
-    """The attacker's clean records: n task-suite traces drawn with `seed`, encoded by the teacher's tokenizer."""
-    key = (*_teacher_key(section, cache_dir), n, seed)
+def clean(section: TeacherSection, cache_dir, n: int, seed: int, task: str = "demo") -> list[dict]:
+    """The attacker's clean records: n reference traces of `task` drawn with `seed`, encoded by the
+    teacher's tokenizer."""
+    key = (*_teacher_key(section, cache_dir, task), n, seed)
     if key not in _CLEAN:
-        _CLEAN[key] = clean_records(n, load_teacher(section, cache_dir)[1], seed=seed)
+        _CLEAN[key] = clean_records(n, load_teacher(section, cache_dir, task=task)[1], seed=seed, task=task)
     return _CLEAN[key]
 
 
@@ -126,13 +127,15 @@ class Generation:
     max_new_tokens: int
     batch_size: int
     progress: bool
+    task: str = "demo"
 
 
 def generate(g: Generation) -> None:
-    generate_corpus(load_teacher(g.teacher, g.cache_dir), g.target, protection=parse_protection(g.protection),
-                    key=g.key, prompts=g.n, temperature=g.temperature, max_new_tokens=g.max_new_tokens, seed=g.seed,
-                    batch_size=g.batch_size, shard_size=max(g.batch_size, 256), progress=g.progress,
-                    teacher_name=g.teacher_name, cache_dir=g.cache_dir)
+    generate_corpus(load_teacher(g.teacher, g.cache_dir, task=g.task), g.target,
+                    protection=parse_protection(g.protection), key=g.key, prompts=g.n, temperature=g.temperature,
+                    max_new_tokens=g.max_new_tokens, seed=g.seed, batch_size=g.batch_size,
+                    shard_size=max(g.batch_size, 256), progress=g.progress, teacher_name=g.teacher_name,
+                    cache_dir=g.cache_dir, task=g.task)
 
 
 def train(args: dict) -> None:
@@ -163,6 +166,7 @@ class CorpusEdit:
     clean: tuple[int, int] = (0, 0)
     marked: Path | None = None
     rho: float = 0.0
+    task: str = "demo"
 
 
 def attack(e: CorpusEdit) -> None:
@@ -172,8 +176,9 @@ def attack(e: CorpusEdit) -> None:
     def build(tmp: Path) -> None:
         src = read_corpus(e.source)
         student = load_model(str(e.first_pass / "model"), cache_dir=e.cache_dir) if e.first_pass else None
-        recs = apply_corpus_attack(a, src.records, tokenizer=load_teacher(e.teacher, e.cache_dir)[1],
-                                   clean=clean(e.teacher, e.cache_dir, *e.clean), student=student, seed=e.seed)
+        recs = apply_corpus_attack(a, src.records, tokenizer=load_teacher(e.teacher, e.cache_dir, task=e.task)[1],
+                                   clean=clean(e.teacher, e.cache_dir, *e.clean, task=e.task), student=student,
+                                   seed=e.seed)
         write_corpus(recs, tmp, source_manifest=src.manifest, attacks=[a])
 
     build_once(e.target, build)
@@ -183,8 +188,8 @@ def attack_chain(e: CorpusEdit) -> None:
     """`source` after every corpus attack of a run config, in order."""
     first = e.first_pass
     build_once(e.target, lambda tmp: attack_corpus_folder(
-        list(e.attacks), e.source, tmp, tokenizer=load_teacher(e.teacher, e.cache_dir)[1],
-        clean=clean(e.teacher, e.cache_dir, *e.clean),
+        list(e.attacks), e.source, tmp, tokenizer=load_teacher(e.teacher, e.cache_dir, task=e.task)[1],
+        clean=clean(e.teacher, e.cache_dir, *e.clean, task=e.task),
         student=lambda: load_student("", first, 0, e.cache_dir), seed=e.seed))
 
 

@@ -14,20 +14,21 @@ import numpy as np
 import pandas as pd
 import torch
 
-from antidistill.students.tasks.suite import parse_answer
+from antidistill.students.tasks.registry import parse_task
 from antidistill.watermark import parse_protection
 
 from .stats import clopper_pearson, distinct_n, next_token_entropy, paired_exact_test
 
 
-def correctness(records) -> pd.DataFrame:
-    """Per-record exact-match correctness of task-suite corpus records (`skill`, `answer` fields)."""
+def correctness(records, task=None) -> pd.DataFrame:
+    """Per-record correctness (full credit from `task`'s grader; default the demo suite's exact match)
+    of corpus records with `skill` and `answer` fields."""
+    task = parse_task(task)
     rows = []
     for r in records:
         if "skill" not in r or "answer" not in r:
             continue
-        rows.append({"id": r["id"], "skill": r["skill"],
-                     "correct": parse_answer(r["completion"], r["skill"]) == r["answer"]})
+        rows.append({"id": r["id"], "skill": r["skill"], "correct": task.correct(r, r["completion"])})
     return pd.DataFrame(rows, columns=["id", "skill", "correct"])
 
 
@@ -61,7 +62,7 @@ def perplexity(model, prompts, completions, *, batch_size: int = 32, eos_id: int
 
 
 def teacher_quality(corpora: dict[str, list[dict]], *, baseline: str = "none", reference=None,
-                    eos_id: int | None = None, ngram: tuple[int, ...] = (2, 3)) -> pd.DataFrame:
+                    eos_id: int | None = None, ngram: tuple[int, ...] = (2, 3), task=None) -> pd.DataFrame:
     """One row per protection: accuracy (+ exact 95% CI), paired exact test vs `baseline` on the
     prompts both answered, perplexity under `reference` (a model, optional; the runner gives the
     unprotected teacher), distinct-n, next-token entropy given the previous token (bits), mean length
@@ -72,10 +73,10 @@ def teacher_quality(corpora: dict[str, list[dict]], *, baseline: str = "none", r
     """
     if baseline not in corpora:
         raise ValueError(f"baseline {baseline!r} is not among the corpora {list(corpora)}")
-    base = correctness(corpora[baseline]).set_index("id")
+    base = correctness(corpora[baseline], task).set_index("id")
     rows = []
     for spec, records in corpora.items():
-        corr = correctness(records)
+        corr = correctness(records, task)
         k, n = int(corr["correct"].sum()), len(corr)
         lo, hi = clopper_pearson(k, n)
         joined = corr.set_index("id").join(base["correct"].rename("base"), how="inner")

@@ -16,19 +16,23 @@ import pandas as pd
 from .stats import paired_exact_test
 
 
-def grade_items(model, tokenizer, examples, *, batch_size: int = 100, max_new_tokens: int = 128) -> pd.DataFrame:
-    """Per-item greedy correctness of a model on task-suite examples: id, skill, correct."""
+def grade_items(model, tokenizer, examples, *, task=None, batch_size: int = 100,
+                max_new_tokens: int = 128) -> pd.DataFrame:
+    """Per-item greedy correctness (full credit from `task`'s grader; default the demo suite) of a
+    model on a task's examples: id, skill, correct. Prompts go through the model's chat template
+    when its tokenizer has one."""
     from antidistill.students.batching import encode_prompts
     from antidistill.students.models.sampling import generate_batch
-    from antidistill.students.tasks.suite import grade
+    from antidistill.students.tasks.registry import parse_task
 
+    task = parse_task(task)
     rows = []
     for start in range(0, len(examples), batch_size):
         chunk = examples[start:start + batch_size]
         out = generate_batch(model, tokenizer, encode_prompts(tokenizer, [e.prompt for e in chunk]),
                              max_new_tokens=max_new_tokens, do_sample=False)
         texts = tokenizer.batch_decode(out.completions, skip_special_tokens=True)
-        rows += [{"id": e.id, "skill": e.skill, "correct": bool(grade(e, t))} for e, t in zip(chunk, texts)]
+        rows += [{"id": e.id, "skill": e.skill, "correct": task.correct(e, t)} for e, t in zip(chunk, texts)]
     return pd.DataFrame(rows, columns=["id", "skill", "correct"])
 
 

@@ -20,7 +20,7 @@ from antidistill.watermark.errors import UserError
 from ..batching import encode_prompts
 from ..corpus import read_corpus, token_ids_ok, write_records
 from ..models.loader import load_model
-from ..tasks.suite import make_split
+from ..tasks.registry import parse_task
 from ..training.distill import train_student
 from . import corpus as C
 from .neutralize import fit_neutralizer
@@ -28,12 +28,13 @@ from .reweight import reweight
 from .spec import MAX_RECORDS, Attack, parse_attack
 
 
-def clean_records(n: int, tokenizer, *, seed: int = 0, split: str = "train") -> list[dict]:
-    """n task-suite examples as corpus records (the suite's true traces, ending in EOS)."""
+def clean_records(n: int, tokenizer, *, seed: int = 0, split: str = "train", task=None) -> list[dict]:
+    """n examples of `task` (default: the demo suite) as corpus records, their reference completions
+    ending in EOS (the suite's true traces; `Answer: X` for tasks that ship no traces)."""
     if not (isinstance(n, int) and not isinstance(n, bool) and 0 <= n <= MAX_RECORDS):
         raise UserError(f"clean_records: n must be a whole number in 0 <= n <= {MAX_RECORDS}, got {n!r}")
     _tokenizer("clean_records", tokenizer)
-    examples = make_split(split, n, seed=seed, unique=False)
+    examples = parse_task(task).examples(split, n, seed=seed, unique=False)
     prompts = encode_prompts(tokenizer, [e.prompt for e in examples])
     comps = tokenizer([e.completion for e in examples], add_special_tokens=False)["input_ids"] if examples else []
     return [{"id": f"clean-{e.id}", "prompt": e.prompt, "completion": e.completion, "prompt_ids": p,

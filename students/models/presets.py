@@ -16,6 +16,22 @@ PRESETS: dict[str, dict] = {
     "medium": dict(hidden_size=256, num_hidden_layers=6, num_attention_heads=8, intermediate_size=1024),
 }
 MAX_POSITIONS = 512
+TOKENIZER_PARAM = "tokenizer="
+
+
+def split_preset(name: str) -> tuple[str, str | None] | None:
+    """`tiny` -> ("tiny", None); `tiny:tokenizer=WHERE` -> ("tiny", "WHERE") (a from-scratch student
+    with another model's tokenizer: `teacher`, `project`, a model folder, `smollm2` or a hub id); None
+    when `name` names no preset."""
+    preset, sep, rest = str(name).partition(":")
+    if preset not in PRESETS:
+        return None
+    if not sep:
+        return preset, None
+    if not rest.startswith(TOKENIZER_PARAM) or not rest[len(TOKENIZER_PARAM):].strip():
+        raise UserError(f"student {name!r}: a preset takes one parameter, {TOKENIZER_PARAM}WHERE (e.g. "
+                        f"{preset}:tokenizer=smollm2)")
+    return preset, rest[len(TOKENIZER_PARAM):].strip()
 
 
 def preset_config(name: str, tokenizer) -> LlamaConfig:

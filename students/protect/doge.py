@@ -21,7 +21,7 @@ from ..batching import Collator, example_features
 from ..cache import build_once, cache_root, config_hash
 from ..models.folders import from_pretrained
 from ..models.tokenizer import tokenizer_fingerprint
-from ..tasks.suite import make_split
+from ..tasks.registry import parse_task
 
 DOGE_VERSION = 1
 DOGE_DATA_SEED = 3_000_003
@@ -70,19 +70,25 @@ def untied_head_copy(model):
     return out
 
 
-def doge_dir(teacher_name: str, tokenizer, beta: float, proxy_id: str, cfg: DogeConfig, cache_dir=None) -> Path:
+def doge_dir(teacher_name: str, tokenizer, beta: float, proxy_id: str, cfg: DogeConfig, cache_dir=None,
+             task=None) -> Path:
     key = {"teacher": teacher_name, "tokenizer": tokenizer_fingerprint(tokenizer), "beta": beta, "proxy": proxy_id,
            "config": asdict(cfg), "version": DOGE_VERSION}
+    task = parse_task(task)
+    if task.family != "demo":  # keys made before tasks stay valid
+        key["task"] = task.key
     return cache_root(cache_dir) / "teachers" / f"doge-{config_hash(key)}"
 
 
-def train_doge(teacher, proxy, tokenizer, beta: float, cfg: DogeConfig, progress: bool = True):
-    """(defended teacher, card): `cfg.steps` AdamW steps on lm_head only."""
+def train_doge(teacher, proxy, tokenizer, beta: float, cfg: DogeConfig, progress: bool = True, task=None):
+    """(defended teacher, card): `cfg.steps` AdamW steps on lm_head only, on `task`'s train-split
+    reference completions (the demo suite's traces by default)."""
     model = untied_head_copy(teacher).train()
     device = next(model.parameters()).device
     proxy = proxy.to(device).eval()
     collate = Collator(tokenizer.pad_token_id)
-    data = example_features(tokenizer, make_split("train", cfg.n_train, seed=DOGE_DATA_SEED + cfg.seed))
+    data = example_features(tokenizer, parse_task(task).examples("train", cfg.n_train, seed=DOGE_DATA_SEED + cfg.seed,
+                                                                 unique=False))
     gen = torch.Generator().manual_seed(cfg.seed)
     opt = torch.optim.AdamW([model.get_output_embeddings().weight], lr=cfg.lr, weight_decay=0.0)
     t0, log = time.perf_counter(), []
@@ -105,13 +111,13 @@ def train_doge(teacher, proxy, tokenizer, beta: float, cfg: DogeConfig, progress
 
 
 def doge_teacher(teacher, tokenizer, teacher_name: str, beta: float, proxy, proxy_id: str, *, cache_dir=None,
-                 progress: bool = True, cfg: DogeConfig | None = None):
+                 progress: bool = True, cfg: DogeConfig | None = None, task=None):
     """The defended teacher for (teacher, beta, proxy), trained on first use and cached."""
     cfg = cfg or DEFAULT_DOGE
-    target = doge_dir(teacher_name, tokenizer, beta, proxy_id, cfg, cache_dir)
+    target = doge_dir(teacher_name, tokenizer, beta, proxy_id, cfg, cache_dir, task)
 
     def build(tmp: Path):
-        model, card = train_doge(teacher, proxy, tokenizer, beta, cfg, progress)
+        model, card = train_doge(teacher, proxy, tokenizer, beta, cfg, progress, task)
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         (tmp / "doge_card.json").write_text(json.dumps(card, indent=2) + "\n")

@@ -17,6 +17,7 @@ from ..models.folders import resolve_device
 from ..models.loader import load_model
 from ..models.teacher import teacher_dir
 from ..tasks.prompts import load_prompts
+from ..tasks.registry import parse_task
 from .prepare import check_inputs, prepare
 from .sample import CorpusJob, SampleSettings
 
@@ -24,13 +25,15 @@ from .sample import CorpusJob, SampleSettings
 def generate_corpus(teacher, out, *, protection="none", key=None, key_file=None, prompts=100,
                     temperature: float = 1.0, max_new_tokens: int = 128, topk_logprobs: int = 0,
                     seed: int = 0, batch_size: int = 32, shard_size: int = 256, device=None,
-                    progress: bool = True, teacher_name: str | None = None, cache_dir=None) -> dict:
+                    progress: bool = True, teacher_name: str | None = None, cache_dir=None, task=None) -> dict:
     """Sample the teacher on the prompts under `protection`; write (or finish) the corpus in `out`.
 
     `teacher` is a name for `load_model` or a (model, tokenizer) pair (then give `teacher_name`
-    for the manifest). Returns the final manifest.
+    for the manifest); a count of `prompts` draws the distillation split of `task` (default: demo).
+    Returns the final manifest.
     """
     protection = parse_protection(protection)
+    task = parse_task(task)
     resolve_device(device)  # refuse a missing device before loading anything
     if protection.needs_key and key is None:
         key = load_key(key_file)
@@ -43,14 +46,14 @@ def generate_corpus(teacher, out, *, protection="none", key=None, key_file=None,
     with output_lock(out, "corpus folder"):
         try:
             return _generate_into(out, teacher, teacher_name, protection, key, prompts, settings, device, progress,
-                                  cache_dir)
+                                  cache_dir, task)
         except BaseException:
             drop_empty_start(out)
             raise
 
 
 def _generate_into(out: Path, teacher, teacher_name, protection, key, prompts, settings: SampleSettings, device,
-                   progress: bool, cache_dir) -> dict:
+                   progress: bool, cache_dir, task) -> dict:
     for stale in [*out.glob(f".{MANIFEST}.*.tmp"), *out.glob(".shard-*.jsonl.*.tmp")]:
         stale.unlink(missing_ok=True)  # left by a kill inside atomic_write: never part of the corpus
     if not (out / MANIFEST).exists() and any(p.name != MANIFEST and not p.name.startswith(".") for p in out.iterdir()):
@@ -59,13 +62,14 @@ def _generate_into(out: Path, teacher, teacher_name, protection, key, prompts, s
     model, tokenizer, teacher_name = _open_teacher(teacher, teacher_name, cache_dir)
     device = resolve_device(device)
     model = model.to(device).eval()
-    records, source = load_prompts(prompts, seed=settings.seed, chat=bool(getattr(tokenizer, "chat_template", None)))
-    check_inputs(protection, records, settings.topk_logprobs)
-    job = CorpusJob.open(out, model, tokenizer, teacher_name, records, source, protection, key, settings)
+    records, source = load_prompts(prompts, seed=settings.seed, chat=bool(getattr(tokenizer, "chat_template", None)),
+                                   task=task)
+    check_inputs(protection, records, settings.topk_logprobs, task)
+    job = CorpusJob.open(out, model, tokenizer, teacher_name, records, source, protection, key, settings, task)
     if job.finished:
         return job.manifest
     prepared = prepare(protection, model, tokenizer, teacher_name, cache_dir=cache_dir, device=device,
-                       progress=progress)
+                       progress=progress, task=task)
     return job.run(prepared, progress)
 
 

@@ -30,9 +30,9 @@ from ..cache import build_once, cache_root, config_hash
 from ..corpus import read_corpus
 from ..models.folders import resolve_model_dir
 from ..models.loader import load_model
-from ..models.presets import PRESETS, build_model
-from ..models.tokenizer import tokenizer_fingerprint
-from ..tasks.suite import make_split
+from ..models.presets import PRESETS
+from ..models.tokenizer import project_tokenizer, saved_tokenizer, tokenizer_fingerprint
+from ..tasks.registry import parse_task
 from ..training.distill import train_student
 from .sample import SampleSettings, sample_plain
 
@@ -62,8 +62,8 @@ def _teacher_key(teacher_name: str, tokenizer) -> dict:
     return {"teacher": teacher_name, "tokenizer": tokenizer_fingerprint(tokenizer)}
 
 
-def _train_prompts(n: int, seed: int) -> list[str]:
-    return [e.prompt for e in make_split("train", n, seed=seed)]
+def _train_prompts(task, n: int, seed: int) -> list[str]:
+    return [e.prompt for e in task.examples("train", n, seed=seed, unique=False)]
 
 
 def _teacher_traces(teacher, tokenizer, out: Path, prompts: list[str], cfg: ProxyConfig, seed: int,
@@ -73,26 +73,36 @@ def _teacher_traces(teacher, tokenizer, out: Path, prompts: list[str], cfg: Prox
     return out
 
 
-def distilled_proxy_dir(teacher_name: str, tokenizer, cfg: ProxyConfig | None = None, cache_dir=None) -> Path:
+def _task_key(task) -> dict:
+    """The task in a proxy's cache key: absent for the demo suite (keys made before tasks stay valid)."""
+    return {} if task.family == "demo" else {"task": task.key}
+
+
+def distilled_proxy_dir(teacher_name: str, tokenizer, cfg: ProxyConfig | None = None, cache_dir=None,
+                        task=None) -> Path:
     cfg = cfg or DEFAULT_PROXY
-    key = {**_teacher_key(teacher_name, tokenizer), "proxy": asdict(cfg), "version": PROXY_VERSION}
+    key = {**_teacher_key(teacher_name, tokenizer), "proxy": asdict(cfg), "version": PROXY_VERSION,
+           **_task_key(parse_task(task))}
     return cache_root(cache_dir) / "proxies" / f"distilled-{config_hash(key)}"
 
 
 def load_proxy(name: str, teacher, tokenizer, teacher_name: str, *, cache_dir=None, progress: bool = True,
-               cfg: ProxyConfig | None = None):
-    """(proxy model in eval mode, a stable id of it for cache keys)."""
-    cfg = cfg or DEFAULT_PROXY
+               cfg: ProxyConfig | None = None, task=None):
+    """(proxy model in eval mode, a stable id of it for cache keys). `distilled` is a `cfg.preset`
+    student built with the teacher's tokenizer (whatever the teacher) and SFT-distilled on the
+    teacher's raw answers to `task`'s train-split prompts."""
+    cfg, task = cfg or DEFAULT_PROXY, parse_task(task)
     if name == DISTILLED:
-        if tokenizer_fingerprint(build_model(cfg.preset, cache_dir=cache_dir)[1]) != tokenizer_fingerprint(tokenizer):
-            raise UserError(f"proxy={DISTILLED} distils a {cfg.preset!r} student with the project tokenizer, which this "
-                            "teacher does not use; give a proxy model folder with the teacher's tokenizer")
-        target = distilled_proxy_dir(teacher_name, tokenizer, cfg, cache_dir)
+        target = distilled_proxy_dir(teacher_name, tokenizer, cfg, cache_dir, task)
+        student = cfg.preset
+        if tokenizer_fingerprint(project_tokenizer(cache_dir)) != tokenizer_fingerprint(tokenizer):
+            student = f"{cfg.preset}:tokenizer={saved_tokenizer(tokenizer, cache_dir)}"
 
         def build(tmp: Path):
             corpus = _teacher_traces(teacher, tokenizer, tmp / "corpus",
-                                     _train_prompts(cfg.n_prompts, PROXY_PROMPT_SEED + cfg.seed), cfg, cfg.seed, progress)
-            train_student(cfg.preset, corpus, tmp / "student", max_steps=cfg.steps, batch_size=cfg.batch_size,
+                                     _train_prompts(task, cfg.n_prompts, PROXY_PROMPT_SEED + cfg.seed), cfg, cfg.seed,
+                                     progress)
+            train_student(student, corpus, tmp / "student", max_steps=cfg.steps, batch_size=cfg.batch_size,
                           seed=cfg.seed, save_steps=10_000, logging_steps=100, progress=progress,
                           cache_dir=cache_dir)
 
@@ -122,20 +132,22 @@ def load_proxy(name: str, teacher, tokenizer, teacher_name: str, *, cache_dir=No
 
 
 def proxy_gradient(proxy, proxy_id: str, teacher, tokenizer, teacher_name: str, *, cache_dir=None,
-                   progress: bool = True, cfg: ProxyConfig | None = None, mode: str = "token") -> dict[str, torch.Tensor]:
-    """Gradient of the proxy's mean SFT loss on held-out teacher traces, by parameter name; `mode`
-    as in `sft_gradient`."""
-    cfg = cfg or DEFAULT_PROXY
+                   progress: bool = True, cfg: ProxyConfig | None = None, mode: str = "token",
+                   task=None) -> dict[str, torch.Tensor]:
+    """Gradient of the proxy's mean SFT loss on held-out teacher traces (other train-split prompts of
+    `task`), by parameter name; `mode` as in `sft_gradient`."""
+    cfg, task = cfg or DEFAULT_PROXY, parse_task(task)
     _check_mode(mode)
     key = {**_teacher_key(teacher_name, tokenizer), "proxy": proxy_id, "n": cfg.n_grad, "seed": cfg.seed,
-           "max_new_tokens": cfg.max_new_tokens, "version": PROXY_VERSION}
+           "max_new_tokens": cfg.max_new_tokens, "version": PROXY_VERSION, **_task_key(task)}
     if mode != "token":  # the token mean's key predates the option and stays as it was
         key["mode"] = mode
     target = cache_root(cache_dir) / "proxies" / f"grad-{config_hash(key)}"
 
     def build(tmp: Path):
         corpus = _teacher_traces(teacher, tokenizer, tmp / "held-out",
-                                 _train_prompts(cfg.n_grad, HELD_OUT_SEED + cfg.seed), cfg, cfg.seed + 1, progress)
+                                 _train_prompts(task, cfg.n_grad, HELD_OUT_SEED + cfg.seed), cfg, cfg.seed + 1,
+                                 progress)
         save_file(sft_gradient(proxy, corpus, tokenizer, mode=mode), str(tmp / "grad.safetensors"))
 
     build_once(target, build)

@@ -25,6 +25,7 @@ from ..corpus import MANIFEST, finish_manifest, sha256_file, start_manifest, wri
 from ..models.sampling import generate_batch
 from ..models.tokenizer import tokenizer_fingerprint
 from ..tasks.prompts import load_prompts
+from ..tasks.registry import parse_task
 
 
 def derive_seed(*parts) -> int:
@@ -86,7 +87,7 @@ class CorpusJob:
 
     @classmethod
     def open(cls, out: Path, model, tokenizer, teacher_name: str, records: list[dict], source: str, protection,
-             key, settings: SampleSettings) -> CorpusJob:
+             key, settings: SampleSettings, task=None) -> CorpusJob:
         """Bind `out` to this plan: start its manifest, or resume it (shards whose checksum holds are kept)."""
         vocab_size = check_vocab(model, tokenizer, allow_padding=True)
         if settings.topk_logprobs > vocab_size:
@@ -99,7 +100,7 @@ class CorpusJob:
             "key_fingerprint": key.fingerprint if protection.needs_key else None, "seed": s.seed,
             "temperature": s.temperature, "max_new_tokens": s.max_new_tokens, "topk_logprobs": s.topk_logprobs,
             "batch_size": s.batch_size, "shard_size": s.shard_size, "prompts_sha256": _prompts_sha256(records),
-            "n_prompts": len(records),
+            "n_prompts": len(records), "task": parse_task(task).key,
         }
         n_shards = (len(records) + s.shard_size - 1) // s.shard_size
         manifest = start_manifest(out / MANIFEST, plan, source, n_shards)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from antidistill.watermark.errors import UserError, check_text, read_lines
 
-from .suite import make_split
+from .registry import parse_task
 
 DATA_FILE = "instructions.jsonl"
 N_INSTRUCTIONS = 300
@@ -108,10 +108,10 @@ def gsm_correct(completion: str, answer: str) -> bool:
 # ---------------------------------------------------------------- prompts for generation
 
 
-def load_prompts(prompts, *, seed: int = 0, chat: bool = False) -> tuple[list[dict], str]:
+def load_prompts(prompts, *, seed: int = 0, chat: bool = False, task=None) -> tuple[list[dict], str]:
     """Prompt records [{id, prompt, (skill, answer)}] and a description of their source.
 
-    `prompts` is a count N (the task suite's distillation split, N prompts, drawn with `seed`),
+    `prompts` is a count N (the distillation split of `task`, default the demo suite, N prompts drawn with `seed`),
     a file (.jsonl with a "prompt" field per line, or text with one prompt per line), or a list
     of strings. Plain-text prompts for a model without a chat template get a trailing newline,
     the convention the demo teacher was trained with.
@@ -120,9 +120,11 @@ def load_prompts(prompts, *, seed: int = 0, chat: bool = False) -> tuple[list[di
         n = int(prompts)
         if n <= 0:
             raise UserError(f"--prompts must be a positive count or a file, got {n}")
-        examples = make_split("distill", n, seed=seed)
+        task = parse_task(task)
+        examples = task.examples("distill", n, seed=seed)
+        name = "task-suite" if task.family == "demo" else task.spec
         return ([{"id": e.id, "prompt": e.prompt, "skill": e.skill, "answer": e.answer} for e in examples],
-                f"task-suite:distill:seed={seed}")
+                f"{name}:distill:seed={seed}")
     if isinstance(prompts, (list, tuple)):
         texts = list(prompts)
         return ([{"id": f"p{i:06d}", "prompt": _line_prompt(t, chat)} for i, t in enumerate(texts)], "list")

@@ -323,19 +323,6 @@ def grade(example: Example, completion: str) -> bool:
     return parse_answer(completion, example.skill) == example.answer
 
 
-def accuracy_by_skill(examples: Sequence[Example], completions: Sequence[str]) -> dict[str, float]:
-    """Exact-match accuracy per skill, plus `all` (the mean over examples)."""
-    if len(examples) != len(completions):
-        raise ValueError(f"{len(examples)} examples but {len(completions)} completions")
-    hits: dict[str, list[bool]] = {}
-    for ex, comp in zip(examples, completions):
-        hits.setdefault(ex.skill, []).append(grade(ex, comp))
-    acc = {s: sum(v) / len(v) for s, v in sorted(hits.items())}
-    total = [h for v in hits.values() for h in v]
-    acc["all"] = sum(total) / len(total) if total else float("nan")
-    return acc
-
-
 def corpus_text(n: int = 4000, seed: int = 0, config: TaskConfig | None = None) -> list[str]:
     """Text of training examples, e.g. to train the project tokenizer on."""
     return [ex.text for ex in make_split("train", n, seed=seed, config=config)]

@@ -20,6 +20,7 @@ import re
 
 from antidistill.watermark.errors import UserError
 
+from .answers import split_reasoning
 from .suite import ANSWER_MARK, SKILLS
 
 _PLACES = ("ones", "tens", "hundreds", "thousands")
@@ -157,7 +158,11 @@ def canonical_trace(skill: str, completion: str) -> str:
 
 
 def answer_only(completion: str) -> str:
-    """The trace without its reasoning: only the final answer line (empty answer if there is none)."""
+    """The trace without its reasoning: what follows a think block, else only the final answer line
+    (an empty answer if there is none)."""
+    _, rest, think = split_reasoning(completion)
+    if think:
+        return rest
     lines = [ln for ln in completion.split("\n") if ln.startswith(ANSWER_MARK)]
     return lines[-1] if lines else f"{ANSWER_MARK}"
 
@@ -193,21 +198,21 @@ def thin_trace(completion: str, skill: str, keep: str) -> tuple[str, float, bool
 
 
 class TraceRenderer:
-    """Applies `trace:keep=...` to finished corpus records of the task suite, batch by batch."""
+    """Applies `trace:keep=...` to finished corpus records of a task (`task.thin`), batch by batch."""
 
-    def __init__(self, protection, tokenizer, teacher_name: str):
-        self.keep, self.tokenizer, self.teacher = protection.keep, tokenizer, teacher_name
+    def __init__(self, protection, tokenizer, teacher_name: str, task):
+        self.keep, self.tokenizer, self.teacher, self.task = protection.keep, tokenizer, teacher_name, task
         self.spec = protection.spec
 
     def __call__(self, records: list[dict]) -> None:
         """Rewrite `completion`, `completion_ids` in place; add `reasoning_seen` (share in [0, 1])."""
         found = 0
         for r in records:
-            text, share, ok = thin_trace(r["completion"], r["skill"], self.keep)
+            text, share, ok = self.task.thin(r["completion"], r["skill"], self.keep)
             found += ok
             r["completion"], r["reasoning_seen"] = text, round(share, 4)
             r["completion_ids"] = self.tokenizer(text, add_special_tokens=False)["input_ids"]
         if 2 * found < len(records):
             raise UserError(f"{self.spec}: {len(records) - found} of {len(records)} traces of teacher "
-                            f"{self.teacher} have no '{ANSWER_MARK}' line, so they cannot be parsed; the trace "
-                            "countermeasure needs a teacher that answers in the task suite's format")
+                            f"{self.teacher} have no '{ANSWER_MARK}' line or think block, so they cannot be parsed; "
+                            "the trace countermeasure needs a teacher that ends its reasoning in one of those forms")

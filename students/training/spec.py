@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from antidistill.watermark.errors import UserError
 
 from ..batching import MODES
-from ..models.presets import PRESETS
+from ..models.presets import split_preset
 from .lora import parse_lora
 
 
@@ -59,7 +59,7 @@ class TrainingSpec:
 
     @property
     def learning_rate(self) -> float:
-        return self.lr if self.lr is not None else default_lr(self.student in PRESETS, self.lora)
+        return self.lr if self.lr is not None else default_lr(split_preset(self.student) is not None, self.lora)
 
     def plan(self, main, other) -> dict:
         """What binds an output folder (a rerun with another plan is refused): the settings and a

@@ -1,6 +1,7 @@
 import pytest
 
-from antidistill.students.tasks.suite import (SKILLS, TaskConfig, accuracy_by_skill, grade, make_split,
+from antidistill.students.tasks.registry import DemoTask, accuracy_by_skill
+from antidistill.students.tasks.suite import (SKILLS, TaskConfig, grade, make_split,
                                               parse_answer, render)
 from antidistill.watermark.errors import UserError
 
@@ -107,11 +108,11 @@ def test_grade_sort_and_malformed():
 def test_accuracy_by_skill():
     exs = make_split("test", 8)
     comps = [e.completion if i % 2 == 0 else "Answer: x" for i, e in enumerate(exs)]
-    acc = accuracy_by_skill(exs, comps)
+    acc = accuracy_by_skill(DemoTask(), exs, comps)
     assert acc["all"] == 0.5
     assert acc["add"] == 1.0 and acc["mul"] == 0.0
     with pytest.raises(ValueError):
-        accuracy_by_skill(exs, comps[:-1])
+        accuracy_by_skill(DemoTask(), exs, comps[:-1])
 
 
 def test_bad_inputs_are_user_errors():
