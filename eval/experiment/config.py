@@ -315,7 +315,22 @@ FRONTIER = {
     "eval": {"detectability": False, "audit": False},
 }
 
-PRESETS = {"default": {}, "smoke": SMOKE, "frontier": FRONTIER}
+# The whole pipeline on a reasoning-gym task with tiny models, in a few minutes on 2 CPU cores (in CI): a
+# `tiny` teacher learns sums and differences of two or three digits (gym problems ship no traces, so
+# it answers `Answer: X` directly), then the smoke's students and audits; `ads` builds its distilled proxy
+# with the teacher's tokenizer.
+GYM_SMOKE = {
+    **SMOKE,
+    "name": "gym-smoke",
+    "task": "gym:chain_sum,min_terms=2,max_terms=3,min_digits=1,max_digits=1",
+    "teacher": {"model": "demo", "demo": {"preset": "tiny", "n_train": 4000, "steps": 300, "batch_size": 32,
+                                          "n_test": 48, "max_new_tokens": 16}},
+    "protections": ["none", "kgw:gamma=0.25,delta=4,h=1,hash=left", "trace:keep=answer", "ads:lam=1"],
+    "corpus": {"n_prompts": 128, "max_new_tokens": 16, "batch_size": 64},
+    "eval": {**SMOKE["eval"], "max_new_tokens": 16},
+}
+
+PRESETS = {"default": {}, "smoke": SMOKE, "frontier": FRONTIER, "gym-smoke": GYM_SMOKE}
 
 
 def preset_config(name: str) -> RunConfig:

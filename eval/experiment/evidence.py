@@ -255,7 +255,7 @@ class Evidence:
             t = time.perf_counter()
             setattr(res, name, getattr(self, name)())
             seconds[name] = round(time.perf_counter() - t, 1)
-            meta_ = meta(lab, self.stages, time.perf_counter() - t0)
+            meta_ = meta(lab, self.stages, time.perf_counter() - t0, lab.teacher_card())
             meta_["finding_seconds"] = seconds
             meta_["findings_done"] = res.done()
             write_evidence(self.out, public, res, meta_)

@@ -48,6 +48,27 @@ def grades(lab: Lab, label: str, student_dir: Path | None, seed: int) -> pd.Data
     return pd.read_csv(d / "items.csv").assign(student=label, seed=seed)
 
 
+def teacher_card(lab: Lab) -> dict:
+    """What the report says of the teacher: the demo teacher's training card, or, for a named model,
+    its greedy accuracy per skill on the students' test items (measured once, cached)."""
+    card = lab.teacher_card()
+    if card:
+        return card
+    e = lab.cfg.eval
+
+    def build(tmp: Path) -> None:
+        model, tok = lab.teacher()
+        grade_items(model, tok, lab.task.examples("test", e.n_test, seed=lab.seed), task=lab.task,
+                    max_new_tokens=e.max_new_tokens).to_csv(tmp / "items.csv", index=False)
+
+    inputs = lab.with_task({"teacher": lab.teacher_id, "n_test": e.n_test, "max_new_tokens": e.max_new_tokens,
+                            "seed": lab.seed})
+    items = pd.read_csv(lab.store.build("evaluations", "grade teacher", "teacher-grades", inputs, build) / "items.csv")
+    acc = {str(k): round(float(v), 4) for k, v in items.groupby("skill")["correct"].mean().items()}
+    return {"accuracy": {**acc, "all": round(float(items["correct"].mean()), 4)}, "n_test": len(items),
+            "decoding": "greedy", "task": lab.task.spec}
+
+
 # ------------------------------------------------------------ radioactivity audits
 def audit_tuples(lab: Lab, prot, model, tok, mode: str, decode_attacks=()):
     """A suspect's audit tuples on prot's audit texts, and the choice-point mask (None: every

@@ -230,7 +230,7 @@ def _header(cfg: dict, meta: dict, alpha: float) -> list[str]:
     seeds = meta.get("training_seeds", [cfg["seed"]])
     card = meta.get("teacher_card") or {}
     md = [f"# antidistill run: {cfg['name']}", ""]
-    md += [f"Teacher `{meta['teacher']}`; protections {', '.join(f'`{p}`' for p in cfg['protections'])}; "
+    md += [f"Task `{cfg.get('task', 'demo')}`; teacher `{meta['teacher']}`; protections {', '.join(f'`{p}`' for p in cfg['protections'])}; "
            f"students `{st['preset']}` ({st['mode']}"
            f"{', LoRA ' + st['lora'] if st['lora'] else ', full fine-tuning'}, {st['max_steps']} steps at batch "
            f"{st['batch_size']}), each trained with {len(seeds)} seeds ({', '.join(map(str, seeds))}); "
@@ -247,8 +247,10 @@ def _header(cfg: dict, meta: dict, alpha: float) -> list[str]:
            "time.", ""]
     if card.get("accuracy"):
         acc = ", ".join(f"{k} {v:.1%}" for k, v in card["accuracy"].items())
-        md += [f"Demo teacher (greedy, held-out test split, n = {card.get('n_test')}): {acc}; trained in "
-               f"{card.get('train_seconds')} s with {card.get('torch_threads')} torch thread(s).", ""]
+        trained = (f"; trained in {card.get('train_seconds')} s with {card.get('torch_threads')} torch thread(s)"
+                   if "train_seconds" in card else " (the students' test items)")
+        md += [f"{'Demo teacher' if 'train_seconds' in card else 'Teacher'} (greedy, held-out test split, "
+               f"n = {card.get('n_test')}): {acc}{trained}.", ""]
     return md
 
 

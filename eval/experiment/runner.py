@@ -53,13 +53,13 @@ def cpu_info() -> dict:
             "torch_threads": torch.get_num_threads(), "cpus": os.cpu_count(), "platform": platform.platform()}
 
 
-def meta(lab: Lab, stages: Stages, seconds: float) -> dict:
+def meta(lab: Lab, stages: Stages, seconds: float, card: dict) -> dict:
     """run.json: what ran where, with which versions, and how long each stage took."""
     return {
         "wall_seconds": round(seconds, 1), "stage_seconds": dict(stages.seconds),
         "stage_cpu_seconds": dict(stages.cpu_seconds),
         "key_fingerprint": lab.key.fingerprint, "seed": lab.seed, "training_seeds": lab.seeds.training,
-        "teacher": lab.teacher_id, "teacher_card": lab.teacher_card(), "stages": lab.log.events,
+        "teacher": lab.teacher_id, "task": lab.task.spec, "teacher_card": card, "stages": lab.log.events,
         "versions": {"antidistill": antidistill_version(), "python": platform.python_version(), "torch": torch.__version__,
                      "transformers": transformers.__version__, "numpy": np.__version__, "pandas": pd.__version__},
         "machine": cpu_info(),
@@ -153,7 +153,7 @@ class Runner:
         corpora = {p.spec: lab.corpus(p) for p in lab.protections.values()}
         students = {k: path for k, (path, _) in self.student_chains().items()}
         res = self.measure(corpora, students)
-        meta_ = meta(lab, self.stages, time.perf_counter() - t_start)  # up to the report, which takes seconds
+        meta_ = meta(lab, self.stages, time.perf_counter() - t_start, measures.teacher_card(lab))  # up to the report, which takes seconds
         with self._stage(5, "report") as bar:
             write_report(self.out, public_config(self.cfg, lab.key, lab.key_source), res, meta_)
             bar.update(1)

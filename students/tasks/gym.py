@@ -62,8 +62,8 @@ class GymTask(Task):
     def __init__(self, name: str, params: dict):
         self.name, self.params = name, dict(sorted(params.items()))
         self.spec = "gym:" + ",".join([name] + [f"{k}={v}" for k, v in self.params.items()])
-        self._streams: dict[tuple[str, int], list] = {}
-        self._iters: dict[tuple[str, int], object] = {}
+        self._streams: dict[tuple[str, int, bool], list] = {}
+        self._iters: dict[tuple[str, int, bool], object] = {}
         self._dataset(1, 0)  # a bad name or parameter fails here, at parse time, in one line
 
     @classmethod
@@ -96,16 +96,17 @@ class GymTask(Task):
             first = (str(err).strip().splitlines() or [type(err).__name__])[0]
             raise UserError(f"task {self.spec}: reasoning-gym refused its parameters ({first})") from None
 
-    def _draw(self, split: str, seed: int):
-        """The split's problems in order: (Example, reasoning-gym entry), unique by question."""
+    def _draw(self, split: str, seed: int, unique: bool):
+        """The split's problems in order: (Example, reasoning-gym entry), unique by question unless
+        `unique` is off (training sets larger than the split's problem space: a problem may recur)."""
         seen: set[str] = set()
-        chunk = misses = 0
+        chunk = misses = count = 0
         while True:
             data = self._dataset(_CHUNK, _seed("antidistill/gym", self.spec, seed, split, chunk))
             chunk += 1
             for entry in data:
                 question = str(entry["question"])
-                if split_of(self.spec, question) != split or question in seen:
+                if split_of(self.spec, question) != split or (unique and question in seen):
                     misses += 1
                     if misses > _MAX_MISSES:
                         raise UserError(f"task {self.spec}: cannot draw more unique problems for split {split!r}; "
@@ -115,30 +116,30 @@ class GymTask(Task):
                 seen.add(question)
                 answer = str(entry["answer"])
                 skill = str(entry.get("metadata", {}).get("source_dataset", self.name))
-                i = len(seen) - 1
-                yield Example(id=f"{self.name}-{split}-s{seed}-{i:06d}", skill=skill, split=split,
+                yield Example(id=f"{self.name}-{split}-{'s' if unique else 'r'}{seed}-{count:06d}", skill=skill, split=split,
                               prompt=f"{question}\n{INSTRUCTION}\n", completion=f"{ANSWER_MARK} {answer}",
                               answer=answer, problem=f"{self.spec}:{question}"), entry
+                count += 1
 
-    def _take(self, split: str, seed: int, n: int) -> list:
-        key = (split, seed)
+    def _take(self, split: str, seed: int, n: int, unique: bool = True) -> list:
+        key = (split, seed, unique)
         stream = self._streams.setdefault(key, [])
         if len(stream) < n:
-            it = self._iters.setdefault(key, self._draw(split, seed))
+            it = self._iters.setdefault(key, self._draw(split, seed, unique))
             while len(stream) < n:
                 stream.append(next(it))
         return stream[:n]
 
     def examples(self, split, n, seed=0, unique=True):
         self.check_split(split, n)
-        return [ex for ex, _ in self._take(split, seed, n)]
+        return [ex for ex, _ in self._take(split, seed, n, unique)]
 
     def _entry(self, example) -> dict:
         ident = example["id"] if isinstance(example, dict) else example.id
         name, split, seed, index = ident.rsplit("-", 3) if ident.count("-") >= 3 else ("", "", "", "")
-        if name != self.name or not seed.startswith("s") or not seed[1:].isdigit() or not index.isdigit():
+        if name != self.name or seed[:1] not in ("s", "r") or not seed[1:].isdigit() or not index.isdigit():
             raise UserError(f"task {self.spec}: {ident!r} is not one of its example ids")
-        return self._take(split, int(seed[1:]), int(index) + 1)[int(index)][1]
+        return self._take(split, int(seed[1:]), int(index) + 1, seed[0] == "s")[int(index)][1]
 
     def score(self, example, completion):
         answer, _ = extract_answer(completion, fallback="line")

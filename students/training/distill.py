@@ -117,19 +117,27 @@ class _Run:
             raise UserError(f"corpus {spec.corpus} holds no records")
         self.model, self.tokenizer = load_model(spec.student, seed=spec.seed, cache_dir=cache_dir)
         self.fp = tokenizer_fingerprint(self.tokenizer)
-        self._check_corpora()
-        self.plan = spec.plan(self.main, self.other)
+        self.retokenize = self._check_corpora()
+        self.plan = {**spec.plan(self.main, self.other), "retokenize": self.retokenize}
 
-    def _check_corpora(self) -> None:
+    def _check_corpora(self) -> bool:
+        """Whether the texts are re-encoded with the student's tokenizer: as asked, or (not asked) when a
+        corpus was tokenized by another tokenizer (cross-tokenizer distillation is SFT on text)."""
         spec = self.spec
-        for c in (self.main, self.other):
-            if c is not None and c.manifest.get("tokenizer_fingerprint") != self.fp and not spec.retokenize:
-                raise UserError(f"corpus {c.path} was tokenized with tokenizer "
-                                f"{c.manifest.get('tokenizer_fingerprint')} "
-                                f"but student {spec.student!r} uses {self.fp}; pick a student with the teacher's "
-                                "tokenizer" + (", or pass --retokenize (sft only)" if spec.mode == "sft" else ""))
-        if spec.retokenize:
-            return
+        other = [c for c in (self.main, self.other) if c is not None
+                 and c.manifest.get("tokenizer_fingerprint") != self.fp]
+        if other and spec.mode == "logit-kd":
+            raise UserError(f"logit KD needs the teacher's vocabulary, but corpus {other[0].path} was tokenized with "
+                            f"tokenizer {other[0].manifest.get('tokenizer_fingerprint')} and student {spec.student!r} "
+                            f"uses {self.fp}; use --mode sft (the texts retokenized) or a student with the teacher's "
+                            "tokenizer")
+        if other and spec.retokenize is False:
+            raise UserError(f"corpus {other[0].path} was tokenized with tokenizer "
+                            f"{other[0].manifest.get('tokenizer_fingerprint')} but student {spec.student!r} uses "
+                            f"{self.fp}; drop --no-retokenize (sft on the retokenized texts) or pick a student with "
+                            "the teacher's tokenizer")
+        if spec.retokenize or other:
+            return True
         vocab = output_vocab_size(self.model)
         for c in (self.main, self.other):
             top = max((max(r["prompt_ids"] + r["completion_ids"], default=0) for r in c.records), default=0) \
@@ -137,6 +145,7 @@ class _Run:
             if top >= vocab:
                 raise UserError(f"corpus {c.path} holds token id {top} but student {spec.student!r} has a vocabulary "
                                 f"of {vocab}")
+        return False
 
     def _bind(self) -> tuple[bool, list[Path]]:
         """(finished already, complete checkpoints); refuses a folder that holds another plan's progress."""
@@ -173,7 +182,7 @@ class _Run:
             return _read_json(self.out / MANIFEST_FILE)
         spec, plan_path = self.spec, self.out / PLAN_FILE
         max_len = getattr(self.model.config, "max_position_embeddings", 2048) or 2048
-        feats = record_features(self.records, self.tokenizer, spec.mode, spec.retokenize, max_len,
+        feats = record_features(self.records, self.tokenizer, spec.mode, self.retokenize, max_len,
                                 vocab=output_vocab_size(self.model))
         if spec.lora:
             from peft import get_peft_model  # heavy; full fine-tuning never needs it

@@ -36,7 +36,7 @@ class TrainingSpec:
     batch_size: int = 16
     seed: int = 0
     save_steps: int = 200
-    retokenize: bool = False
+    retokenize: bool | None = None  # None: when the corpus's tokenizer is not the student's
     logging_steps: int = 10
 
     def __post_init__(self):
