@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from antidistill.students.cache import ensure_out_dir
+from antidistill.watermark import parse_protection
 from antidistill.watermark.errors import atomic_write
 
 from ..measures.audit import format_p
@@ -300,6 +301,10 @@ def _frontier_section(out: Path, res: RunResults, alpha: float) -> list[str]:
 def _audit_section(out: Path, cfg: dict, res: RunResults, alpha: float) -> list[str]:
     """The radioactivity audit: method, verdicts, curves and the table."""
     if res.audit is None:
+        if cfg["eval"]["audit"] and any(parse_protection(p).has_detector for p in res.sweeps):
+            return ["## Radioactivity audit (auditor)", "", "Not run: the students' tokenizer is not the teacher's, so "
+                    "they predict other token ids (reading mode cannot score our texts through them, and generation "
+                    "mode would need their outputs retokenized, which this version does not do).", ""]
         return []
     md: list[str] = []
     a = res.audit

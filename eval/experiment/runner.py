@@ -111,7 +111,13 @@ class Runner:
             todo.append(("quality teacher_items", lambda: measures.quality(lab, corpora)))
         if e.detectability and self.detectable:
             todo.append(("detectability roc", lambda: measures.detectability(lab, corpora)))
-        if e.audit and self.detectable:
+        # A student with another tokenizer predicts other token ids: the auditor cannot read our texts
+        # through it (reading mode), and its generations would need retokenizing (not done yet): no audit.
+        same_ids = not (e.audit and self.detectable) or work.shares_tokenizer(self.cfg.student_model, lab.teacher()[1],
+                                                                              lab.cache_dir)
+        if e.audit and self.detectable and not same_ids:
+            lab.log.add("evaluations", "audits skipped: the students' tokenizer is not the teacher's", "skipped", 0.0)
+        if e.audit and self.detectable and same_ids:
             for p in self.detectable:
                 for mode in e.audit_modes:
                     for label, spec in ((p.spec, p.spec), ("raw", "none")):

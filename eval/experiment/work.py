@@ -18,7 +18,7 @@ from antidistill.students.cache import build_once
 from antidistill.students.protect.generate import generate_corpus
 from antidistill.students.corpus import read_corpus, read_manifest
 from antidistill.students.training.distill import MANIFEST_FILE, mix_records, train_student
-from antidistill.students.models.loader import load_model
+from antidistill.students.models.loader import load_model, load_tokenizer
 from antidistill.students.models.teacher import demo_teacher, teacher_dir
 from antidistill.students.models.tokenizer import tokenizer_fingerprint
 from antidistill.watermark import Key, parse_protection
@@ -55,6 +55,11 @@ def teacher_card(section: TeacherSection, cache_dir, task: str = "demo") -> dict
     if section.model != "demo":
         return {}
     return json.loads((teacher_dir(section.recipe(task), cache_dir) / "teacher_card.json").read_text())
+
+
+def shares_tokenizer(student: str, teacher_tokenizer, cache_dir) -> bool:
+    """Whether a student model name encodes text as the teacher does (its token ids are the teacher's)."""
+    return tokenizer_fingerprint(load_tokenizer(student, cache_dir=cache_dir)) == tokenizer_fingerprint(teacher_tokenizer)
 
 
 def load_student(preset: str, student_dir: Path | None, seed: int, cache_dir):

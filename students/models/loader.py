@@ -93,7 +93,10 @@ def check_model(name_or_path: str, what: str = "model") -> None:
 
 
 def load_tokenizer(name: str, cache_dir=None):
-    """The tokenizer of a named model without its weights: `project` (or `demo`) is the project's own."""
+    """The tokenizer of a named model without its weights: `project` (or `demo`, or a preset) is the
+    project's own; `PRESET:tokenizer=WHERE` is WHERE's."""
+    if (preset := split_preset(name)) is not None and preset[1] is not None:
+        name = preset[1]
     if name in ("project", "demo") or name in PRESETS:
         return project_tokenizer(cache_dir)
     from transformers import AutoTokenizer

@@ -34,6 +34,7 @@ def generate_corpus(teacher, out, *, protection="none", key=None, key_file=None,
     """
     protection = parse_protection(protection)
     task = parse_task(task)
+    check_inputs(protection, [], topk_logprobs, task)  # what the task cannot support, before a teacher is loaded
     resolve_device(device)  # refuse a missing device before loading anything
     if protection.needs_key and key is None:
         key = load_key(key_file)

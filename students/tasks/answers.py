@@ -83,7 +83,8 @@ def parse_number(text: str | None) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def numbers_equal(a: float | None, b: float | None, rel: float = 1e-6) -> bool:
+def numbers_equal(a: float | None, b: float | None, rel: float = 1e-9) -> bool:
+    """Equal numbers: 0.1 + 0.2 and 0.3 are, 1000000 and 1000001 are not (relative tolerance 1e-9)."""
     return a is not None and b is not None and abs(a - b) <= rel * max(1.0, abs(a), abs(b))
 
 
@@ -91,7 +92,7 @@ def normalise(text: str | None) -> str | None:
     """Whitespace collapsed, a trailing period and surrounding quotes dropped (exact-match grading)."""
     if text is None:
         return None
-    return " ".join(text.split()).rstrip(".").strip("\"'`") or None
+    return " ".join(text.split()).strip("\"'`").rstrip(".").strip("\"'`") or None
 
 
 _CHOICE = re.compile(r"\(?\b([A-J])\b\)?")

@@ -106,7 +106,8 @@ class GymTask(Task):
             chunk += 1
             for entry in data:
                 question = str(entry["question"])
-                if split_of(self.spec, question) != split or (unique and question in seen):
+                # The split is the question's, whatever the difficulty setting it was drawn at.
+                if split_of(f"gym:{self.name}", question) != split or (unique and question in seen):
                     misses += 1
                     if misses > _MAX_MISSES:
                         raise UserError(f"task {self.spec}: cannot draw more unique problems for split {split!r}; "

@@ -3,9 +3,10 @@
 One JSON object a line: `prompt` and `answer` (strings; a number answer is taken as its text),
 optional `id` (unique; default: the line number), `split` (train, distill or test) and `skill` (a
 category the tables break accuracy down by). Rows without a split are assigned one by a hash of
-their id (60 / 30 / 10%, as the demo suite's problems are), so the assignment never depends on the
-order or the size of the file. A split's examples come in a seeded order: a larger count extends a
-smaller one, and two seeds draw the same problems in different orders.
+their prompt (60 / 30 / 10%, as the demo suite's problems are): the assignment never depends on the
+order or the size of the file, and two rows asking the same thing land in the same split. A split's
+examples come in a seeded order that does not depend on the file's order either: a larger count
+extends a smaller one, and two seeds draw the same problems in different orders.
 
 Graders read the completion's final answer (`answers.extract_answer`: think block removed, then
 `<answer>` tags, `\\boxed{}`, `####`, `Answer:`) and compare it with the row's answer:
@@ -14,12 +15,14 @@ Graders read the completion's final answer (`answers.extract_answer`: think bloc
              back to the last line
   - choice   the option letters (A-J) are equal
   - regex    `pattern` (a Python regex with one group) finds the answer in the completion; its last
-             match's group must equal the row's answer exactly
+             match's group must equal the row's answer exactly. `pattern=` comes last in the spec and
+             takes the rest of it, commas included: `jsonl:path=f.jsonl,grader=regex,pattern=(\d{1,3})`
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import random
 import re
 from pathlib import Path
@@ -53,7 +56,14 @@ class JsonlTask(Task):
 
     @classmethod
     def parse(cls, body: str) -> JsonlTask:
-        params = parse_params(body, "jsonl")
+        head, sep, pattern_text = body.partition("pattern=")
+        if sep and head and not head.endswith(","):  # "xpattern=" inside another value
+            head, sep, pattern_text = body, "", ""
+        params = parse_params(head, "jsonl")
+        if sep:
+            if "pattern" in params:
+                raise UserError("task jsonl: parameter 'pattern' given twice")
+            params["pattern"] = pattern_text
         unknown = sorted(set(params) - {"path", "grader", "pattern"})
         if unknown:
             raise UserError(f"task jsonl: unknown parameter(s) {', '.join(unknown)}; valid: path, grader, pattern")
@@ -92,14 +102,15 @@ class JsonlTask(Task):
             if not isinstance(obj.get("prompt"), str) or not obj["prompt"].strip():
                 raise UserError(f"{where}: needs a non-empty string \"prompt\"")
             answer = obj.get("answer")
-            if isinstance(answer, bool) or not isinstance(answer, (str, int, float)) or not str(answer).strip():
-                raise UserError(f"{where}: needs an \"answer\" (a non-empty string or a number)")
+            if isinstance(answer, bool) or not isinstance(answer, (str, int, float)) or not str(answer).strip() \
+                    or (isinstance(answer, float) and not math.isfinite(answer)):
+                raise UserError(f"{where}: needs an \"answer\" (a non-empty string or a finite number)")
             ident = str(obj.get("id", f"line{lineno}"))
             check_text(ident, where, "id")
             if ident in seen:
                 raise UserError(f"{where}: id {ident!r} appears twice; ids must be unique")
             seen.add(ident)
-            split = obj.get("split", split_of("jsonl", ident))
+            split = obj.get("split", split_of("jsonl", obj["prompt"]))
             if split not in SPLITS:
                 raise UserError(f"{where}: split {split!r} is not one of {', '.join(SPLITS)}")
             skill = obj.get("skill", "all-items")
@@ -114,7 +125,7 @@ class JsonlTask(Task):
 
     def examples(self, split, n, seed=0, unique=True):
         self.check_split(split, n)
-        rows = list(self.rows[split])
+        rows = sorted(self.rows[split], key=lambda r: hashlib.sha256(r["id"].encode()).hexdigest())
         if n > len(rows) and unique:
             raise UserError(f"task {self.spec}: split {split!r} holds {len(rows)} rows; asked for {n}")
         rng = random.Random(f"antidistill/jsonl/{seed}/{split}")
