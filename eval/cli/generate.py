@@ -40,7 +40,7 @@ def run(args) -> int:
     from antidistill.students.protect.generate import generate_corpus
     from antidistill.students.protect.prepare import check_inputs
     from antidistill.students.tasks.registry import parse_task
-    from antidistill.watermark import parse_protection
+    from antidistill.watermark import UserError, parse_protection
 
     from ..experiment.runner import library_chatter
 
@@ -50,10 +50,13 @@ def run(args) -> int:
     check_inputs(protection, [], args.topk_logprobs, task)
     count = args.prompts.strip()
     if count.isdigit() and int(count) > 0 and task.family != "demo":
-        # A split too small for N refuses here, before the teacher; the task keeps what it drew, so
-        # generation's own draw of the same prompts is free (the demo's split holds >= 80,000 and its
-        # draw is not kept, so it is drawn once, by generation).
-        task.examples("distill", int(count), seed=args.seed)
+        # A split too small for N refuses here, before the teacher. Generation draws the same prompts
+        # again from this task object, at no cost (a gym task keeps its drawn stream, a file task its
+        # rows); the demo's split holds >= 80,000 and a demo draw is not kept, so it is drawn once.
+        try:
+            task.examples("distill", int(count), seed=args.seed)
+        except UserError as err:
+            raise UserError(f"{err} (--prompts {count})") from None
     with library_chatter(verbose=False):  # our own bar only, no "Loading weights" bars
         manifest = generate_corpus(
             args.teacher, args.out, protection=protection, key_file=args.key_file, prompts=args.prompts, task=task,

@@ -33,7 +33,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args) -> int:
     from antidistill.students.models.loader import load_model
     from antidistill.students.tasks.registry import parse_task
-    from antidistill.watermark.errors import atomic_write, check_writable
+    from antidistill.watermark.errors import UserError, atomic_write, check_writable
 
     from ..experiment.runner import library_chatter
     from ..measures.stats import clopper_pearson
@@ -43,7 +43,10 @@ def run(args) -> int:
         if path:
             check_writable(path)
     task = parse_task(args.task)
-    examples = task.examples("test", args.n_test, seed=args.seed)  # a split too small refuses before the model
+    try:  # a split too small for --n-test refuses here, before the model is loaded
+        examples = task.examples("test", args.n_test, seed=args.seed)
+    except UserError as err:
+        raise UserError(f"{err} (--n-test {args.n_test})") from None
     with library_chatter(verbose=False):
         model, tok = load_model(args.model)
         items = grade_items(model, tok, examples, task=task, batch_size=args.batch_size,

@@ -170,9 +170,9 @@ def test_a_gym_task_without_reasoning_gym_is_one_line(tmp_path, capsys, monkeypa
 
 def test_a_split_too_small_is_refused_before_the_model(cache, problems, tmp_path, capsys):
     refused(capsys, ["grade", "tiny", "--task", f"jsonl:path={problems}", "--n-test", "5", "--out", tmp_path / "g"],
-            "split 'test' holds 4 rows; asked for 5")
+            "split 'test' holds 4 rows; asked for 5 (--n-test 5)")
     refused(capsys, ["generate", "--teacher", "tiny", "--task", f"jsonl:path={problems}", "--prompts", "6",
-                     "--out", tmp_path / "c"], "split 'distill' holds 5 rows; asked for 6")
+                     "--out", tmp_path / "c"], "split 'distill' holds 5 rows; asked for 6 (--prompts 6)")
     assert not (tmp_path / "g").exists() and not (tmp_path / "c").exists()
     # The demo's bound is the parse-time one, for every task.
     refused(capsys, ["grade", "tiny", "--task", f"jsonl:path={problems}", "--n-test", "10001"], "--n-test")
