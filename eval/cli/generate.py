@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from .options import COUNT, POSITIVE, SEED, real
+from .options import COUNT, POSITIVE, SEED, add_task, real
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -18,7 +18,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         "ads:lam=1,eps=0.01,proxy=distilled (a proxy is built and cached on first use)")
     p.add_argument("--key-file", help="file with the secret key (default: $ANTIDISTILL_KEY)")
     p.add_argument("--prompts", required=True,
-                   help="N (task-suite distillation prompts) or a .jsonl ({\"prompt\": ...}) / .txt file")
+                   help="N (N prompts of the task's distillation split, drawn with --seed) or a "
+                        ".jsonl ({\"prompt\": ...}) / .txt file")
+    add_task(p, "--prompts N draws from its distillation split; the manifest records it")
     p.add_argument("--out", required=True, help="corpus folder to write (or finish)")
     p.add_argument("--temperature", type=real(0, 100, lo_open=True), default=1.0,
                    help="sampling temperature, 0 < T <= 100 (default 1)")
@@ -36,17 +38,33 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args) -> int:
     from antidistill.students.protect.generate import generate_corpus
+    from antidistill.students.protect.prepare import check_inputs
+    from antidistill.students.tasks.registry import parse_task
+    from antidistill.watermark import UserError, parse_protection
 
     from ..experiment.runner import library_chatter
 
+    # Before any folder or model: a bad task, or a protection the task cannot carry (trace:keep=results
+    # on free-form traces), is refused in one line, not after the teacher is loaded (or trained).
+    task, protection = parse_task(args.task), parse_protection(args.protection)
+    check_inputs(protection, [], args.topk_logprobs, task)
+    count = args.prompts.strip()
+    if count.isdigit() and int(count) > 0 and task.family != "demo":
+        # A split too small for N refuses here, before the teacher. Generation draws the same prompts
+        # again from this task object, at no cost (a gym task keeps its drawn stream, a file task its
+        # rows); the demo's split holds >= 80,000 and a demo draw is not kept, so it is drawn once.
+        try:
+            task.examples("distill", int(count), seed=args.seed)
+        except UserError as err:
+            raise UserError(f"{err} (--prompts {count})") from None
     with library_chatter(verbose=False):  # our own bar only, no "Loading weights" bars
         manifest = generate_corpus(
-            args.teacher, args.out, protection=args.protection, key_file=args.key_file, prompts=args.prompts,
+            args.teacher, args.out, protection=protection, key_file=args.key_file, prompts=args.prompts, task=task,
             temperature=args.temperature, max_new_tokens=args.max_new_tokens, topk_logprobs=args.topk_logprobs,
             seed=args.seed, batch_size=args.batch_size, shard_size=args.shard_size, device=args.device,
             progress=not args.quiet)
     counts = manifest["counts"]
-    print(json.dumps({"out": args.out, "protection": manifest["protection"],
+    print(json.dumps({"out": args.out, "protection": manifest["protection"], "task": task.spec,
                       "key_fingerprint": manifest["key_fingerprint"], **counts,
                       "tokens_per_second": manifest["tokens_per_second"]}))
     return 0

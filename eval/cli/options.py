@@ -58,6 +58,15 @@ def integer(lo: int | None = None, hi: int | None = None):
     return parse
 
 
+TASK_HELP = ("task spec: demo (the default, the four procedural skills), gym:NAME[,param=value...] (a reasoning-gym "
+             "dataset; gsm = gym:gsm_symbolic), jsonl:path=FILE[,grader=numeric|exact|choice|regex,pattern=RE]")
+
+
+def add_task(parser: argparse.ArgumentParser, what: str) -> None:
+    """`--task SPEC` (default demo); `what` says what the command takes from the task."""
+    parser.add_argument("--task", default="demo", metavar="SPEC", help=f"{TASK_HELP}; {what} (default: demo)")
+
+
 ALPHA = real(0, 1, lo_open=True, hi_open=True)
 SEED = integer(0, SEED_MAX)
 POSITIVE = integer(1)
