@@ -26,8 +26,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=POSITIVE, default=16)
     p.add_argument("--save-steps", type=POSITIVE, default=200, help="checkpoint every N steps")
     p.add_argument("--seed", type=SEED, default=0)
-    p.add_argument("--retokenize", action="store_true",
-                   help="sft only: re-tokenize the corpus text with the student's tokenizer")
+    p.add_argument("--retokenize", action=argparse.BooleanOptionalAction, default=None,
+                   help="sft only: re-encode the corpus text with the student's tokenizer (default: exactly when "
+                        "the corpus was tokenized by another tokenizer; logit KD then is refused)")
     p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)

@@ -16,7 +16,7 @@ Graders read the completion's final answer (`answers.extract_answer`: think bloc
   - choice   the option letters (A-J) are equal
   - regex    `pattern` (a Python regex with one group) finds the answer in the completion; its last
              match's group must equal the row's answer exactly. `pattern=` comes last in the spec and
-             takes the rest of it, commas included: `jsonl:path=f.jsonl,grader=regex,pattern=(\d{1,3})`
+             takes the rest of it, commas included: `jsonl:path=f.jsonl,grader=regex,pattern=(\\d{1,3})`
 """
 from __future__ import annotations
 

@@ -121,7 +121,7 @@ def test_resume_after_interruption(corpora, tmp_path, monkeypatch):
         _train(corpora["raw"], tmp_path / "r", max_steps=10, save_steps=4, lr=1e-2)
 
 
-def test_tokenizer_mismatch_is_refused(corpora, tmp_path):
+def test_tokenizer_mismatch_retokenizes_unless_told_not_to(corpora, tmp_path):
     from antidistill.students.models.presets import build_model
     from antidistill.students.models.tokenizer import train_tokenizer
     from antidistill.students.tasks.suite import corpus_text
@@ -131,12 +131,14 @@ def test_tokenizer_mismatch_is_refused(corpora, tmp_path):
     model.save_pretrained(tmp_path / "other")
     other_tok.save_pretrained(tmp_path / "other")
     with pytest.raises(UserError, match="was tokenized with tokenizer"):
-        _train(corpora["raw"], tmp_path / "o", student=str(tmp_path / "other"))
+        _train(corpora["raw"], tmp_path / "o", student=str(tmp_path / "other"), retokenize=False)
     assert not (tmp_path / "o" / "model").exists()
+    with pytest.raises(UserError, match="logit KD needs the teacher's vocabulary"):
+        _train(corpora["kgw"], tmp_path / "o1", student=str(tmp_path / "other"), mode="logit-kd")
     with pytest.raises(UserError, match="only with --mode sft"):
         _train(corpora["kgw"], tmp_path / "o2", student=str(tmp_path / "other"), mode="logit-kd", retokenize=True)
-    m = _train(corpora["raw"], tmp_path / "o3", student=str(tmp_path / "other"), retokenize=True, max_steps=2)
-    assert m["retokenize"] and m["global_step"] == 2
+    m = _train(corpora["raw"], tmp_path / "o3", student=str(tmp_path / "other"), max_steps=2)
+    assert m["retokenize"] and m["global_step"] == 2  # cross-tokenizer: SFT on the text, re-encoded
 
 
 def test_bad_training_inputs(corpora, tmp_path):

@@ -136,8 +136,6 @@ def test_jsonl_split_is_a_hash_of_the_id_never_of_the_file_order(tmp_path):
     assert sum(map(len, sa.values())) == 300 and all(len(v) > 10 for v in sa.values())  # roughly 60/30/10
 
 
-@pytest.mark.xfail(reason="jsonl.py examples(): the seeded shuffle starts from the file's order, so reordering the "
-                          "file draws other problems for the same seed and n", strict=False)
 def test_jsonl_drawn_examples_do_not_depend_on_the_file_order(tmp_path):
     rows = _rows(300)
     shuffled = rows[:]
@@ -147,8 +145,6 @@ def test_jsonl_drawn_examples_do_not_depend_on_the_file_order(tmp_path):
     assert [e.id for e in a.examples("test", 10, seed=3)] == [e.id for e in b.examples("test", 10, seed=3)]
 
 
-@pytest.mark.xfail(reason="jsonl.py: a row without an id is named by its line number, so moving it moves its split",
-                   strict=False)
 def test_jsonl_rows_without_ids_keep_their_split_when_the_file_is_reordered(tmp_path):
     rows = [{"prompt": f"What is {i} + {i}?", "answer": 2 * i} for i in range(60)]
     a = parse_task(f"jsonl:path={_write(tmp_path / 'a.jsonl', rows)}")
@@ -329,3 +325,21 @@ def test_gym_without_reasoning_gym_says_how_to_install(monkeypatch):
         parse_task("gym:chain_sum")
     with pytest.raises(UserError, match="gym tasks need the reasoning-gym package"):
         parse_task("gsm")
+
+
+def test_regex_pattern_with_commas_and_exact_answers_in_quotes(tmp_path):
+    path = _write(tmp_path / "r.jsonl", [{"id": "a", "prompt": "p", "answer": "123", "split": "test"},
+                                         {"id": "b", "prompt": "q", "answer": "Paris", "split": "test"}])
+    regex = parse_task(f"jsonl:path={path},grader=regex,pattern=final: (\\d{{1,3}})")
+    a = next(e for e in regex.examples("test", 2) if e.id == "a")
+    assert regex.correct(a, "so final: 123") and not regex.correct(a, "final: 12")
+    exact = parse_task(f"jsonl:path={path},grader=exact")
+    b = next(e for e in exact.examples("test", 2) if e.id == "b")
+    assert exact.correct(b, 'Answer: "Paris."') and exact.correct(b, "<answer>Paris</answer>")
+
+
+def test_numeric_grading_tells_a_million_from_a_million_and_one(tmp_path):
+    path = _write(tmp_path / "n.jsonl", [{"id": "a", "prompt": "p", "answer": 1000000, "split": "test"}])
+    t = parse_task(f"jsonl:path={path}")
+    e = t.examples("test", 1)[0]
+    assert t.correct(e, "Answer: 1,000,000") and not t.correct(e, "Answer: 1000001")
