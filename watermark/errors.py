@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import stat
 import tempfile
@@ -200,3 +201,19 @@ def check_text(value: str, where: str, field: str) -> str:
         raise UserError(f"{where}: `{field}` holds a lone surrogate ({value[err.start]!a} at character "
                         f"{err.start + 1}), which is not text") from None
     return value
+
+
+def read_json_objects(path: str | os.PathLike, what: str = "file"):
+    """(line number, where, object) for each non-blank line of a user's JSONL file, `where` naming file
+    and line; a line that is not a JSON object is one UserError naming it."""
+    for lineno, line in read_lines(path, what):
+        if not line.strip():
+            continue
+        where = f"{path} line {lineno}"
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise UserError(f"{where}: not valid JSON ({err.msg})") from None
+        if not isinstance(obj, dict):
+            raise UserError(f"{where}: expected a JSON object")
+        yield lineno, where, obj

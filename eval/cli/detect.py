@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from antidistill.watermark import UserError, atomic_write, load_key, parse_protection
-from antidistill.watermark.errors import check_replaceable, check_text, read_lines
+from antidistill.watermark.errors import check_replaceable, check_text, read_json_objects
 
 from .options import ALPHA, POSITIVE, real
 
@@ -84,16 +84,7 @@ def _ids(value, where: str, field: str) -> list[int]:
 def read_jsonl(path: Path, tokenizer) -> list[dict]:
     records = []
     vocab = len(tokenizer) if tokenizer is not None else None
-    for n, line in read_lines(path, "input"):
-        if not line.strip():
-            continue
-        where = f"{path} line {n}"
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise UserError(f"{where}: not valid JSON ({err.msg})") from None
-        if not isinstance(obj, dict):
-            raise UserError(f"{where}: expected a JSON object")
+    for n, where, obj in read_json_objects(path, "input"):
         if "token_ids" in obj:
             ids = _ids(obj["token_ids"], where, "token_ids")
         elif "text" in obj:

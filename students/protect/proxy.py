@@ -1,12 +1,13 @@
 """Proxy students for capability-denying countermeasures (ads, poe, doge), and ADS's gradient.
 
 A protection's `proxy=` names the defender's stand-in for a distilling student:
-  - `distilled`   a `tiny` student briefly SFT-distilled on the teacher's own raw traces (task-suite
-                  train-split prompts, so never a distillation or test problem), built once per
-                  teacher and cached: the demo's choice, since an untrained proxy's gradient says
-                  nothing about what a student learns from the teacher
+  - `distilled`   a `tiny` student, built with the teacher's tokenizer, briefly SFT-distilled on the
+                  teacher's own raw answers (the task's train-split prompts, so never a distillation
+                  or test problem), built once per (teacher, task) and cached: the demo's choice, since
+                  an untrained proxy's gradient says nothing about what a student learns from the teacher
   - a preset      a freshly initialised preset model (`tiny`, ...), seed 0
   - a folder      a saved model
+  - a hub id      a model in the local hub cache (a `.gguf` file, `smollm2`)
 It must share the teacher's tokenizer. `proxy_gradient` is the gradient of the proxy's mean SFT
 loss on held-out teacher traces (other train-split prompts), computed once per (teacher, proxy,
 data, mode) and cached as safetensors: `ads:grad=token` averages the loss over all completion
@@ -29,7 +30,7 @@ from ..batching import batches, record_features
 from ..cache import build_once, cache_root, config_hash
 from ..corpus import read_corpus
 from ..models.folders import resolve_model_dir
-from ..models.loader import load_model
+from ..models.loader import check_model, load_model
 from ..models.presets import PRESETS
 from ..models.tokenizer import project_tokenizer, saved_tokenizer, tokenizer_fingerprint
 from ..tasks.registry import parse_task
@@ -116,9 +117,14 @@ def load_proxy(name: str, teacher, tokenizer, teacher_name: str, *, cache_dir=No
         proxy_id = f"preset-{name}-seed0"
     else:
         path = resolve_model_dir(name)
-        if not path.is_dir():
-            raise UserError(f"proxy {name!r} is neither '{DISTILLED}', a preset ({', '.join(PRESETS)}) nor a model "
-                            "folder")
+        if not path.is_dir():  # a hub id (or a .gguf file, smollm2): named by itself
+            check_model(name, "proxy")
+            model, tok = load_model(name, cache_dir=cache_dir)
+            proxy_id = f"named-{name}"
+            if tokenizer_fingerprint(tok) != tokenizer_fingerprint(tokenizer):
+                raise UserError(f"proxy {name!r} uses another tokenizer than the teacher; a proxy must share the "
+                                "teacher's tokenizer")
+            return model.eval(), proxy_id
         model, tok = load_model(str(path), cache_dir=cache_dir)
         weights = sorted(path.glob("*.safetensors")) or sorted(path.glob("*.bin"))
         digest = hashlib.sha256()

@@ -21,13 +21,12 @@ Graders read the completion's final answer (`answers.extract_answer`: think bloc
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import random
 import re
 from pathlib import Path
 
-from antidistill.watermark.errors import UserError, check_text, read_lines
+from antidistill.watermark.errors import UserError, check_text, read_json_objects
 
 from .answers import extract_answer, normalise, numbers_equal, parse_choice, parse_number
 from .base import Task, parse_params
@@ -89,16 +88,7 @@ class JsonlTask(Task):
             raise UserError(f"task jsonl: {path} does not exist or is not a file")
         by_split: dict[str, list[dict]] = {s: [] for s in SPLITS}
         seen: set[str] = set()
-        for lineno, line in read_lines(path, "task file"):
-            if not line.strip():
-                continue
-            where = f"{path} line {lineno}"
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError:
-                raise UserError(f"{where}: not a JSON object") from None
-            if not isinstance(obj, dict):
-                raise UserError(f"{where}: not a JSON object")
+        for lineno, where, obj in read_json_objects(path, "task file"):
             if not isinstance(obj.get("prompt"), str) or not obj["prompt"].strip():
                 raise UserError(f"{where}: needs a non-empty string \"prompt\"")
             answer = obj.get("answer")

@@ -122,7 +122,7 @@ def _bad_specs(tmp_path):
         f"jsonl:path={tmp_path}/missing.jsonl": "does not exist or is not a file",
         f"jsonl:path={tmp_path}": "does not exist or is not a file",
         f"jsonl:path={tmp_path}/fifo.jsonl": "does not exist or is not a file",
-        f"jsonl:path={tmp_path}/not-json.jsonl": "line 1: not a JSON object",
+        f"jsonl:path={tmp_path}/not-json.jsonl": "line 1: not valid JSON",
         f"jsonl:path={tmp_path}/no-prompt.jsonl": "line 1: needs a non-empty string \"prompt\"",
         f"jsonl:path={tmp_path}/no-answer.jsonl": "line 1: needs an \"answer\"",
         f"jsonl:path={tmp_path}/duplicate-id.jsonl": "line 2: id 'a' appears twice",

@@ -185,8 +185,8 @@ def test_jsonl_key_is_the_content_not_the_path(tmp_path):
 
 
 @pytest.mark.parametrize("row,match", [
-    ("not json", "line 2: not a JSON object"),
-    ("[1, 2]", "line 2: not a JSON object"),
+    ("not json", "line 2: not valid JSON"),
+    ("[1, 2]", "line 2: expected a JSON object"),
     ('{"answer": 1}', "line 2: needs a non-empty string \"prompt\""),
     ('{"prompt": "  ", "answer": 1}', "needs a non-empty string \"prompt\""),
     ('{"prompt": 5, "answer": 1}', "needs a non-empty string \"prompt\""),
