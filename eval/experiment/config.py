@@ -97,7 +97,8 @@ class TeacherSection:
     def __post_init__(self):
         check_teacher_demo(self.demo)
         if not isinstance(self.model, str) or not self.model.strip():
-            raise UserError("config key teacher.model must be 'demo', 'smollm2', a model folder, a .gguf file or a hub id")
+            raise UserError("config key teacher.model must be 'demo', 'smollm2', a model folder, a .gguf file or a "
+                            "hub id")
 
     def recipe(self, task: str) -> TeacherConfig:
         """The demo teacher's recipe for the run's task (it learns the task it is asked)."""
@@ -205,7 +206,7 @@ class RunConfig:
             raise UserError(f"config key seed + students.seeds - 1 = {last} exceeds the largest seed {SEED_MAX}")
         if "none" not in self.sweeps:
             raise UserError("protections must include 'none' (the raw teacher every protection is compared with)")
-        attacks = parse_attacks(list(self.attacks))  # unknown names, bad parameters, wrong order: one line naming the spec
+        attacks = parse_attacks(list(self.attacks))  # unknown names, bad parameters, wrong order: one line
         task = parse_task(self.task)  # an unknown task, a missing file, a bad parameter: one line
         needs = [(s, f"trace:keep={parse_protection(s).keep}") for s in self.sweeps if s.startswith("trace")]
         needs += [(a.spec, "canonicalize" if a.name == "canonicalize" else "recompute") for a in attacks
@@ -239,7 +240,8 @@ class RunConfig:
 
 def check_teacher_demo(demo: dict) -> None:
     """[teacher.demo] overrides TeacherConfig: known fields, their types, positive sizes."""
-    defaults = {f.name: getattr(TeacherConfig(), f.name) for f in dataclasses.fields(TeacherConfig)}
+    # `task` is the run's, not the teacher's: a demo teacher learns the task the run asks
+    defaults = {f.name: getattr(TeacherConfig(), f.name) for f in dataclasses.fields(TeacherConfig) if f.name != "task"}
     for k, v in demo.items():
         if k not in defaults:
             raise UserError(f"unknown config key teacher.demo.{k!r}; valid keys here: {', '.join(defaults)}")

@@ -159,7 +159,8 @@ class Runner:
         corpora = {p.spec: lab.corpus(p) for p in lab.protections.values()}
         students = {k: path for k, (path, _) in self.student_chains().items()}
         res = self.measure(corpora, students)
-        meta_ = meta(lab, self.stages, time.perf_counter() - t_start, measures.teacher_card(lab))  # up to the report, which takes seconds
+        card = measures.teacher_card(lab)  # a named teacher graded on the students' test items (cached)
+        meta_ = meta(lab, self.stages, time.perf_counter() - t_start, card)  # up to the report, which takes seconds
         with self._stage(5, "report") as bar:
             write_report(self.out, public_config(self.cfg, lab.key, lab.key_source), res, meta_)
             bar.update(1)
