@@ -45,7 +45,7 @@ def test_trace_corpus_is_rendered_and_retokenized(fast_teacher, tmp_path):
 
 
 def test_trace_refusals(fast_teacher, tmp_path):
-    with pytest.raises(UserError, match="task-suite traces only"):
+    with pytest.raises(UserError, match="the traces of a task.s prompts only"):
         prompts = tmp_path / "p.txt"
         prompts.write_text("hello\n")
         generate_corpus(fast_teacher, tmp_path / "a", protection="trace", prompts=str(prompts), progress=False)
