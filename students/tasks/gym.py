@@ -9,13 +9,15 @@ seeds and counts. The stream draws reasoning-gym chunks with seeds derived from 
 
 Prompts are the question and one line asking for the answer as `Answer: <answer>` (the format the
 `trace` countermeasure keeps); completions are graded by the dataset's own `score_answer` on the
-answer read by `answers.extract_answer` (tags, boxed, ####, Answer: line; else the last line).
+answer read by `answers.extract_answer` (tags, boxed, ####, Answer: line; else the last number for a
+number answer, the last line for any other).
 The reference completion of an example is `Answer: X` (gym datasets ship no traces).
 """
 from __future__ import annotations
 
 import hashlib
 import math
+import re
 
 from antidistill.watermark.errors import UserError
 
@@ -25,6 +27,7 @@ from .suite import ANSWER_MARK, Example, split_of
 
 INSTALL = 'pip install -e ".[gym]"'
 INSTRUCTION = "Give the final answer on the last line as 'Answer: <answer>'."
+_PLAIN_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 _CHUNK = 512
 _MAX_MISSES = 20_000  # drawn problems in a row that add nothing: the space is used up at this difficulty
 
@@ -143,10 +146,14 @@ class GymTask(Task):
         return self._take(split, int(seed[1:]), int(index) + 1, seed[0] == "s")[int(index)][1]
 
     def score(self, example, completion):
-        answer, _ = extract_answer(completion, fallback="line")
+        entry = self._entry(example)
+        # Without an explicit answer marker, a number answer is read as the completion's last number (as the
+        # jsonl numeric grader does), anything else as its last line: a small instruct model that ignores the
+        # format ("2 + 3 equals 5.") is graded on what it answered, with one reading, never several guesses.
+        numeric = _PLAIN_NUMBER.fullmatch(str(entry["answer"]).strip()) is not None
+        answer, _ = extract_answer(completion, fallback="number" if numeric else "line")
         if answer is None:
             return 0.0
-        entry = self._entry(example)
         data = _gym().get_score_answer_fn(entry["metadata"]["source_dataset"]) \
             if "source_dataset" in entry.get("metadata", {}) else None
         scorer = data or self._dataset(1, 0).score_answer
