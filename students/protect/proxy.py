@@ -118,6 +118,9 @@ def load_proxy(name: str, teacher, tokenizer, teacher_name: str, *, cache_dir=No
     else:
         path = resolve_model_dir(name)
         if not path.is_dir():  # a hub id (or a .gguf file, smollm2): named by itself
+            if name.startswith(("/", ".", "~")) and not name.endswith(".gguf"):
+                raise UserError(f"proxy {name!r} is neither '{DISTILLED}', a preset ({', '.join(PRESETS)}) nor a "
+                                "model folder (no such folder)")
             check_model(name, "proxy")
             model, tok = load_model(name, cache_dir=cache_dir)
             proxy_id = f"named-{name}"
