@@ -87,8 +87,7 @@ def train_doge(teacher, proxy, tokenizer, beta: float, cfg: DogeConfig, progress
     device = next(model.parameters()).device
     proxy = proxy.to(device).eval()
     collate = Collator(tokenizer.pad_token_id)
-    data = example_features(tokenizer, parse_task(task).examples("train", cfg.n_train, seed=DOGE_DATA_SEED + cfg.seed,
-                                                                 unique=False))
+    data = example_features(tokenizer, parse_task(task).examples("train", cfg.n_train, seed=DOGE_DATA_SEED + cfg.seed))
     gen = torch.Generator().manual_seed(cfg.seed)
     opt = torch.optim.AdamW([model.get_output_embeddings().weight], lr=cfg.lr, weight_decay=0.0)
     t0, log = time.perf_counter(), []

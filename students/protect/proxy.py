@@ -64,7 +64,7 @@ def _teacher_key(teacher_name: str, tokenizer) -> dict:
 
 
 def _train_prompts(task, n: int, seed: int) -> list[str]:
-    return [e.prompt for e in task.examples("train", n, seed=seed, unique=False)]
+    return [e.prompt for e in task.examples("train", n, seed=seed)]
 
 
 def _teacher_traces(teacher, tokenizer, out: Path, prompts: list[str], cfg: ProxyConfig, seed: int,
