@@ -226,7 +226,17 @@ class RunConfig:
         preset = split_preset(self.students.preset)
         if preset is None or preset[1] != "teacher":
             return self.students.preset
-        return f"{preset[0]}:tokenizer={'project' if self.teacher.model == 'demo' else self.teacher.model}"
+        return f"{preset[0]}:tokenizer={self.teacher_tokenizer}"
+
+    @property
+    def teacher_tokenizer(self) -> str:
+        """Whose tokenizer the teacher speaks: the named model's, or the demo teacher's (the project's
+        when it is trained from scratch, the pretrained model's when it is fine-tuned from one)."""
+        if self.teacher.model != "demo":
+            return self.teacher.model
+        start = self.teacher.demo.get("preset", "tiny")
+        preset = split_preset(start)
+        return start if preset is None else preset[1] or "project"
 
     @property
     def sweeps(self) -> dict[str, tuple[str, str | None, str | None]]:
@@ -332,7 +342,34 @@ GYM_SMOKE = {
     "eval": {**SMOKE["eval"], "max_new_tokens": 16},
 }
 
-PRESETS = {"default": {}, "smoke": SMOKE, "frontier": FRONTIER, "gym-smoke": GYM_SMOKE}
+# A pretrained teacher on CPU (results/smollm2/NOTES.md). SmolLM2-135M-Instruct answers 35% of two-digit
+# sums out of the box (results/teachers/smollm2), so it is fine-tuned once on the task's reference
+# answers into the teacher (a recipe fixed before it was trained, not tuned on its accuracy). Students:
+# SmolLM2 itself with LoRA (what a distiller starts from: the teacher's own base, 35% before
+# distillation) in `smollm2`; the `tiny` preset from scratch with the project tokenizer (cross-tokenizer
+# SFT) in `smollm2-scratch`, which shares the teacher and the corpora through the cache.
+ADDITION = "gym:basic_arithmetic,min_terms=2,max_terms=2,max_digits=2,allow_parentheses=false,allow_negation=false,operators=+"
+SMOLLM2 = {
+    "name": "smollm2",
+    "task": ADDITION,
+    "teacher": {"model": "demo", "demo": {"preset": "smollm2", "n_train": 2400, "steps": 150, "batch_size": 16,
+                                          "lr": 5e-5, "warmup": 15, "n_test": 256, "max_new_tokens": 16}},
+    "protections": ["none", "kgw:gamma=0.25,delta=2,h=1,hash=left", "temperature:t=1.5"],
+    "corpus": {"n_prompts": 1200, "max_new_tokens": 16, "batch_size": 64},
+    "students": {"preset": "smollm2", "lora": "r=8,alpha=16", "epochs": 1.0, "max_steps": 60, "batch_size": 16,
+                 "lr": 3e-4, "seeds": 3, "workers": 2},
+    "eval": {"n_test": 256, "max_new_tokens": 16, "audit_texts": 128, "wrong_keys": 3,
+             "attacks": [["substitute", 0.1], ["substitute", 0.3]], "n_boot": 2000},
+}
+SMOLLM2_SCRATCH = {
+    **SMOLLM2,
+    "name": "smollm2-scratch",
+    "students": {"preset": "tiny", "epochs": 30.0, "max_steps": 1500, "batch_size": 32, "lr": 4e-3, "seeds": 3,
+                 "workers": 2},
+}
+
+PRESETS = {"default": {}, "smoke": SMOKE, "frontier": FRONTIER, "gym-smoke": GYM_SMOKE, "smollm2": SMOLLM2,
+           "smollm2-scratch": SMOLLM2_SCRATCH}
 
 
 def preset_config(name: str) -> RunConfig:

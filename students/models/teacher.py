@@ -1,4 +1,8 @@
-"""The demo teacher: a small Llama-style model the project trains itself on the task suite.
+"""The demo teacher: a model the project trains itself on the run's task.
+
+Either a small Llama-style preset trained from scratch (the default, on the task suite), or a
+pretrained model (`smollm2`, a folder) fine-tuned once into a competent teacher of a task it does
+poorly out of the box (the pretrained-teacher presets).
 
 `demo_teacher()` trains it on first use (a few minutes on 2 CPU cores), grades it on the held-out
 test split, and caches model, tokenizer and a `teacher_card.json` (accuracy per skill, training
@@ -39,6 +43,7 @@ class TeacherConfig:
     # Chosen by a sweep of 14 configs on 2 pinned CPU cores (results/demo_teacher/): the 2-layer
     # `tiny` shape trains 2x faster per token than `mini` and 4x faster than `small`, which buys
     # steps; length-grouped batches (a third less padding per step) buy 7000 of them in 5 minutes.
+    # A preset (trained from scratch with the project tokenizer) or a pretrained model fine-tuned with its own.
     preset: str = "tiny"
     tasks: TaskConfig = field(default_factory=TaskConfig)
     n_train: int = 64000
@@ -59,8 +64,13 @@ class TeacherConfig:
         if isinstance(self.tasks, dict):
             tasks = TaskConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in self.tasks.items()})
             object.__setattr__(self, "tasks", tasks)
+        if self.preset == "demo":
+            raise UserError("demo teacher: preset 'demo' would fine-tune the demo teacher on itself; name a preset "
+                            "or a pretrained model")
         if self.preset not in PRESETS:
-            raise UserError(f"demo teacher: unknown preset {self.preset!r}; valid presets: {', '.join(PRESETS)}")
+            from .loader import check_model  # the loader imports this module
+
+            check_model(self.preset, "demo teacher's preset (a preset to train, or a pretrained model to fine-tune)")
 
     def learned_task(self):
         return DemoTask(self.tasks) if self.task == "demo" else parse_task(self.task)
@@ -115,9 +125,15 @@ def _length_grouped_batches(lengths: list[int], batch_size: int, gen: torch.Gene
 
 
 def train_teacher(config: TeacherConfig, cache_dir=None, progress: bool = True):
-    """Train the demo teacher from scratch; returns (model, tokenizer, card)."""
-    tokenizer = project_tokenizer(cache_dir)
-    model, _ = build_model(config.preset, seed=config.seed, tokenizer=tokenizer)
+    """Train the demo teacher from scratch, or fine-tune the pretrained model its preset names;
+    returns (model, tokenizer, card)."""
+    if config.preset in PRESETS:
+        tokenizer = project_tokenizer(cache_dir)
+        model, _ = build_model(config.preset, seed=config.seed, tokenizer=tokenizer)
+    else:
+        from .loader import load_model
+
+        model, tokenizer = load_model(config.preset, seed=config.seed, cache_dir=cache_dir)
     task = config.learned_task()
     data = example_features(tokenizer, task.examples("train", config.n_train, seed=config.seed, unique=False))
     gen = torch.Generator().manual_seed(config.seed)
