@@ -352,13 +352,13 @@ ADDITION = "gym:basic_arithmetic,min_terms=2,max_terms=2,max_digits=2,allow_pare
 SMOLLM2 = {
     "name": "smollm2",
     "task": ADDITION,
-    "teacher": {"model": "demo", "demo": {"preset": "smollm2", "n_train": 2400, "steps": 150, "batch_size": 16,
-                                          "lr": 5e-5, "warmup": 15, "n_test": 256, "max_new_tokens": 16}},
+    "teacher": {"model": "demo", "demo": {"preset": "smollm2", "n_train": 1600, "steps": 100, "batch_size": 16,
+                                          "lr": 5e-5, "warmup": 10, "n_test": 256, "max_new_tokens": 16}},
     "protections": ["none", "kgw:gamma=0.25,delta=2,h=1,hash=left", "temperature:t=1.5"],
-    "corpus": {"n_prompts": 1200, "max_new_tokens": 16, "batch_size": 64},
-    "students": {"preset": "smollm2", "lora": "r=8,alpha=16", "epochs": 1.0, "max_steps": 60, "batch_size": 16,
+    "corpus": {"n_prompts": 800, "max_new_tokens": 16, "batch_size": 64},
+    "students": {"preset": "smollm2", "lora": "r=8,alpha=16", "epochs": 1.0, "max_steps": 40, "batch_size": 16,
                  "lr": 3e-4, "seeds": 3, "workers": 2},
-    "eval": {"n_test": 256, "max_new_tokens": 16, "audit_texts": 128, "wrong_keys": 3,
+    "eval": {"n_test": 200, "max_new_tokens": 16, "audit_texts": 128, "wrong_keys": 3,
              "attacks": [["substitute", 0.1], ["substitute", 0.3]], "n_boot": 2000},
 }
 SMOLLM2_SCRATCH = {

@@ -70,10 +70,11 @@ def teacher_card(lab: Lab) -> dict:
 
 
 # ------------------------------------------------------------ radioactivity audits
-def audit_tuples(lab: Lab, prot, model, tok, mode: str, decode_attacks=()):
+def audit_tuples(lab: Lab, prot, model, tok, mode: str, decode_attacks=(), retokenize: bool = False):
     """A suspect's audit tuples on prot's audit texts, and the choice-point mask (None: every
     position), collected the audit's way (`measures.suspect`); in generation mode the suspect's own
-    `decode_attacks` change how it decodes."""
+    `decode_attacks` change how it decodes. `retokenize`: the suspect speaks another tokenizer, and
+    its completions are read back in the teacher's (generation mode)."""
     e, mnt = lab.cfg.eval, lab.cfg.corpus.max_new_tokens
     corpus = read_corpus(lab.corpus(prot, "audit"))
     how = TupleCollection(mode=mode, selection=e.audit_selection, temperature=e.audit_temperature, max_new_tokens=mnt,
@@ -84,10 +85,11 @@ def audit_tuples(lab: Lab, prot, model, tok, mode: str, decode_attacks=()):
         settings.update(work.suspect_decoding(a, model, tok, prompts=corpus.prompts, reference=lab.teacher()[0],
                                               seed=lab.seeds.decode_attack, max_new_tokens=mnt))
     return suspect_tuples(model, tok, prot.detector(lab.key).h, how, records=corpus.records,
-                          reference=lab.teacher()[0] if how.needs_reference else None, decode_settings=settings)
+                          reference=lab.teacher()[0] if how.needs_reference else None, decode_settings=settings,
+                          ours=lab.teacher()[1] if retokenize else None)
 
 
-def audit_inputs(lab: Lab, prot, student_dir: Path, mode: str) -> dict:
+def audit_inputs(lab: Lab, prot, student_dir: Path, mode: str, retokenize: bool = False) -> dict:
     e = lab.cfg.eval
     inputs = {"student": student_dir.name, "texts": lab.corpus(prot, "audit").name, "protection": prot.spec,
               "mode": mode, "key": lab.key.fingerprint, "wrong_keys": e.wrong_keys, "seed": lab.seed,
@@ -97,14 +99,18 @@ def audit_inputs(lab: Lab, prot, student_dir: Path, mode: str) -> dict:
               "reference": lab.teacher_id if e.choice_filter or e.audit_selection == "contrast" else None}
     if lab.attacks:
         inputs["attacks"] = [a.spec for a in lab.attacks]
+    if retokenize:
+        inputs["retokenized"] = True
     return inputs
 
 
-def audit(lab: Lab, prot, label: str, student_dir: Path, mode: str, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """One student audited with prot's key and with wrong keys on the same tuples: detections and curves."""
+def audit(lab: Lab, prot, label: str, student_dir: Path, mode: str, seed: int,
+          retokenize: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """One student audited with prot's key and with wrong keys on the same tuples: detections and
+    curves. `retokenize`: the student has another tokenizer (generation mode, read back in ours)."""
     def build(tmp: Path) -> None:
         model, tok = load(lab, student_dir, seed)
-        tuples, keep = audit_tuples(lab, prot, model, tok, mode, by_stage(lab.attacks, "decode"))
+        tuples, keep = audit_tuples(lab, prot, model, tok, mode, by_stage(lab.attacks, "decode"), retokenize)
         results = score_keys(prot, lab.key, tuples, keep=keep, n_wrong=lab.cfg.eval.wrong_keys, mode=mode)
         kinds = ["key"] + ["wrong key"] * (len(results) - 1)
         rows = [{"key_kind": kind, **r.detection.as_dict()} for kind, r in zip(kinds, results)]
@@ -114,7 +120,7 @@ def audit(lab: Lab, prot, label: str, student_dir: Path, mode: str, seed: int) -
         pd.concat(curves, ignore_index=True).to_csv(tmp / "curves.csv", index=False)
 
     d = lab.store.build("evaluations", f"audit {label} (seed {seed}) with {prot.scheme} key ({mode})", "audits",
-                        audit_inputs(lab, prot, student_dir, mode), build)
+                        audit_inputs(lab, prot, student_dir, mode, retokenize), build)
     tag = dict(protection=prot.spec, student=label, mode=mode, seed=seed)
     return pd.read_csv(d / "detections.csv").assign(**tag), pd.read_csv(d / "curves.csv").assign(**tag)
 

@@ -303,8 +303,9 @@ def _audit_section(out: Path, cfg: dict, res: RunResults, alpha: float) -> list[
     if res.audit is None:
         if cfg["eval"]["audit"] and any(parse_protection(p).has_detector for p in res.sweeps):
             return ["## Radioactivity audit (auditor)", "", "Not run: the students' tokenizer is not the teacher's, so "
-                    "they predict other token ids (reading mode cannot score our texts through them, and generation "
-                    "mode would need their outputs retokenized, which this version does not do).", ""]
+                    "they predict other token ids: reading mode cannot score our texts through them, and generation "
+                    "mode (their outputs read back in the teacher's tokens) was not asked for, or a decode attack "
+                    "was (its decoding is defined over the teacher's vocabulary).", ""]
         return []
     md: list[str] = []
     a = res.audit
@@ -329,7 +330,11 @@ def _audit_section(out: Path, cfg: dict, res: RunResults, alpha: float) -> list[
               "the filter never looks at the scored token, so it does not bias the test). "
               if cfg["eval"].get("choice_filter") else "")
            + "Tuples are deduplicated; p-values are binomial / Gamma tails. Null controls in the same run: the raw-distilled "
-           "student, and wrong keys on the same tuples.", ""]
+           "student, and wrong keys on the same tuples."
+           + (" The students' tokenizer is not the teacher's: they are audited in generation mode only, their "
+              "completions decoded to text and encoded with the teacher's tokenizer before scoring (a function of "
+              "the text alone, so the test stays exact); reading mode would score choices over another vocabulary."
+              if "reading" in cfg["eval"].get("audit_modes", ()) and "reading" not in set(a["mode"]) else ""), ""]
     md += _verdicts(res, alpha) + [""]
     for mode, g in res.audit_curves.groupby("mode", sort=False):
         lab = np.where(g.key_kind != "key", "wrong keys",

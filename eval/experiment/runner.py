@@ -112,18 +112,24 @@ class Runner:
         if e.detectability and self.detectable:
             todo.append(("detectability roc", lambda: measures.detectability(lab, corpora)))
         # A student with another tokenizer predicts other token ids: the auditor cannot read our texts
-        # through it (reading mode), and its generations would need retokenizing (not done yet): no audit.
-        same_ids = not (e.audit and self.detectable) or work.shares_tokenizer(self.cfg.student_model, lab.teacher()[1],
-                                                                              lab.cache_dir)
-        if e.audit and self.detectable and not same_ids:
-            lab.log.add("evaluations", "audits skipped: the students' tokenizer is not the teacher's", "skipped", 0.0)
-        if e.audit and self.detectable and same_ids:
+        # through it (reading mode); its generations are read back in the teacher's tokens.
+        cross = bool(e.audit and self.detectable) and not work.shares_tokenizer(self.cfg.student_model,
+                                                                                lab.teacher()[1], lab.cache_dir)
+        modes = [m for m in e.audit_modes if not (cross and m == "reading")]
+        if cross and "reading" in e.audit_modes:
+            lab.log.add("evaluations", "reading-mode audits skipped: the students' tokenizer is not the teacher's",
+                        "skipped", 0.0)
+        if cross and by_stage(lab.attacks, "decode"):
+            lab.log.add("evaluations", "audits skipped: a decode attack on a student with another tokenizer",
+                        "skipped", 0.0)
+            modes = []
+        if e.audit and self.detectable:
             for p in self.detectable:
-                for mode in e.audit_modes:
+                for mode in modes:
                     for label, spec in ((p.spec, p.spec), ("raw", "none")):
                         for sd in lab.seeds.training:
                             todo.append(("audit audit_curves", lambda p=p, label=label, spec=spec, mode=mode, sd=sd:
-                                         measures.audit(lab, p, label, students[(spec, sd)], mode, sd)))
+                                         measures.audit(lab, p, label, students[(spec, sd)], mode, sd, cross)))
         if e.transfer:
             labels = [("base", None)] + [("raw" if s == "none" else s, s) for s in lab.protections]
             for label, spec in labels:

@@ -166,29 +166,48 @@ def reference_top1(model, texts, h: int, *, batch_size: int = 16) -> np.ndarray:
     return reference_uncertainty(model, list(completions), list(prompts), h, batch_size=batch_size, first=1)[0]
 
 
-def generation_tuples(model, tokenizer, prompt_ids, h: int, *, max_new_tokens: int = 128,
-                      temperature: float = 1.0, seed: int = 0, batch_size: int = 32,
-                      exclude_prompt_windows: bool = True, top_p: float = 1.0,
-                      processor=None) -> tuple[Tuples, list[list[int]]]:
-    """Sample the suspect on the prompts (temperature 0: greedy); tuples of its completions
-    (windows may reach into the prompt). Returns the tuples and the completions. `top_p` and a
-    logits `processor` are how the suspect chooses to decode (an attacker's settings): the test
-    stays exact, since the suspect's choices never depend on the key."""
+def sample_completions(model, tokenizer, prompt_ids, *, max_new_tokens: int = 128, temperature: float = 1.0,
+                       seed: int = 0, batch_size: int = 32, top_p: float = 1.0, processor=None) -> list[list[int]]:
+    """The suspect's completions (token ids) of the prompts, sampled at `temperature` (0: greedy).
+    `top_p` and a logits `processor` are how the suspect chooses to decode (an attacker's settings)."""
     from antidistill.students.models.sampling import generate_batch
 
-    completions = []
     if any(len(p) == 0 for p in prompt_ids):
         raise ValueError("generation-mode audit needs non-empty prompts")
+    completions = []
     for start in range(0, len(prompt_ids), batch_size):
         chunk = prompt_ids[start:start + batch_size]
         out = generate_batch(model, tokenizer, chunk, max_new_tokens=max_new_tokens, do_sample=temperature > 0,
                              temperature=temperature, seed=seed + start, top_p=top_p, processor=processor)
         completions += out.completions
+    return completions
+
+
+def window_tuples(completions, prompt_ids, h: int, *, exclude_prompt_windows: bool = True) -> Tuples:
+    """Tuples of completions after their prompts (windows may reach into the prompt); with
+    `exclude_prompt_windows`, the prompts' own (window, token) pairs are excluded when scored."""
     comp, prm = extract_windows(completions, prompt_ids, h)
     t = Tuples(comp.contexts, comp.tokens, n_texts=len(prompt_ids))
     if exclude_prompt_windows and len(prm.tokens):
         t.exclude_pairs = (prm.contexts, prm.tokens)
-    return t, completions
+    return t
+
+
+def generation_tuples(model, tokenizer, prompt_ids, h: int, *, exclude_prompt_windows: bool = True,
+                      **sampling) -> tuple[Tuples, list[list[int]]]:
+    """Sample the suspect on the prompts (`sample_completions`) and take the tuples of its
+    completions. Returns the tuples and the completions. The test stays exact: the suspect's
+    choices never depend on the key."""
+    completions = sample_completions(model, tokenizer, prompt_ids, **sampling)
+    return window_tuples(completions, prompt_ids, h, exclude_prompt_windows=exclude_prompt_windows), completions
+
+
+def retokenized(completions, suspect_tokenizer, tokenizer) -> list[list[int]]:
+    """A suspect's completions (its own token ids) as text, encoded by `tokenizer` (the auditor's):
+    how a student with another vocabulary is audited. A deterministic function of the text, so
+    the test stays exact."""
+    texts = suspect_tokenizer.batch_decode(completions, skip_special_tokens=True)
+    return [list(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]] if texts else []
 
 
 def frequent_kgrams(sequences, prompts, h: int, k: int) -> set:

@@ -13,10 +13,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from antidistill.students.batching import encode_prompts
 from antidistill.watermark.errors import UserError
 
 from .audit import (MODES, AuditResult, Tuples, frequent_kgrams, generation_tuples, phi_mask, reading_tuples,
-                    reference_top1, score, wrong_keys)
+                    reference_top1, retokenized, sample_completions, score, window_tuples, wrong_keys)
 
 SELECTIONS = ("top1", "contrast")
 
@@ -65,7 +66,7 @@ class TupleCollection:
 
 
 def suspect_tuples(model, tokenizer, h: int, how: TupleCollection, *, records=None, prompt_ids=None, reference=None,
-                   decode_settings: dict | None = None) -> tuple[Tuples, np.ndarray | None]:
+                   decode_settings: dict | None = None, ours=None) -> tuple[Tuples, np.ndarray | None]:
     """The suspect's audit tuples and the mask of those to score (None: all of them).
 
     `records`: our protected corpus (dicts with prompt_ids and completion_ids): the texts read in
@@ -74,24 +75,36 @@ def suspect_tuples(model, tokenizer, h: int, how: TupleCollection, *, records=No
     teacher (a model), required by `how.needs_reference`. `decode_settings` (temperature, top_p,
     processor: an attack's own way of decoding, `students.attacks.decoding_settings`) override the
     audit's temperature in generation mode. The mask is filter phi and then the choice-point filter.
+    `ours`: our tokenizer, when the suspect's is another: it is then asked our prompt texts in its own
+    tokens and its completions are read back in ours (generation mode only: its next-token choices
+    in reading mode are over another vocabulary).
     """
     if how.needs_reference and reference is None:
         raise UserError("this audit needs the reference model (our unprotected teacher): contrast selection and "
                         "the choice-point filter compare against it")
-    if records is None and (how.mode == "reading" or how.filter_top or prompt_ids is None):
-        raise UserError("the audit needs our protected texts (records) for reading mode, filter phi, or as "
-                        "generation mode's prompts when none are given")
+    if records is None and (how.mode == "reading" or how.filter_top or prompt_ids is None or ours is not None):
+        raise UserError("the audit needs our protected texts (records) for reading mode, filter phi, a suspect with "
+                        "another tokenizer, or as generation mode's prompts when none are given")
+    if ours is not None and how.mode == "reading":
+        raise UserError("a suspect with another tokenizer can be audited in generation mode only: in reading mode "
+                        "its next-token choices are over another vocabulary")
     if how.mode == "reading":
         texts = records[:how.max_texts] if how.max_texts else records
         pairs = [(r["prompt_ids"], r["completion_ids"]) for r in texts]
         tuples = reading_tuples(model, pairs, h, reference=reference if how.selection == "contrast" else None)
     else:
-        prompts = list(prompt_ids) if prompt_ids is not None else [r["prompt_ids"] for r in records]
+        prompts = list(prompt_ids) if prompt_ids is not None and ours is None else [r["prompt_ids"] for r in records]
         if how.max_texts:
             prompts = prompts[:how.max_texts]
         settings = {"temperature": how.temperature, **(decode_settings or {})}
-        tuples, comps = generation_tuples(model, tokenizer, prompts, h, max_new_tokens=how.max_new_tokens,
-                                          seed=how.seed, **settings)
+        if ours is None:
+            tuples, comps = generation_tuples(model, tokenizer, prompts, h, max_new_tokens=how.max_new_tokens,
+                                              seed=how.seed, **settings)
+        else:
+            theirs = encode_prompts(tokenizer, [r["prompt"] for r in records[:len(prompts)]])
+            comps = retokenized(sample_completions(model, tokenizer, theirs, max_new_tokens=how.max_new_tokens,
+                                                   seed=how.seed, **settings), tokenizer, ours)
+            tuples = window_tuples(comps, prompts, h)
         pairs = list(zip(prompts, comps))
     keep = None
     if how.filter_top:
