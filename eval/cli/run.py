@@ -16,7 +16,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                     "PNGs. Every stage is cached under $ANTIDISTILL_CACHE by a hash of its inputs, so a rerun "
                     "recomputes only what changed.")
     p.add_argument("config", nargs="?", help="TOML config (keys override the preset it names)")
-    p.add_argument("--preset", help="built-in config: default, smoke or frontier")
+    p.add_argument("--preset", help="a built-in config by name, e.g. default or smoke (a wrong name lists them all)")
     p.add_argument("--out", help="results folder (default results/NAME)")
     p.add_argument("--cache-dir", help="cache folder (default $ANTIDISTILL_CACHE or ~/.cache/antidistill)")
     p.add_argument("--quiet", action="store_true", help="no progress output")

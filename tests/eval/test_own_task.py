@@ -109,6 +109,7 @@ def test_jsonl_task_pretrained_teacher_and_cross_tokenizer_student_end_to_end(ca
         [eval]
         n_test = 12
         max_new_tokens = 8
+        audit_modes = ["reading", "generation"]
     """))
     out = tmp_path / "results"
     assert main(["run", str(cfg), "--out", str(out), "--cache-dir", str(cache), "--quiet"]) == 0
@@ -119,7 +120,10 @@ def test_jsonl_task_pretrained_teacher_and_cross_tokenizer_student_end_to_end(ca
     assert meta["task"].startswith("jsonl:path=") and meta["teacher_card"]["n_test"] == 12
     report = (out / "report.md").read_text()
     assert "Teacher (greedy, held-out test split, n = 12)" in report
-    assert "Not run: the students' tokenizer is not the teacher's" in report
+    # another tokenizer: audited in generation mode only, its outputs read back in the teacher's tokens
+    audit = pd.read_csv(out / "radioactivity.csv")
+    assert set(audit["mode"]) == {"generation"} and set(audit.key_kind) == {"key", "wrong key"}
+    assert "audited in generation mode only" in report
     assert (out / "detectability.csv").is_file()  # the teacher's outputs are still tested
 
 

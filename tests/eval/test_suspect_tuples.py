@@ -138,3 +138,67 @@ def test_score_keys_scores_the_key_first_then_the_public_wrong_keys(models, reco
     assert [r.detection.key_fingerprint for r in results] == [k.fingerprint for k in [key, *wrong_keys(3)]]
     assert results[0].detection == score(prot.detector(key), t, mode="reading").detection
     assert all(r.n_texts == len(records) for r in results)
+
+
+@pytest.fixture(scope="module")
+def other_suspect():
+    """A suspect whose tokenizer is not the auditor's (another byte-level BPE)."""
+    from antidistill.students.models.presets import build_model
+    from antidistill.students.models.tokenizer import train_tokenizer
+
+    tok = train_tokenizer([f"What is {i} + {i + 1}? Answer: {2 * i + 1}" for i in range(300)], vocab_size=300)
+    model, _ = build_model("tiny", seed=5, tokenizer=tok)
+    return model.eval(), tok
+
+
+def _text_records(tok, n=10):
+    from antidistill.students.batching import encode_prompts
+
+    texts = [f"What is {i} + {3 * i}?" for i in range(n)]
+    return [{"prompt": t, "prompt_ids": p, "completion_ids": tok(f" Answer: {4 * i}", add_special_tokens=False)["input_ids"]}
+            for i, (t, p) in enumerate(zip(texts, encode_prompts(tok, texts)))]
+
+
+def test_a_suspect_with_another_tokenizer_is_asked_our_texts_and_read_back_in_our_tokens(models, other_suspect):
+    from antidistill.eval.measures.audit import retokenized, sample_completions, window_tuples
+    from antidistill.students.batching import encode_prompts
+
+    _, reference, tok = models
+    suspect, theirs = other_suspect
+    records = _text_records(tok)
+    how = TupleCollection(mode="generation", temperature=0.8, max_new_tokens=6, seed=11, max_texts=8)
+    t, keep = suspect_tuples(suspect, theirs, H, how, records=records, ours=tok)
+    comps = sample_completions(suspect, theirs, encode_prompts(theirs, [r["prompt"] for r in records[:8]]),
+                               max_new_tokens=6, temperature=0.8, seed=11)
+    ours = retokenized(comps, theirs, tok)
+    assert ours == [tok(x, add_special_tokens=False)["input_ids"] for x in theirs.batch_decode(comps, skip_special_tokens=True)]
+    _same(t, window_tuples(ours, [r["prompt_ids"] for r in records[:8]], H))
+    assert keep is None and t.n_texts == 8
+    assert t.tokens.size == 0 or int(t.tokens.max()) < len(tok)  # ids of our vocabulary
+    # the choice-point filter reads our reference on our tokens
+    _, keep = suspect_tuples(suspect, theirs, H, TupleCollection(mode="generation", temperature=0.8, max_new_tokens=6,
+                                                                 seed=11, max_texts=8, max_reference_prob=0.5),
+                             records=records, ours=tok, reference=reference)
+    assert keep is not None and len(keep) == len(t.tokens)
+    with pytest.raises(UserError, match="generation mode only"):
+        suspect_tuples(suspect, theirs, H, TupleCollection(), records=records, ours=tok)
+    with pytest.raises(UserError, match="another tokenizer"):
+        suspect_tuples(suspect, theirs, H, how, prompt_ids=[[1, 2]], ours=tok)
+
+
+def test_a_clean_suspect_with_another_tokenizer_is_not_accused_under_many_keys(models, other_suspect):
+    """Null calibration of the retokenized audit: one clean suspect's tuples, many keys; the
+    deduplicated p-values of a clean suspect stay at or above uniform (at most a few below 0.05)."""
+    from scipy.stats import binom
+
+    _, _, tok = models
+    suspect, theirs = other_suspect
+    records = _text_records(tok, 16)
+    t, _ = suspect_tuples(suspect, theirs, H, TupleCollection(mode="generation", temperature=1.0, max_new_tokens=12,
+                                                              seed=3), records=records, ours=tok)
+    prot = parse_protection("kgw:gamma=0.25,delta=2,h=1,hash=left")
+    p = np.array([10 ** score(prot.detector(Key.from_text(f"cross-null/{i}")), t, mode="generation").detection.log10_p
+                  for i in range(200)])
+    assert np.all((p >= 0) & (p <= 1))
+    # at most the 1e-4 upper quantile of Binomial(200, 0.05) keys below 0.05
+    assert (p < 0.05).sum() <= binom.ppf(1 - 1e-4, 200, 0.05)
