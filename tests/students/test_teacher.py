@@ -43,5 +43,31 @@ def test_config_from_json_like_dicts():
     cfg = TeacherConfig(tasks={"sort_len": [3, 5]})
     assert cfg.tasks.sort_len == (3, 5)
     assert config_hash(TeacherConfig(tasks={}).as_dict()) == config_hash(TeacherConfig().as_dict())
-    with pytest.raises(UserError, match="unknown preset"):
+    # a preset trains from scratch; any other name must be a pretrained model to fine-tune
+    with pytest.raises(UserError, match="demo teacher's preset .*'giant' is not a preset"):
         TeacherConfig(preset="giant")
+    with pytest.raises(UserError, match="on itself"):
+        TeacherConfig(preset="demo")
+
+
+def test_a_pretrained_model_is_fine_tuned_into_the_teacher_with_its_own_tokenizer(cache_dir, tmp_path):
+    """`preset` naming a saved model starts from its weights and keeps its tokenizer (the
+    pretrained-teacher presets fine-tune SmolLM2 this way); a run config then knows whose
+    tokenizer its teacher speaks."""
+    from antidistill.eval.experiment.config import RunConfig, StudentsSection, TeacherSection
+    from antidistill.students.models.presets import build_model
+    from antidistill.students.models.tokenizer import tokenizer_fingerprint, train_tokenizer
+
+    tok = train_tokenizer([f"What is {i} + {i + 1}? Answer: {2 * i + 1}" for i in range(300)], vocab_size=300)
+    start, _ = build_model("tiny", seed=9, tokenizer=tok)
+    start.save_pretrained(tmp_path / "pre")
+    tok.save_pretrained(tmp_path / "pre")
+    cfg = TeacherConfig(**{**MICRO.__dict__, "preset": str(tmp_path / "pre"), "lr": 1e-3})
+    model, got, card = train_teacher(cfg, cache_dir=cache_dir, progress=False)
+    assert tokenizer_fingerprint(got) == tokenizer_fingerprint(tok)
+    moved = [not torch.equal(v, start.state_dict()[k]) for k, v in model.state_dict().items()]
+    assert any(moved) and 0.0 <= card["accuracy"]["all"] <= 1.0
+    run = RunConfig(teacher=TeacherSection(model="demo", demo={"preset": str(tmp_path / "pre")}),
+                    students=StudentsSection(preset="tiny:tokenizer=teacher"))
+    assert run.teacher_tokenizer == str(tmp_path / "pre") and run.student_model == f"tiny:tokenizer={tmp_path / 'pre'}"
+    assert RunConfig().teacher_tokenizer == "project"
