@@ -29,6 +29,7 @@ from ..tasks.registry import DemoTask, accuracy_by_skill, parse_task
 from ..tasks.suite import TaskConfig
 from .folders import from_pretrained
 from .presets import PRESETS, build_model
+from .pretrained import check_pretrained, load_pretrained
 from .sampling import generate_batch
 from .tokenizer import project_tokenizer
 
@@ -68,9 +69,7 @@ class TeacherConfig:
             raise UserError("demo teacher: preset 'demo' would fine-tune the demo teacher on itself; name a preset "
                             "or a pretrained model")
         if self.preset not in PRESETS:
-            from .loader import check_model  # the loader imports this module
-
-            check_model(self.preset, "demo teacher's preset (a preset to train, or a pretrained model to fine-tune)")
+            check_pretrained(self.preset, "demo teacher's preset (a preset to train, or a pretrained model to fine-tune)")
 
     def learned_task(self):
         return DemoTask(self.tasks) if self.task == "demo" else parse_task(self.task)
@@ -131,9 +130,7 @@ def train_teacher(config: TeacherConfig, cache_dir=None, progress: bool = True):
         tokenizer = project_tokenizer(cache_dir)
         model, _ = build_model(config.preset, seed=config.seed, tokenizer=tokenizer)
     else:
-        from .loader import load_model
-
-        model, tokenizer = load_model(config.preset, seed=config.seed, cache_dir=cache_dir)
+        model, tokenizer = load_pretrained(config.preset, seed=config.seed, cache_dir=cache_dir)
     task = config.learned_task()
     data = example_features(tokenizer, task.examples("train", config.n_train, seed=config.seed, unique=False))
     gen = torch.Generator().manual_seed(config.seed)
