@@ -13,6 +13,7 @@ import os
 import resource
 import sys
 import time
+import warnings
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from multiprocessing import get_context
@@ -46,7 +47,8 @@ class Job:
 
 @contextlib.contextmanager
 def library_chatter(verbose: bool):
-    """Without --verbose: no transformers progress bars ("Loading weights"), warnings or info lines."""
+    """Without --verbose: no transformers progress bars ("Loading weights"), warnings or info lines,
+    and no libraries' deprecation warnings (e.g. peft calling a renamed transformers method)."""
     if verbose:
         yield
         return
@@ -56,7 +58,10 @@ def library_chatter(verbose: bool):
     tlog.set_verbosity_error()
     tlog.disable_progress_bar()
     try:
-        yield
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            yield
     finally:
         tlog.set_verbosity(level)
         if bars:
