@@ -16,7 +16,7 @@ import numpy as np
 from antidistill.students.batching import encode_prompts
 from antidistill.watermark.errors import UserError
 
-from .audit import (MODES, AuditResult, Tuples, frequent_kgrams, generation_tuples, phi_mask, reading_tuples,
+from .audit import (MODES, AuditResult, Tuples, frequent_kgrams, phi_mask, reading_tuples,
                     reference_top1, retokenized, sample_completions, score, window_tuples, wrong_keys)
 
 SELECTIONS = ("top1", "contrast")
@@ -97,14 +97,13 @@ def suspect_tuples(model, tokenizer, h: int, how: TupleCollection, *, records=No
         if how.max_texts:
             prompts = prompts[:how.max_texts]
         settings = {"temperature": how.temperature, **(decode_settings or {})}
-        if ours is None:
-            tuples, comps = generation_tuples(model, tokenizer, prompts, h, max_new_tokens=how.max_new_tokens,
-                                              seed=how.seed, **settings)
-        else:
-            theirs = encode_prompts(tokenizer, [r["prompt"] for r in records[:len(prompts)]])
-            comps = retokenized(sample_completions(model, tokenizer, theirs, max_new_tokens=how.max_new_tokens,
-                                                   seed=how.seed, **settings), tokenizer, ours)
-            tuples = window_tuples(comps, prompts, h)
+        # the suspect is asked in its own tokens; what it writes is scored in ours
+        theirs = prompts if ours is None else encode_prompts(tokenizer, [r["prompt"] for r in records[:len(prompts)]])
+        comps = sample_completions(model, tokenizer, theirs, max_new_tokens=how.max_new_tokens, seed=how.seed,
+                                   **settings)
+        if ours is not None:
+            comps = retokenized(comps, tokenizer, ours)
+        tuples = window_tuples(comps, prompts, h)
         pairs = list(zip(prompts, comps))
     keep = None
     if how.filter_top:
