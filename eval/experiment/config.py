@@ -168,8 +168,16 @@ class EvalSection:
     attacks: tuple[tuple[str, float], ...] = (("substitute", 0.1), ("substitute", 0.3), ("substitute", 0.5),
                                               ("delete", 0.1), ("delete", 0.3), ("insert", 0.1), ("insert", 0.3))
     n_boot: int = setting(2000, lo=1)
+    # Single-text detection against length: each protected output cut to its first n completion tokens,
+    # scored on every position and on the choice points (choice_filter); none: the table is off.
+    lengths: tuple[int, ...] = setting((), lo=1, hi=100_000)
+    # Teacher quality adds each answer's MiniLM similarity to the unprotected answer of the same prompt
+    # (free-form answers, where accuracy says little; needs the smollm2 extra's encoder).
+    similarity: bool = False
 
     def __post_init__(self):
+        if len(set(self.lengths)) < len(self.lengths):
+            raise UserError(f"config key eval.lengths lists a length twice: {list(self.lengths)}")
         for name, rate in self.attacks:
             if name not in ATTACKS or not 0 <= rate <= 1:
                 raise UserError(f"config key eval.attacks: {[name, rate]!r} must be [name, rate] with name one of "
@@ -219,6 +227,10 @@ class RunConfig:
                             f"{self.teacher.model!r}")
         check_model(self.teacher.model, "config key teacher.model")
         check_model(self.student_model, "config key students.preset")
+        if self.eval.similarity and self.eval.quality:
+            from ..measures.similarity import minilm_dir
+
+            minilm_dir()  # the encoder's package is there, before anything runs
 
     @property
     def student_model(self) -> str:
@@ -381,8 +393,42 @@ SMOLLM2_GPU = {
     "eval": {**SMOLLM2["eval"], "n_test": 1000, "audit_texts": 512},
 }
 
+# The watermarks on a pretrained LM in natural language (the former `antidistill natural`, now a run):
+# SmolLM2-135M-Instruct answers the shipped instruction prompts and gsm_symbolic problems (task
+# `natural`, a quarter of them gsm) at temperature 0.7 over the full vocabulary (Kirchenbauer et al.'s
+# multinomial setting; at 1.0 a 135M model drifts off topic). Measured: single-text detection against
+# length on every position and on the choice points (top-1 < 0.9), the user's cost (perplexity,
+# similarity to the unprotected answer, gsm accuracy), and radioactivity of LoRA students of SmolLM2
+# distilled on each watermark's outputs (the raw-distilled students are the null), two seeds each.
+# Sized for a GPU (about an hour of GPU work by the former command's timing); natural-smoke runs on CPU.
+NATURAL_WATERMARKS = ["kgw:gamma=0.25,delta=2,h=1,hash=left", "unigram:gamma=0.5,delta=2", "gumbel:h=2",
+                      "synthid:depth=16,h=4", "kgw:gamma=0.25,delta=2,h=1,hash=left,entropy=1.5"]
+NATURAL = {
+    "name": "natural",
+    "task": "natural",
+    "alpha": 1e-3,
+    "teacher": {"model": "smollm2"},
+    "protections": ["none", *NATURAL_WATERMARKS],
+    "corpus": {"n_prompts": 64, "temperature": 0.7, "max_new_tokens": 400, "batch_size": 32},
+    "students": {"preset": "smollm2", "lora": "r=16,alpha=32", "epochs": 2.0, "max_steps": 0, "batch_size": 8,
+                 "lr": 2e-3, "seeds": 2, "workers": 1},
+    "eval": {"n_test": 64, "max_new_tokens": 400, "audit_texts": 32, "audit_modes": ["reading", "generation"],
+             "wrong_keys": 5, "audit_temperature": 0.7, "choice_filter": 0.9, "lengths": [50, 100, 200, 400],
+             "similarity": True, "attacks": [["substitute", 0.1], ["substitute", 0.3]], "n_boot": 2000},
+}
+NATURAL_SMOKE = {
+    **NATURAL,
+    "name": "natural-smoke",
+    "protections": ["none", NATURAL_WATERMARKS[0], NATURAL_WATERMARKS[4]],
+    "corpus": {"n_prompts": 8, "temperature": 0.7, "max_new_tokens": 48, "batch_size": 8},
+    "students": {**NATURAL["students"], "lora": "r=8,alpha=16", "epochs": 1.0, "batch_size": 4},
+    "eval": {**NATURAL["eval"], "n_test": 8, "max_new_tokens": 48, "audit_texts": 4, "wrong_keys": 2,
+             "lengths": [24, 48], "attacks": [["substitute", 0.3]], "n_boot": 300},
+}
+
 PRESETS = {"default": {}, "smoke": SMOKE, "frontier": FRONTIER, "gym-smoke": GYM_SMOKE, "smollm2": SMOLLM2,
-           "smollm2-scratch": SMOLLM2_SCRATCH, "smollm2-gpu": SMOLLM2_GPU}
+           "smollm2-scratch": SMOLLM2_SCRATCH, "smollm2-gpu": SMOLLM2_GPU, "natural": NATURAL,
+           "natural-smoke": NATURAL_SMOKE}
 
 
 def preset_config(name: str) -> RunConfig:

@@ -14,7 +14,8 @@ from antidistill.watermark import Key, parse_protection
 
 from ..measures.audit import score
 from ..measures.suspect import TupleCollection, score_keys, suspect_tuples
-from ..measures.detectability import detectability as detectability_table
+from ..measures.detectability import detectability as detectability_table, length_table
+from ..measures.similarity import MiniLM
 from ..measures.quality import correctness, teacher_quality
 from ..measures.transfer import grade_items
 from . import work
@@ -192,12 +193,15 @@ def key_null(lab: Lab, spec: str, student_dir: Path, mode: str, n_keys: int) -> 
 def quality(lab: Lab, corpora: dict[str, Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The teacher-quality table and the per-prompt correctness of each corpus (for the frontier)."""
     inputs = lab.with_task({"corpora": {s: p.name for s, p in corpora.items()}, "reference": lab.teacher_id})
+    if lab.cfg.eval.similarity:
+        inputs["similarity"] = "all-MiniLM-L6-v2"
 
     def build(tmp: Path) -> None:
         model, tok = lab.teacher()
         recs = {s: read_corpus(p).records for s, p in corpora.items()}
-        teacher_quality(recs, reference=model, eos_id=tok.eos_token_id, task=lab.task).to_csv(tmp / "quality.csv",
-                                                                                              index=False)
+        encoder = MiniLM(next(model.parameters()).device) if lab.cfg.eval.similarity else None
+        teacher_quality(recs, reference=model, eos_id=tok.eos_token_id, task=lab.task,
+                        encoder=encoder).to_csv(tmp / "quality.csv", index=False)
         items = [correctness(r, lab.task).assign(protection=s) for s, r in recs.items()]
         pd.concat(items, ignore_index=True).to_csv(tmp / "items.csv", index=False)
 
@@ -225,3 +229,27 @@ def detectability(lab: Lab, corpora: dict[str, Path]) -> tuple[pd.DataFrame, pd.
 
     d = lab.store.build("evaluations", "detectability", "detectability", inputs, build)
     return pd.read_csv(d / "detectability.csv"), pd.read_csv(d / "roc.csv")
+
+
+def lengths(lab: Lab, corpora: dict[str, Path]) -> pd.DataFrame:
+    """Single-text detection against length of each watermark's outputs (eval.lengths), on every
+    position and on the choice points the unprotected teacher leaves open (eval.choice_filter)."""
+    from antidistill.watermark.entropy import ChoiceRule
+
+    e = lab.cfg.eval
+    det_specs = [s for s in corpora if parse_protection(s).has_detector]
+    inputs = {"corpora": {s: corpora[s].name for s in ["none", *det_specs]}, "lengths": list(e.lengths),
+              "alpha": lab.cfg.alpha, "choice_filter": e.choice_filter, "key": lab.key.fingerprint,
+              "reference": lab.teacher_id}
+
+    def build(tmp: Path) -> None:
+        def texts(spec):
+            c = read_corpus(corpora[spec])
+            return c.sequences, c.prompts
+
+        rule = ChoiceRule(max_top1=float(e.choice_filter) if e.choice_filter else None)
+        length_table(lab.teacher()[0], {s: texts(s) for s in det_specs}, texts("none"), lab.key, lab.cfg.alpha,
+                     e.lengths, rule).to_csv(tmp / "lengths.csv", index=False)
+
+    return pd.read_csv(lab.store.build("evaluations", "detection against length", "lengths", inputs, build)
+                       / "lengths.csv")

@@ -146,8 +146,9 @@ def _transfer_words(t: pd.DataFrame) -> list[str]:
     return out
 
 
-def _every_seed(res: RunResults, alpha: float) -> tuple[list[str], list[str]]:
-    """Conclusions that hold in every training seed, and those that do not."""
+def _every_seed(res: RunResults, alpha: float, demo: bool = True) -> tuple[list[str], list[str]]:
+    """Conclusions that hold in every training seed, and those that do not (`demo`: the task is the
+    demo suite, where the raw student has a known bar to clear)."""
     hold, not_all = [], []
     if res.transfer is not None:
         allk = res.transfer[res.transfer.skill == "all"].set_index("student")
@@ -165,7 +166,7 @@ def _every_seed(res: RunResults, alpha: float) -> tuple[list[str], list[str]]:
                     hold.append(f"**{s}** {what} in every seed.")
                 elif any(flags):
                     not_all.append(f"**{s}** {what} in {sum(flags)} of {len(flags)} seeds only.")
-        if raw_seeds:
+        if raw_seeds and demo:  # the demo world's bar for a student that learned the suite (results/default/NOTES.md)
             lo = min(raw_seeds)
             (hold if lo >= 0.65 else not_all).append(
                 f"The raw student reaches {lo:.1%} or more in every seed (>= 65%: {'yes' if lo >= 0.65 else 'no'}).")
@@ -255,14 +256,14 @@ def _header(cfg: dict, meta: dict, alpha: float) -> list[str]:
     return md
 
 
-def _in_short(res: RunResults, alpha: float, seeds: list) -> list[str]:
+def _in_short(res: RunResults, alpha: float, seeds: list, demo: bool = True) -> list[str]:
     """The headline and what holds in every seed."""
     md: list[str] = []
     head = _headline(res)
     if head:
         md += ["## In short", "", "What each protection's students keep of the raw student's accuracy (DE, 95% interval "
                "over seeds and items) and what it costs a legitimate user:", ""] + head + [""]
-    hold, not_all = _every_seed(res, alpha)
+    hold, not_all = _every_seed(res, alpha, demo)
     if hold or not_all:
         md += ["## What holds in every seed", "",
                f"Each student was trained with {len(seeds)} seeds (initialisation and data order) on the same corpus; "
@@ -371,6 +372,22 @@ def _detectability_section(out: Path, res: RunResults) -> list[str]:
     return md
 
 
+def _lengths_section(out: Path, cfg: dict, res: RunResults) -> list[str]:
+    """Single-text detection against the number of tokens seen."""
+    if res.lengths is None:
+        return []
+    _csv(out, "detect_by_length.csv", res.lengths)
+    cut = cfg["eval"]["choice_filter"]
+    return ["## Single-text detection against length (auditor, product team)", "",
+            f"Each output cut to its first n completion tokens (only outputs at least n long: n_pos, n_neg), flagged "
+            f"when its exact p < alpha = {cfg['alpha']:g}. `rule` all scores every position; "
+            + (f"top1<{cut:g} only the positions where the unprotected teacher's top-1 probability is below {cut:g} "
+               "(forced tokens carry no watermark); " if cut else "")
+            + "a SWEET text (kgw entropy=H) is scored where it was biased. fpr is the flag rate of the unprotected "
+            "outputs under the same rule (each half read against the other as the reference).", "",
+            md_table(res.lengths), ""]
+
+
 def _quality_section(out: Path, res: RunResults, alpha: float) -> list[str]:
     """What each protection costs the teacher's users."""
     if res.quality is None:
@@ -436,8 +453,10 @@ def write_report(out: Path, cfg: dict, res: RunResults, meta: dict) -> Path:
     alpha = float(cfg["alpha"])
     write_config_and_meta(out, cfg, meta)
     seeds = meta.get("training_seeds", [cfg["seed"]])
-    md = _header(cfg, meta, alpha) + _in_short(res, alpha, seeds) + _frontier_section(out, res, alpha) \
-        + _audit_section(out, cfg, res, alpha) + _detectability_section(out, res) + _quality_section(out, res, alpha) \
+    demo = cfg.get("task", "demo") == "demo"
+    md = _header(cfg, meta, alpha) + _in_short(res, alpha, seeds, demo) + _frontier_section(out, res, alpha) \
+        + _audit_section(out, cfg, res, alpha) + _detectability_section(out, res) + _lengths_section(out, cfg, res) \
+        + _quality_section(out, res, alpha) \
         + _transfer_section(out, cfg, res) + _reproduce(cfg, meta)
     with atomic_write(out / "report.md") as fh:
         fh.write("\n".join(md))

@@ -18,6 +18,7 @@ class RunResults:
     teacher_items: pd.DataFrame | None = None
     detectability: pd.DataFrame | None = None
     roc: pd.DataFrame | None = None
+    lengths: pd.DataFrame | None = None
     audit: pd.DataFrame | None = None
     audit_curves: pd.DataFrame | None = None
     items: pd.DataFrame | None = None

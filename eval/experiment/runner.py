@@ -112,6 +112,8 @@ class Runner:
             todo.append(("quality teacher_items", lambda: measures.quality(lab, corpora)))
         if e.detectability and self.detectable:
             todo.append(("detectability roc", lambda: measures.detectability(lab, corpora)))
+        if e.lengths and self.detectable:
+            todo.append(("lengths", lambda: (measures.lengths(lab, corpora),)))
         # A student with another tokenizer predicts other token ids: the auditor cannot read our texts
         # through it (reading mode); its generations are read back in the teacher's tokens.
         cross = bool(e.audit and self.detectable) and not work.shares_tokenizer(self.cfg.student_model,

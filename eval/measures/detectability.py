@@ -113,3 +113,65 @@ def detectability(protected: dict[str, tuple], negatives, key, vocab_size: int, 
             rows.append(row)
     roc_df = pd.concat(rocs, ignore_index=True) if rocs else pd.DataFrame(columns=["protection", "fpr", "tpr"])
     return pd.DataFrame(rows), roc_df
+
+
+# ---------------------------------------------------------------- detection against length
+def _per_text(values: np.ndarray, lengths: list[int]) -> list[np.ndarray]:
+    return np.split(values, np.cumsum(lengths)[:-1]) if lengths else []
+
+
+def _log10_ps_at(det, seqs, prompts, masks, n: int, filtered: bool, reference) -> np.ndarray:
+    """log10 p of each text at least n tokens long, cut to its first n tokens; `reference`:
+    (texts, prompts) of unprotected text whose tuples are not scored (see `text_verdicts`)."""
+    idx = [i for i, s in enumerate(seqs) if len(s) >= n]
+    kw = {"keep": np.concatenate([masks[i][:n] for i in idx])} if filtered and idx else {}
+    return np.array([d.log10_p for d in det.detect_each([seqs[i][:n] for i in idx], [prompts[i] for i in idx],
+                                                        reference=reference[0], reference_prompts=reference[1], **kw)])
+
+
+def _halves(seqs, prompts, masks) -> list[tuple]:
+    """The unprotected texts as two halves, each scored with the other (whole) as its reference."""
+    h = len(seqs) // 2
+    a, b = (list(seqs[:h]), list(prompts[:h]), masks[:h]), (list(seqs[h:]), list(prompts[h:]), masks[h:])
+    return [(a, b[:2]), (b, a[:2])]
+
+
+def length_table(reference_model, protected: dict[str, tuple], negatives: tuple, key, alpha: float, lengths,
+                 rule) -> pd.DataFrame:
+    """Single-text TPR at `alpha` of texts cut to their first n completion tokens (only texts at
+    least n long), scoring every position and only those the `rule` (watermark.entropy.ChoiceRule)
+    keeps under the unprotected `reference_model` (prefix only). `protected` maps a spec to
+    (sequences, prompts), `negatives` is (sequences, prompts) of unprotected text: its flag rate under
+    the same rule is the empirical FPR. As in `detectability`, the unprotected texts are the reference
+    (their tuples are not scored: templated text shares them), each half of them scored with the other
+    half. A SWEET text (kgw entropy=H) is scored where it was biased: reference entropy >= H."""
+    from antidistill.watermark import parse_protection
+    from antidistill.watermark.entropy import ChoiceRule, reference_uncertainty
+
+    def uncertainty(seqs, prompts):  # one teacher-forced reading per corpus serves every rule
+        top1, ent = reference_uncertainty(reference_model, seqs, prompts, 0, batch_size=8)
+        return top1, ent, [len(s) for s in seqs]
+
+    def masks(unc, rule_here):
+        top1, ent, lens = unc
+        return _per_text(rule_here.apply(top1, ent)[0], lens)
+
+    neg_unc = uncertainty(*negatives)
+    rows = []
+    for spec, (seqs, prompts) in protected.items():
+        prot = parse_protection(spec)
+        det = prot.detector(key)
+        sweet = getattr(prot, "entropy", 0.0)
+        rule_here = ChoiceRule(min_entropy=sweet) if sweet else rule
+        pos = (seqs, prompts, masks(uncertainty(seqs, prompts), rule_here))
+        neg = _halves(*negatives, masks(neg_unc, rule_here))
+        for n in lengths:
+            for filtered in (False, True) if rule_here.filters else (False,):
+                lp = {"pos": _log10_ps_at(det, *pos, n, filtered, negatives),
+                      "neg": np.concatenate([_log10_ps_at(det, *half, n, filtered, ref) for half, ref in neg])}
+                r = tpr_at_alpha(lp["pos"], lp["neg"], alpha)
+                rows.append({"protection": prot.spec, "tokens": n, "rule": rule_here.describe() if filtered else "all",
+                             "n_pos": len(lp["pos"]), "n_neg": len(lp["neg"]), f"tpr@{alpha:g}": r["tpr"],
+                             f"fpr@{alpha:g}": r["fpr"],
+                             "median_log10_p": float(np.median(lp["pos"])) if len(lp["pos"]) else math.nan})
+    return pd.DataFrame(rows)

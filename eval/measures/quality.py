@@ -26,7 +26,7 @@ def correctness(records, task=None) -> pd.DataFrame:
     task = parse_task(task)
     rows = []
     for r in records:
-        if "skill" not in r or "answer" not in r:
+        if "skill" not in r or "answer" not in r or not task.graded(r):  # e.g. an open instruction
             continue
         rows.append({"id": r["id"], "skill": r["skill"], "correct": task.correct(r, r["completion"])})
     return pd.DataFrame(rows, columns=["id", "skill", "correct"])
@@ -62,12 +62,15 @@ def perplexity(model, prompts, completions, *, batch_size: int = 32, eos_id: int
 
 
 def teacher_quality(corpora: dict[str, list[dict]], *, baseline: str = "none", reference=None,
-                    eos_id: int | None = None, ngram: tuple[int, ...] = (2, 3), task=None) -> pd.DataFrame:
+                    eos_id: int | None = None, ngram: tuple[int, ...] = (2, 3), task=None,
+                    encoder=None) -> pd.DataFrame:
     """One row per protection: accuracy (+ exact 95% CI), paired exact test vs `baseline` on the
     prompts both answered, perplexity under `reference` (a model, optional; the runner gives the
     unprotected teacher), distinct-n, next-token entropy given the previous token (bits), mean length
     (tokens), mean share of the reasoning shown (1 unless a `trace` countermeasure withheld some) and
-    extra forward passes per token.
+    extra forward passes per token. With `encoder` (a `similarity.MiniLM`), also the mean cosine
+    similarity of each answer to `baseline`'s answer to the same prompt (free-form answers, where
+    accuracy says little).
 
     `corpora` maps a protection spec to its corpus records (same prompt ids across corpora).
     """
@@ -92,6 +95,11 @@ def teacher_quality(corpora: dict[str, list[dict]], *, baseline: str = "none", r
         for m in ngram:
             row[f"distinct_{m}"] = distinct_n(comps, m)
         row["next_token_entropy"] = next_token_entropy(comps)
+        if encoder is not None:
+            raw = {r["id"]: r["completion"] for r in corpora[baseline]}
+            pairs = [(r["completion"], raw[r["id"]]) for r in records if r["id"] in raw]
+            sims = encoder.similarity([a for a, _ in pairs], [b for _, b in pairs]) if pairs else []
+            row["similarity_to_none"] = float(np.mean(sims)) if len(sims) else float("nan")
         if reference is not None:
             row["perplexity"] = perplexity(reference, [r["prompt_ids"] for r in records], comps, eos_id=eos_id)
         rows.append(row)

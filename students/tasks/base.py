@@ -1,6 +1,6 @@
 """What every task is (`Task`): splits, a grader with credit in [0, 1], and what its traces support.
 
-The families live beside it (`demo.py`, `gym.py`, `jsonl.py`) and `registry.parse_task` reads a spec.
+The families live beside it (`demo.py`, `gym.py`, `jsonl.py`, `natural.py`) and `registry.parse_task` reads a spec.
 """
 from __future__ import annotations
 
@@ -37,6 +37,10 @@ class Task:
         """Credit in [0, 1] for a completion of `example` (an Example, or a corpus record with its
         `id`, `skill` and `answer`)."""
         raise NotImplementedError
+
+    def graded(self, example: Example | dict) -> bool:
+        """Whether the example has a reference answer to grade against."""
+        return True
 
     def correct(self, example: Example | dict, completion: str) -> bool:
         return self.score(example, completion) >= 1.0

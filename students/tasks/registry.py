@@ -4,6 +4,8 @@
     gym:NAME[,param=value...]              a reasoning-gym dataset, graded by its own score_answer (gym.py)
     gsm                                    alias of gym:gsm_symbolic
     jsonl:path=FILE[,grader=...,pattern=]  a user's own file of prompts and answers (jsonl.py)
+    natural[:gsm=F]                        the shipped instructions (ungraded) mixed with a share F of
+                                           gsm_symbolic problems (default 0.25; natural.py)
 
 A task owns what a bench needs of a benchmark: disjoint `train` / `distill` / `test` splits
 (deterministic; a problem belongs to one split only), a reference answer per problem, a grader
@@ -43,11 +45,16 @@ def parse_task(spec: "str | Task | None") -> Task:
         from .jsonl import JsonlTask
 
         return JsonlTask.parse(body)
+    if family == "natural":
+        from .natural import NaturalTask
+
+        return NaturalTask.parse(body)
     raise UserError(f"unknown task {family!r}; valid tasks: {describe()}")
 
 
 def describe() -> str:
-    return "demo, gym:NAME[,param=value...], gsm (gym:gsm_symbolic), jsonl:path=FILE[,grader=numeric|exact|choice|regex]"
+    return ("demo, gym:NAME[,param=value...], gsm (gym:gsm_symbolic), jsonl:path=FILE[,grader=numeric|exact|choice|regex], "
+            "natural[:gsm=F] (instructions + a share F of gsm_symbolic)")
 
 
 __all__ = ["Task", "DemoTask", "parse_task", "describe", "FEATURES", "accuracy_by_skill"]
