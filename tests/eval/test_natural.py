@@ -84,3 +84,12 @@ def test_natural_presets_are_run_configs():
             assert "smollm2" in str(err) or "minilm" in str(err).lower() or "reasoning-gym" in str(err)
             continue
         assert cfg.task == "natural" and cfg.eval.lengths and cfg.eval.similarity and cfg.teacher_tokenizer == "smollm2"
+
+
+def test_natural_alias_refuses_other_presets(capsys, tmp_path):
+    from antidistill.eval.cli import main
+
+    assert main(["natural", "--preset", "smoke", "--out", str(tmp_path / "res")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "natural --preset: 'smoke' is not one of natural, natural-smoke" in err and "\n" not in err
+    assert not (tmp_path / "res").exists()
