@@ -31,6 +31,7 @@ final answer to keep).
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import random
 from functools import cached_property
@@ -43,6 +44,16 @@ from .suite import Example
 
 DEFAULT_GSM = 0.25
 SKILL = "instruction"
+DATA_FILE = "instructions.jsonl"  # written by `python -m antidistill.students.tasks.prompts`
+
+
+def instructions(n: int | None = None) -> list[dict]:
+    """The shipped instruction set (first n)."""
+    text = resources.files("antidistill.students").joinpath("data", DATA_FILE).read_text(encoding="utf-8")
+    rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+    if n is not None and not 0 < n <= len(rows):
+        raise UserError(f"the instruction set has {len(rows)} prompts; asked for {n}")
+    return rows[:n]
 
 
 def _share(text: str) -> float:
@@ -86,13 +97,11 @@ class NaturalTask(Task):
 
     @cached_property
     def _instructions(self) -> list[dict]:
-        from .prompts import instructions  # prompts imports the registry: not at module level
-
         return instructions()
 
     @property
     def key(self) -> str:
-        data = resources.files("antidistill.students").joinpath("data", "instructions.jsonl").read_bytes()
+        data = resources.files("antidistill.students").joinpath("data", DATA_FILE).read_bytes()
         key = f"{self.spec}@instructions={hashlib.sha256(data).hexdigest()[:16]}"
         return f"{key},{self._gym.key}" if self.gsm > 0 else key
 

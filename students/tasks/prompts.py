@@ -3,7 +3,8 @@ reads them) and the natural-language prompt sets, all offline: the instruction s
 
 - `instructions`: a few hundred varied requests (explain, summarize, list, rewrite, compare, ...)
   built from templates x topics and shipped as `data/instructions.jsonl`; the file is written by
-  `python -m antidistill.students.tasks.prompts` and a test checks that it matches this code.
+  `python -m antidistill.students.tasks.prompts` (read by `natural.instructions`, the natural task's data)
+  and a test checks that it matches this code.
 - `gsm_symbolic`: GSM8K-style word problems with numeric answers from the `reasoning-gym` package
   (optional extra), graded by the last number of the answer.
 """
@@ -12,14 +13,14 @@ from __future__ import annotations
 import json
 import random
 import re
-from importlib import resources
 from pathlib import Path
 
 from antidistill.watermark.errors import UserError, check_text, read_lines
 
+from .natural import DATA_FILE, instructions  # the shipped set is the natural task's data
 from .registry import parse_task
 
-DATA_FILE = "instructions.jsonl"
+__all__ = ["instructions", "gsm_symbolic", "load_prompts", "DATA_FILE"]
 N_INSTRUCTIONS = 300
 GSM_SUFFIX = " Solve it step by step, then give the final answer on the last line as 'Answer: <number>'."
 
@@ -65,14 +66,6 @@ def build_instructions(n: int = N_INSTRUCTIONS, seed: int = 0) -> list[dict]:
         out.append({"id": f"inst{i:04d}", "kind": kind, "prompt": text[0].upper() + text[1:]})
     return out
 
-
-def instructions(n: int | None = None) -> list[dict]:
-    """The shipped instruction set (first n)."""
-    text = resources.files("antidistill.students").joinpath("data", DATA_FILE).read_text(encoding="utf-8")
-    rows = [json.loads(line) for line in text.splitlines() if line.strip()]
-    if n is not None and not 0 < n <= len(rows):
-        raise UserError(f"the instruction set has {len(rows)} prompts; asked for {n}")
-    return rows[:n]
 
 
 def gsm_symbolic(n: int, seed: int = 0) -> list[dict]:

@@ -93,3 +93,20 @@ def test_natural_alias_refuses_other_presets(capsys, tmp_path):
     err = capsys.readouterr().err.strip()
     assert "natural --preset: 'smoke' is not one of natural, natural-smoke" in err and "\n" not in err
     assert not (tmp_path / "res").exists()
+
+
+@pytest.mark.parametrize("toml, words", [
+    ("[eval]\nlengths = [0]", "eval.lengths"),
+    ("[eval]\nlengths = [50, 50]", "eval.lengths lists a length twice"),
+    ("[eval]\nlengths = 50", "eval.lengths"),
+    ("[eval]\nlengths = [1e400]", "eval.lengths"),
+    ("[eval]\nsimilarity = \"yes\"", "eval.similarity"),
+    ("task = \"natural:gsm=2\"", "gsm=2 is not a share in [0, 1]"),
+    ("task = \"natural:gsm=0.2\"", "cannot run on this task"),  # the default protections include trace:keep=answer
+])
+def test_bad_natural_keys_are_one_line(tmp_path, toml, words):
+    path = tmp_path / "bad.toml"
+    path.write_text(toml + "\n")
+    with pytest.raises(UserError) as err:
+        load_config(path)
+    assert words in str(err.value) and "\n" not in str(err.value)
