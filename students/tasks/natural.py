@@ -13,7 +13,7 @@ Splits:
   - test     gsm problems only (the graded part). With F = 0 there is nothing to grade: asking for
              test examples is an error (set eval.transfer = false).
 gsm problems are `GymTask("gsm_symbolic", {})`'s, with its prompt (question + one line asking for
-`Answer: <answer>`; one code path, not the old command's GSM_SUFFIX wording), its ids, its split
+`Answer: <answer>`; one code path, not the former command's own wording), its ids, its split
 hashing (no test problem is ever in a distill or train draw) and its grader.
 
 Interleaving: position i (0-based) of a draw holds a gsm problem when round(F*(i+1)) > round(F*i),

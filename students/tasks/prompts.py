@@ -1,18 +1,17 @@
-"""Prompts: `load_prompts` (a count of task-suite prompts, a prompt file or a list, as generation
-reads them) and the natural-language prompt sets, all offline: the instruction set and gsm_symbolic.
+"""Prompts: `load_prompts` (a count of a task's prompts, a prompt file or a list, as generation
+reads them) and the generator of the shipped instruction set (offline).
 
 - `instructions`: a few hundred varied requests (explain, summarize, list, rewrite, compare, ...)
   built from templates x topics and shipped as `data/instructions.jsonl`; the file is written by
   `python -m antidistill.students.tasks.prompts` (read by `natural.instructions`, the natural task's data)
   and a test checks that it matches this code.
-- `gsm_symbolic`: GSM8K-style word problems with numeric answers from the `reasoning-gym` package
-  (optional extra), graded by the last number of the answer.
+gsm_symbolic word problems come from the `natural` task (students/tasks/natural.py), through
+`gym:gsm_symbolic`'s prompts and grader.
 """
 from __future__ import annotations
 
 import json
 import random
-import re
 from pathlib import Path
 
 from antidistill.watermark.errors import UserError, check_text, read_lines
@@ -20,9 +19,8 @@ from antidistill.watermark.errors import UserError, check_text, read_lines
 from .natural import DATA_FILE, instructions  # the shipped set is the natural task's data
 from .registry import parse_task
 
-__all__ = ["instructions", "gsm_symbolic", "load_prompts", "DATA_FILE"]
+__all__ = ["instructions", "load_prompts", "DATA_FILE"]
 N_INSTRUCTIONS = 300
-GSM_SUFFIX = " Solve it step by step, then give the final answer on the last line as 'Answer: <number>'."
 
 TOPICS = (
     "photosynthesis", "the water cycle", "compound interest", "vaccines", "plate tectonics", "black holes",
@@ -66,36 +64,6 @@ def build_instructions(n: int = N_INSTRUCTIONS, seed: int = 0) -> list[dict]:
         out.append({"id": f"inst{i:04d}", "kind": kind, "prompt": text[0].upper() + text[1:]})
     return out
 
-
-
-def gsm_symbolic(n: int, seed: int = 0) -> list[dict]:
-    """n gsm_symbolic problems from reasoning-gym: {id, prompt, answer}."""
-    try:
-        import reasoning_gym
-    except ImportError:
-        raise UserError('gsm_symbolic prompts need the reasoning-gym package: pip install -e ".[smollm2]"') from None
-    if n <= 0:
-        raise UserError(f"number of gsm_symbolic problems must be positive, got {n}")
-    data = reasoning_gym.create_dataset("gsm_symbolic", size=n, seed=seed)
-    return [{"id": f"gsm{i:04d}", "kind": "gsm", "prompt": item["question"] + GSM_SUFFIX, "answer": str(item["answer"])}
-            for i, item in enumerate(data)]
-
-
-_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
-
-
-def final_number(text: str) -> str | None:
-    """The number after the last 'Answer:' if any, else the last number in the text."""
-    tail = text.rsplit("Answer:", 1)[-1] if "Answer:" in text else text
-    found = _NUMBER.findall(tail) or _NUMBER.findall(text)
-    if not found:
-        return None
-    value = found[-1].replace(",", "")
-    return value[:-2] if value.endswith(".0") else value
-
-
-def gsm_correct(completion: str, answer: str) -> bool:
-    return final_number(completion) == answer.strip()
 
 
 # ---------------------------------------------------------------- prompts for generation
