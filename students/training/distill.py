@@ -103,6 +103,24 @@ def train_student(student: str, corpus, out, *, progress: bool = True, cache_dir
         return _Run(spec, out, progress, cache_dir, device).train()
 
 
+def build_trainer(spec: TrainingSpec, model, feats: list[dict], collator: Collator, out: Path, *,
+                  progress: bool = False, device: str | None = None) -> DistillTrainer:
+    """The Trainer every student trains with (train_student; the training bench times this one)."""
+    args = TrainingArguments(
+        output_dir=str(Path(out) / "checkpoints"), per_device_train_batch_size=spec.batch_size,
+        num_train_epochs=spec.epochs, max_steps=spec.max_steps if spec.max_steps else -1,
+        learning_rate=spec.learning_rate, lr_scheduler_type="cosine", warmup_steps=0.05, weight_decay=0.01,
+        max_grad_norm=1.0, logging_steps=spec.logging_steps, save_strategy="steps", save_steps=spec.save_steps,
+        save_total_limit=2, seed=spec.seed, data_seed=spec.seed, report_to="none", disable_tqdm=not progress,
+        remove_unused_columns=False, use_cpu=resolve_device(device).type == "cpu",
+        dataloader_num_workers=0, label_names=["labels"], ddp_find_unused_parameters=False)
+    trainer = DistillTrainer(model=model, args=args, train_dataset=feats, data_collator=collator)
+    if not progress:  # keep stdout for the one-line result
+        trainer.remove_callback(PrinterCallback)
+        trainer.remove_callback(ProgressCallback)
+    return trainer
+
+
 class _Run:
     """Owns one training run in its folder: the corpora and student it loads, the plan that binds
     the folder (and what an earlier run there left: checkpoints, a finished model), the Trainer, and
@@ -160,22 +178,6 @@ class _Run:
                                 "use a new --out folder or delete this one")
         return finished, ckpts
 
-    def _trainer(self, feats: list[dict], collator: Collator) -> DistillTrainer:
-        spec = self.spec
-        args = TrainingArguments(
-            output_dir=str(self.out / "checkpoints"), per_device_train_batch_size=spec.batch_size,
-            num_train_epochs=spec.epochs, max_steps=spec.max_steps if spec.max_steps else -1,
-            learning_rate=spec.learning_rate, lr_scheduler_type="cosine", warmup_steps=0.05, weight_decay=0.01,
-            max_grad_norm=1.0, logging_steps=spec.logging_steps, save_strategy="steps", save_steps=spec.save_steps,
-            save_total_limit=2, seed=spec.seed, data_seed=spec.seed, report_to="none", disable_tqdm=not self.progress,
-            remove_unused_columns=False, use_cpu=resolve_device(self.device).type == "cpu",
-            dataloader_num_workers=0, label_names=["labels"], ddp_find_unused_parameters=False)
-        trainer = DistillTrainer(model=self.model, args=args, train_dataset=feats, data_collator=collator)
-        if not self.progress:  # keep stdout for the one-line result
-            trainer.remove_callback(PrinterCallback)
-            trainer.remove_callback(ProgressCallback)
-        return trainer
-
     def train(self) -> dict:
         finished, ckpts = self._bind()
         if finished:
@@ -194,7 +196,8 @@ class _Run:
         n_trainable = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
         ensure_out_dir(self.out)
         collator = Collator(self.tokenizer.pad_token_id, kd=spec.mode == "logit-kd")
-        trainer = self._trainer(feats, collator)
+        trainer = build_trainer(spec, self.model, feats, collator, self.out, progress=self.progress,
+                                device=self.device)
         with atomic_write(plan_path) as fh:
             json.dump(self.plan, fh, indent=2)
         t0 = time.perf_counter()
