@@ -439,6 +439,63 @@ def machine(threads: int) -> dict:
             "load average (1/5/15 min)": " / ".join(f"{x:.2f}" for x in os.getloadavg())}
 
 
+def _spin() -> None:  # one CPU-bound process, as a second command on the machine would be
+    while True:
+        pass
+
+
+def contention(shape: str, batch: int, warmup: int, steps: int, threads: list[int]) -> pd.DataFrame:
+    """The bare loop's steps/s with each torch thread count, alone and beside one CPU-bound process
+    of the same priority (a spinning child): how much a step loses when another program takes a core.
+    A fair share of the machine costs cpus / (cpus - 1); far more is threads waiting at barriers."""
+    import multiprocessing
+
+    import torch
+
+    from antidistill.students.batching import Collator
+    from antidistill.students.models.presets import build_model
+    from antidistill.students.training.spec import default_lr
+
+    before, rows = torch.get_num_threads(), []
+    try:
+        for t in threads:
+            torch.set_num_threads(t)
+            rate = {}
+            for side in ("idle", "contended"):
+                model, tok = build_model(shape, seed=0)
+                batches = shuffled_batches(demo_features(tok), batch)
+                spinner = multiprocessing.get_context("spawn").Process(target=_spin, daemon=True)
+                if side == "contended":
+                    spinner.start()
+                    time.sleep(1.0)  # the child is running before the clock starts
+                try:
+                    log(f"{shape}: bare loop with {t} thread(s), {side}")
+                    _, _, tot = bare_loop(model, batches, Collator(tok.pad_token_id), warmup, steps,
+                                          default_lr(True, None))
+                finally:
+                    if spinner.is_alive():
+                        spinner.terminate()
+                        spinner.join()
+                rate[side] = steps / tot["seconds"]
+            rows.append({"shape": shape, "threads": t, "idle_steps_s": rate["idle"],
+                         "contended_steps_s": rate["contended"], "slowdown": rate["idle"] / rate["contended"]})
+    finally:
+        torch.set_num_threads(before)
+    return pd.DataFrame(rows)
+
+
+def contention_markdown(df: pd.DataFrame, cpus: int) -> list[str]:
+    fair = cpus / max(cpus - 1, 1)
+    md = ["## Beside another CPU-bound process", "",
+          f"The bare loop alone and beside one spinning process of the same priority (`--contention`), per torch "
+          f"thread count. A fair share of {cpus} CPU(s) with one taken would cost {fair:.1f}x; a larger slowdown "
+          "is threads waiting at barriers for a core the other process holds.", "",
+          "| shape | torch threads | idle steps/s | contended steps/s | slowdown |", "|---|---:|---:|---:|---:|"]
+    md += [f"| `{r.shape}` | {r.threads} | {r.idle_steps_s:.2f} | {r.contended_steps_s:.2f} | {r.slowdown:.2f}x |"
+           for r in df.itertuples()]
+    return md + [""]
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     p = Parser(prog="python -m antidistill.eval.bench.training", description=__doc__.split("\n\n")[0])
@@ -448,6 +505,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=POSITIVE, default=BATCH, help=f"default {BATCH}, the students' default")
     p.add_argument("--threads", type=integer(1, 1024), help="torch threads (default: torch's own)")
     p.add_argument("--repeats", type=POSITIVE, default=5, help="timed samples per GEMM shape and component (default 5)")
+    p.add_argument("--contention", action="store_true",
+                   help="also time the first shape's bare loop beside one CPU-bound process, with all threads and one")
     p.add_argument("--note", default="", help="a paragraph added to the reading")
     p.add_argument("--out", default="results/bench")
     args = p.parse_args(argv)
@@ -462,6 +521,9 @@ def main(argv: list[str] | None = None) -> int:
         out.mkdir(parents=True, exist_ok=True)
         with library_chatter(verbose=False):
             rows = [bench_shape(s, args.batch_size, args.warmup, args.steps, args.repeats) for s in args.shapes]
+            threads = sorted({torch.get_num_threads(), 1}, reverse=True)
+            contended = contention(args.shapes[0], args.batch_size, args.warmup, args.steps, threads) \
+                if args.contention else None
     except (UserError, OSError) as err:
         p.exit(2, f"{p.prog}: error: {err}\n")
     table = pd.DataFrame(rows, columns=list(COLUMNS))
@@ -479,6 +541,10 @@ def main(argv: list[str] | None = None) -> int:
                 "these threads need, and a multi-threaded GEMM then waits at its barrier for the scheduler (tens of "
                 "ms per call); the figures are not the machine's.\n\n" + note)
     text = markdown(table, meta, note)
+    if contended is not None:
+        with atomic_write(out / "training_contention.csv") as fh:
+            contended.round(5).to_csv(fh, index=False)
+        text += "\n" + "\n".join(contention_markdown(contended, os.cpu_count() or 1))
     with atomic_write(out / "training.md") as fh:
         fh.write(text)
     print(text)

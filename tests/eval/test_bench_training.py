@@ -73,3 +73,19 @@ def test_batch_larger_than_the_corpus_is_refused(tmp_path, capsys):
     assert exc.value.code == 2
     assert "--batch-size 100000" in capsys.readouterr().err
     assert not (tmp_path / "training.csv").exists()
+
+
+def test_contention_rows_and_section(tmp_path, monkeypatch):
+    """`--contention`: the first shape's bare loop alone and beside a spinning process, one row per
+    thread count, a section in training.md, and the spinner gone afterwards (no timing asserted)."""
+    import multiprocessing
+
+    monkeypatch.setenv("ANTIDISTILL_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "bench"
+    argv = ["--shapes", "tiny", "--steps", "1", "--warmup", "0", "--repeats", "1", "--threads", "1",
+            "--contention", "--out", str(out)]
+    assert bench.main(argv) == 0
+    df = pd.read_csv(out / "training_contention.csv")
+    assert list(df.threads) == [1] and (df.idle_steps_s > 0).all() and (df.contended_steps_s > 0).all()
+    assert "## Beside another CPU-bound process" in (out / "training.md").read_text()
+    assert not multiprocessing.active_children()
