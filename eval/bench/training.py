@@ -457,13 +457,14 @@ def contention(shape: str, batch: int, warmup: int, steps: int, threads: list[in
     from antidistill.students.training.spec import default_lr
 
     before, rows = torch.get_num_threads(), []
+    _, tok = build_model(shape, seed=0)
+    batches = shuffled_batches(demo_features(tok), batch)
     try:
         for t in threads:
             torch.set_num_threads(t)
             rate = {}
             for side in ("idle", "contended"):
-                model, tok = build_model(shape, seed=0)
-                batches = shuffled_batches(demo_features(tok), batch)
+                model, _ = build_model(shape, seed=0, tokenizer=tok)  # the same fresh weights each time
                 spinner = multiprocessing.get_context("spawn").Process(target=_spin, daemon=True)
                 if side == "contended":
                     spinner.start()

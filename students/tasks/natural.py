@@ -99,8 +99,8 @@ class NaturalTask(Task):
     def _instructions(self) -> list[dict]:
         return instructions()
 
-    @property
-    def key(self) -> str:
+    @cached_property
+    def key(self) -> str:  # read once: cache keys ask for it per artifact
         data = resources.files("antidistill.students").joinpath("data", DATA_FILE).read_bytes()
         key = f"{self.spec}@instructions={hashlib.sha256(data).hexdigest()[:16]}"
         return f"{key},{self._gym.key}" if self.gsm > 0 else key
@@ -112,7 +112,7 @@ class NaturalTask(Task):
                 raise UserError(f"task {self.spec}: its test split is empty (instructions are ungraded, gsm=0): "
                                 "nothing to grade; set eval.transfer = false or use gsm > 0")
             return self._gym.examples("test", n, seed, unique) if n else []
-        n_gsm = sum(_is_gsm(self.gsm, i) for i in range(n))
+        n_gsm = round(self.gsm * n)  # the _is_gsm positions below n, summed
         pool = self._instructions
         if unique and n - n_gsm > len(pool):
             raise UserError(f"task {self.spec}: a draw of {n} needs {n - n_gsm} unique instructions; "
