@@ -6,6 +6,8 @@
 - `Collator`: right-pads features into `input_ids` / `attention_mask` / `labels` (prompt masked),
   the KD targets and per-example weights; used by the demo teacher, distillation (`transformers.Trainer`),
   the proxy gradient, the DOGe teacher and the reweighting attack.
+- `length_grouped_batches` / `LengthGroupedOrder`: one epoch's batches of similar lengths in random
+  order, for the demo teacher's loop and the students' Trainer (a third less padding on the demo task).
 """
 from __future__ import annotations
 
@@ -134,6 +136,43 @@ class Collator:
                 kd_lp[i, start:start + m] = torch.tensor(b["topk_logprobs"], dtype=torch.float32)
                 kd_mask[i, start:start + m] = True
         return {"kd_ids": kd_ids, "kd_logprobs": kd_lp, "kd_mask": kd_mask}
+
+
+def length_grouped_batches(lengths: list[int], batch_size: int, gen: torch.Generator,
+                           group: int = 64) -> list[list[int]]:
+    """One epoch of batches (indices): shuffle, sort each run of `group` batches' worth by length, cut
+    into batches, shuffle the batches. Padding (about a third of the compute with random batches on
+    the demo task) nearly vanishes; the order of batches stays random, so no stretch of training sees
+    only long (or only short) examples, as it would with batches taken in sorted order."""
+    perm = torch.randperm(len(lengths), generator=gen).tolist()
+    out = []
+    for start in range(0, len(perm), batch_size * group):
+        chunk = sorted(perm[start:start + batch_size * group], key=lengths.__getitem__)
+        out += [chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size)]
+    return [out[i] for i in torch.randperm(len(out), generator=gen).tolist()]
+
+
+class LengthGroupedOrder(torch.utils.data.Sampler):
+    """`length_grouped_batches` as the index order a `transformers.Trainer` (or any DataLoader of
+    `batch_size`) cuts into batches: full batches first, a short one last, so every batch the loader
+    cuts is one of them. Seeded by `seed` and the epoch (`set_epoch`, which the Trainer calls), so a
+    resumed run sees the same batches."""
+
+    def __init__(self, lengths: list[int], batch_size: int, seed: int):
+        super().__init__()
+        self.lengths, self.batch_size, self.seed, self.epoch = list(lengths), int(batch_size), int(seed), 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def __iter__(self):
+        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        grouped = length_grouped_batches(self.lengths, self.batch_size, gen)
+        full = [b for b in grouped if len(b) == self.batch_size]
+        return iter([i for b in full + [b for b in grouped if len(b) < self.batch_size] for i in b])
 
 
 def batches(feats: list[dict], pad_id: int, batch_size: int):

@@ -35,4 +35,4 @@ def run(args) -> int:
         raise UserError(f"natural --preset: {args.preset!r} is not one of {', '.join(PRESETS)} (any other preset: "
                         "antidistill run --preset NAME)")
     return run_command.run(argparse.Namespace(config=None, preset=args.preset, out=args.out, cache_dir=args.cache_dir,
-                                              quiet=args.quiet, verbose=args.verbose))
+                                              threads=None, quiet=args.quiet, verbose=args.verbose))

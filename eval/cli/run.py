@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from typing import TYPE_CHECKING
+
+from .options import POSITIVE
 
 if TYPE_CHECKING:
     from ..experiment.results import RunResults
@@ -19,6 +22,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--preset", help="a built-in config by name, e.g. default or smoke (a wrong name lists them all)")
     p.add_argument("--out", help="results folder (default results/NAME)")
     p.add_argument("--cache-dir", help="cache folder (default $ANTIDISTILL_CACHE or ~/.cache/antidistill)")
+    p.add_argument("--threads", type=POSITIVE, metavar="N",
+                   help="torch threads per process (overrides the config's `threads`; default: the free cores, "
+                        "split over the processes, per stage)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.add_argument("--verbose", action="store_true",
                    help="also the inner progress bars (generation, training) and library messages")
@@ -35,6 +41,8 @@ def run(args) -> int:
     if args.config and args.preset:
         raise UserError("give a CONFIG.toml or --preset, not both (a config may name its preset: preset = \"smoke\")")
     cfg = load_config(args.config, args.preset)
+    if args.threads:
+        cfg = dataclasses.replace(cfg, threads=args.threads)
     out = args.out or f"results/{cfg.name}"
     result = run_experiment(cfg, out, cache_dir=args.cache_dir, quiet=args.quiet, verbose=args.verbose)
     if not args.quiet:

@@ -29,6 +29,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--retokenize", action=argparse.BooleanOptionalAction, default=None,
                    help="sft only: re-encode the corpus text with the student's tokenizer (default: exactly when "
                         "the corpus was tokenized by another tokenizer; logit KD then is refused)")
+    p.add_argument("--group-by-length", action=argparse.BooleanOptionalAction, default=True,
+                   help="batches of similar lengths in random order (default; less padding), or the Trainer's "
+                        "random batches")
     p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -48,7 +51,7 @@ def run(args) -> int:
             args.student, args.corpus[0], args.out, mix_corpus=args.corpus[1] if len(args.corpus) == 2 else None,
             mix=args.mix, mode=args.mode, lora=args.lora, epochs=args.epochs, max_steps=args.max_steps, lr=args.lr,
             batch_size=args.batch_size, seed=args.seed, save_steps=args.save_steps, retokenize=args.retokenize,
-            progress=not args.quiet, device=args.device)
+            group_by_length=args.group_by_length, progress=not args.quiet, device=args.device)
     print(json.dumps({"out": args.out, "model": f"{args.out}/model", "global_step": manifest["global_step"],
                       "train_loss": manifest["train_loss"], "tokens_per_second": manifest["tokens_per_second"]}))
     return 0

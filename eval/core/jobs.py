@@ -4,7 +4,14 @@ A planner describes each long piece of work (a corpus, a training) as a `Job`: t
 a picklable function and its arguments, its cost on the progress bar and the folders it needs
 first. `Scheduler.run` skips what is complete and runs the rest in dependency rounds, `workers` at
 a time; small models run faster as parallel single-thread processes than as one process over
-several threads, and the thread split is the same every run, so the numbers do not move.
+several threads.
+
+Threads per process (`threads_per_process`): a fixed number when the user gives one, else the
+cores other programs leave free, split over the processes, decided afresh for each round of jobs.
+Torch's threads wait for each other at every operation: on a core another program holds, the
+others spin until the slow one is scheduled, so two threads beside one busy program run slower than
+one thread (results/bench/training.md, contention). The thread count changes the last bits of the
+numbers (not the conclusions); run.json records it, and a fixed `threads` repeats the bits.
 """
 from __future__ import annotations
 
@@ -22,7 +29,59 @@ from typing import Any, Callable, Sequence
 
 from .store import StageLog
 
-__all__ = ["Job", "Scheduler", "Stages", "library_chatter", "is_dir"]
+__all__ = ["Job", "Scheduler", "Stages", "library_chatter", "is_dir", "threads_per_process", "torch_threads"]
+
+BUSY_WINDOW_S = 0.25  # long enough to see a busy program, short beside any stage
+
+
+def usable_cores() -> int:
+    with contextlib.suppress(AttributeError, OSError):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def _cpu_jiffies() -> tuple[int, int] | None:
+    """(busy, total) jiffies of all CPUs since boot, from /proc/stat; None off Linux."""
+    try:
+        with open("/proc/stat") as fh:
+            fields = [int(v) for v in fh.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return sum(fields[:8]) - idle, sum(fields[:8])
+
+
+def busy_cores(window: float = BUSY_WINDOW_S) -> float:
+    """Cores other programs kept busy over the next `window` seconds (less this process's own CPU
+    time: torch's threads may still spin after its last operation); 0 where /proc/stat is unreadable."""
+    a, own, t0 = _cpu_jiffies(), cpu_seconds(), time.perf_counter()
+    time.sleep(window)
+    b, own, wall = _cpu_jiffies(), cpu_seconds() - own, time.perf_counter() - t0
+    if a is None or b is None or b[1] <= a[1]:
+        return 0.0
+    return max(0.0, (os.cpu_count() or 1) * (b[0] - a[0]) / (b[1] - a[1]) - own / wall)
+
+
+def threads_per_process(processes: int, threads: int = 0) -> int:
+    """Torch threads for each of `processes` processes: `threads` when given (> 0), else the cores
+    left free by other programs (at least one) split evenly, at least one each."""
+    if threads > 0:
+        return threads
+    free = max(1, usable_cores() - round(busy_cores()))
+    return max(1, free // max(1, processes))
+
+
+@contextlib.contextmanager
+def torch_threads(n: int):
+    """This process on `n` torch threads for the block (then back to what it had)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield n
+    finally:
+        torch.set_num_threads(before)
 
 
 def is_dir(target: Path) -> bool:
@@ -81,13 +140,15 @@ def _in_worker(fn: Callable[[Any], Any], args: Any, threads: int) -> float:
 
 class Scheduler:
     """Runs jobs: complete ones are logged as cached, the others in dependency rounds, `workers`
-    at a time (one: in this process with its threads; more: spawned processes sharing the CPU's
-    threads equally). Owns the worker pool and the thread split; logs each job in `log`."""
+    at a time (one: in this process; more: spawned processes), each on `threads` torch threads (0:
+    from the free cores, `threads_per_process`). Owns the worker pool and the thread split; logs
+    each job in `log`."""
 
-    def __init__(self, workers: int, log: StageLog, *, verbose: bool = False):
+    def __init__(self, workers: int, log: StageLog, *, verbose: bool = False, threads: int = 0):
         self.workers = max(1, int(workers))
         self.log = log
         self.verbose = verbose
+        self.threads = int(threads)
 
     def run(self, jobs: Sequence[Job], bar=None) -> None:
         todo = []
@@ -112,23 +173,23 @@ class Scheduler:
 
     def _round(self, ready: list[Job], bar) -> None:
         workers = min(self.workers, len(ready))
+        threads = threads_per_process(workers, self.threads)
         if workers <= 1:
             for job in ready:
                 if bar is not None:
                     bar.set_postfix_str(job.item)
                 t0 = time.perf_counter()
-                with library_chatter(self.verbose):
+                with library_chatter(self.verbose), torch_threads(threads):
                     job.fn(job.args)
-                self._done(job, time.perf_counter() - t0, bar)
+                self._done(job, time.perf_counter() - t0, bar, threads)
             return
-        threads = max(1, (os.cpu_count() or 1) // workers)
         with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
             futures = {pool.submit(_in_worker, j.fn, j.args, threads): j for j in ready}
             for f in as_completed(futures):
-                self._done(futures[f], f.result(), bar)
+                self._done(futures[f], f.result(), bar, threads)
 
-    def _done(self, job: Job, seconds: float, bar) -> None:
-        self.log.add(job.stage, job.item, "computed", seconds)
+    def _done(self, job: Job, seconds: float, bar, threads: int) -> None:
+        self.log.add(job.stage, job.item, "computed", seconds, threads=threads)
         if bar is not None:
             bar.set_postfix_str(job.item)
         _advance(bar, job)

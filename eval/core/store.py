@@ -25,8 +25,11 @@ class StageLog:
 
     events: list = field(default_factory=list)
 
-    def add(self, stage: str, item: str, status: str, seconds: float) -> None:
-        self.events.append({"stage": stage, "item": item, "status": status, "seconds": round(seconds, 2)})
+    def add(self, stage: str, item: str, status: str, seconds: float, threads: int | None = None) -> None:
+        event = {"stage": stage, "item": item, "status": status, "seconds": round(seconds, 2)}
+        if threads is not None:  # torch threads of the process that computed it
+            event["threads"] = threads
+        self.events.append(event)
 
     def computed(self, stage: str | None = None) -> list[str]:
         return [e["item"] for e in self.events if e["status"] == "computed" and (stage is None or e["stage"] == stage)]

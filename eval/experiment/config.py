@@ -135,6 +135,8 @@ class StudentsSection:
     max_steps: int = setting(2000, lo=0)
     batch_size: int = setting(32, lo=1)
     lr: float = setting(4e-3, lo=0, hi=1)  # the demo teacher's rate for this shape (results/default/NOTES.md)
+    # batches of similar lengths in random order: a third less padding on the demo task (bench: training)
+    group_by_length: bool = True
     seeds: int = setting(3, lo=1, hi=MAX_SEEDS)  # trainings per protection, seeds seed, seed + 1, ...
     workers: int = setting(2, lo=1, hi=MAX_WORKERS)  # trainings (and generations) at once, sharing the threads
 
@@ -150,6 +152,9 @@ class EvalSection:
     n_test: int = setting(400, lo=1, hi=N_TEST_MAX)  # capability transfer: graded held-out test items
     max_new_tokens: int = setting(128, lo=1)
     quality: bool = True
+    # Teacher quality's perplexity over this many prompts drawn at random, the same in every corpus
+    # (0: all); accuracy, diversity and length always read every record.
+    perplexity_texts: int = setting(2000, lo=0)
     detectability: bool = True
     audit: bool = True
     transfer: bool = True
@@ -195,6 +200,9 @@ class RunConfig:
     task: str = "demo"
     seed: int = setting(0, lo=0, hi=SEED_MAX)
     alpha: float = setting(1e-4, lo=0, hi=1, lo_open=True, hi_open=True)  # every verdict's significance level
+    # Torch threads per process; 0: the cores other programs leave free, split over the processes,
+    # decided at each stage (eval.core.jobs.threads_per_process). A fixed count repeats the bits.
+    threads: int = setting(0, lo=0, hi=1024)
     key: KeySection = field(default_factory=KeySection)
     teacher: TeacherSection = field(default_factory=TeacherSection)
     # none, one watermark and two capability-denying countermeasures; the rest is the frontier preset's

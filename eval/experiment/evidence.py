@@ -163,7 +163,7 @@ class Evidence:
         jobs = [lab.corpus_job(lab.protections[s], "train") for s in self.cfg.specs_used()]
         jobs += [lab.corpus_job(lab.protections[s], "audit") for s in self.cfg.specs_audited()]
         with self.stages.stage("corpora", sum(j.cost for j in jobs), desc="[evidence] corpora") as bar:
-            Scheduler(workers, lab.log).run(jobs, bar)
+            Scheduler(workers, lab.log, threads=lab.cfg.threads).run(jobs, bar)
         with self.stages.stage("students", 0, desc="[evidence] attacks and trainings") as bar:
             run_rounds(self.plan, lab, workers, bar)
 

@@ -86,7 +86,8 @@ class Lab:
         s, target = self.cfg.students, self.student(corpus, seed)
         args = dict(student=self.cfg.student_model, corpus=str(corpus), out=str(target), mode=s.mode, lora=s.lora or None,
                     epochs=s.epochs, max_steps=s.max_steps or None, lr=s.lr or None, batch_size=s.batch_size,
-                    seed=seed, save_steps=10_000, progress=self.verbose, logging_steps=100, cache_dir=self.cache_dir)
+                    group_by_length=s.group_by_length, seed=seed, save_steps=10_000, progress=self.verbose,
+                    logging_steps=100, cache_dir=self.cache_dir)
         return Job("students", item, target, work.train, args, after=(corpus,), complete=work.student_complete)
 
     def clean(self, n: int | None = None, seed: int | None = None) -> tuple[int, int]:
@@ -173,5 +174,5 @@ def run_rounds(planner: Callable[[], list[Job]], lab: Lab, workers: int, bar=Non
         if bar is not None:
             bar.total = (bar.total or 0) + sum(j.cost for j in batch)
             bar.refresh()
-        Scheduler(1 if local else workers, lab.log, verbose=lab.verbose).run(batch, bar)
+        Scheduler(1 if local else workers, lab.log, verbose=lab.verbose, threads=lab.cfg.threads).run(batch, bar)
         seen.update(j.target for j in batch)

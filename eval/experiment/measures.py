@@ -192,7 +192,8 @@ def key_null(lab: Lab, spec: str, student_dir: Path, mode: str, n_keys: int) -> 
 # ------------------------------------------------------------ the teacher's corpora
 def quality(lab: Lab, corpora: dict[str, Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The teacher-quality table and the per-prompt correctness of each corpus (for the frontier)."""
-    inputs = lab.with_task({"corpora": {s: p.name for s, p in corpora.items()}, "reference": lab.teacher_id})
+    inputs = lab.with_task({"corpora": {s: p.name for s, p in corpora.items()}, "reference": lab.teacher_id,
+                            "perplexity_texts": lab.cfg.eval.perplexity_texts})
     if lab.cfg.eval.similarity:
         inputs["similarity"] = "all-MiniLM-L6-v2"
 
@@ -200,8 +201,8 @@ def quality(lab: Lab, corpora: dict[str, Path]) -> tuple[pd.DataFrame, pd.DataFr
         model, tok = lab.teacher()
         recs = {s: read_corpus(p).records for s, p in corpora.items()}
         encoder = MiniLM(next(model.parameters()).device) if lab.cfg.eval.similarity else None
-        teacher_quality(recs, reference=model, eos_id=tok.eos_token_id, task=lab.task,
-                        encoder=encoder).to_csv(tmp / "quality.csv", index=False)
+        teacher_quality(recs, reference=model, eos_id=tok.eos_token_id, task=lab.task, encoder=encoder,
+                        perplexity_texts=lab.cfg.eval.perplexity_texts).to_csv(tmp / "quality.csv", index=False)
         items = [correctness(r, lab.task).assign(protection=s) for s, r in recs.items()]
         pd.concat(items, ignore_index=True).to_csv(tmp / "items.csv", index=False)
 

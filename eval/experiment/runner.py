@@ -26,7 +26,7 @@ from antidistill.students.cache import check_out_dir
 from antidistill.students.corpus import antidistill_version
 from antidistill.watermark.errors import output_lock
 
-from ..core.jobs import Job, Scheduler, Stages, library_chatter
+from ..core.jobs import Job, Scheduler, Stages, library_chatter, threads_per_process, torch_threads
 from ..measures.frontier import frontier
 from ..measures.transfer import capability_transfer
 from . import measures, work
@@ -65,6 +65,7 @@ def meta(lab: Lab, stages: Stages, seconds: float, card: dict) -> dict:
                      "transformers": transformers.__version__, "numpy": np.__version__, "pandas": pd.__version__},
         "machine": cpu_info(),
         "student_workers": lab.cfg.students.workers,
+        "threads": lab.cfg.threads or "auto (the free cores, per stage; each computed job's count in `stages`)",
     }
 
 
@@ -81,6 +82,7 @@ class Runner:
         self.stages = Stages(quiet)
         self.quiet = quiet
         self.detectable = [p for p in self.lab.protections.values() if p.has_detector]
+        self.stage_threads: dict[str, int] = {}  # torch threads of the in-process stages (jobs: in `stages`)
 
     # ------------------------------------------------------------ plans
     def corpus_jobs(self) -> list[Job]:
@@ -155,21 +157,24 @@ class Runner:
         fresh = not work.teacher_cached(self.cfg.teacher, lab.cache_dir, self.cfg.task)
         if fresh and not self.quiet:  # its training bar comes before this stage's
             print(f"[1/5] teacher: training {lab.teacher_id} (first use, then cached)", file=sys.stderr)
-        with self._stage(1, "teacher") as bar:
+        with self._stage(1, "teacher") as bar, torch_threads(threads_per_process(1, self.cfg.threads)) as n:
             t0 = time.perf_counter()
             lab.teacher()
-            self.log.add("teacher", lab.teacher_id, "computed" if fresh else "cached", time.perf_counter() - t0)
+            self.log.add("teacher", lab.teacher_id, "computed" if fresh else "cached", time.perf_counter() - t0,
+                         threads=n if fresh else None)
+            self.stage_threads["teacher"] = n
             bar.update(1)
         jobs = self.corpus_jobs()
         with self._stage(2, "corpora", sum(j.cost for j in jobs)) as bar:
-            Scheduler(workers, self.log, verbose=lab.verbose).run(jobs, bar)
+            Scheduler(workers, self.log, verbose=lab.verbose, threads=self.cfg.threads).run(jobs, bar)
         with self._stage(3, "students", 0) as bar:
             run_rounds(self.student_jobs, lab, workers, bar)
         corpora = {p.spec: lab.corpus(p) for p in lab.protections.values()}
         students = {k: path for k, (path, _) in self.student_chains().items()}
         res = self.measure(corpora, students)
         card = measures.teacher_card(lab)  # a named teacher graded on the students' test items (cached)
-        meta_ = meta(lab, self.stages, time.perf_counter() - t_start, card)  # up to the report, which takes seconds
+        # up to the report, which takes seconds
+        meta_ = {**meta(lab, self.stages, time.perf_counter() - t_start, card), "stage_threads": self.stage_threads}
         with self._stage(5, "report") as bar:
             write_report(self.out, public_config(self.cfg, lab.key, lab.key_source), res, meta_)
             bar.update(1)
@@ -179,7 +184,9 @@ class Runner:
     def measure(self, corpora: dict, students: dict) -> RunResults:
         """Stage 4: every evaluation, then capability transfer and the frontier from the grades."""
         todo, tables, e, lab = self.evaluations(corpora, students), {}, self.cfg.eval, self.lab
-        with self._stage(4, "evaluations", len(todo)) as bar:
+        threads = threads_per_process(1, self.cfg.threads)
+        self.stage_threads["evaluations"] = threads
+        with self._stage(4, "evaluations", len(todo)) as bar, torch_threads(threads):
             for fields, fn in todo:
                 bar.set_postfix_str(fields.split()[0])
                 for name, table in zip(fields.split(), fn()):

@@ -33,14 +33,16 @@ def correctness(records, task=None) -> pd.DataFrame:
 
 
 @torch.no_grad()
-def perplexity(model, prompts, completions, *, batch_size: int = 32, eos_id: int | None = None) -> float:
+def perplexity(model, prompts, completions, *, batch_size: int = 64, eos_id: int | None = None) -> float:
     """exp(mean NLL per completion token) of `completions` given `prompts` (token ids) under `model`.
 
     With `eos_id`, the EOS that ended each completion is scored too (the model must also stop well).
+    Texts are batched in order of length, so batches carry little padding.
     """
     device = next(model.parameters()).device
     total_nll, total_tok = 0.0, 0
-    items = [(list(p), list(c) + ([eos_id] if eos_id is not None else [])) for p, c in zip(prompts, completions)]
+    items = sorted(((list(p), list(c) + ([eos_id] if eos_id is not None else []))
+                    for p, c in zip(prompts, completions)), key=lambda pc: len(pc[0]) + len(pc[1]))
     for start in range(0, len(items), batch_size):
         chunk = items[start:start + batch_size]
         width = max(len(p) + len(c) for p, c in chunk)
@@ -61,22 +63,33 @@ def perplexity(model, prompts, completions, *, batch_size: int = 32, eos_id: int
     return math.exp(total_nll / total_tok) if total_tok else float("nan")
 
 
+def perplexity_sample(records: list[dict], n: int, seed: int = 0) -> set:
+    """The ids of `n` records drawn at random (all when n is 0 or at least their number): the same
+    ids in every corpus of a run, so perplexities compare on the same prompts."""
+    ids = [r["id"] for r in records]
+    if not n or n >= len(ids):
+        return set(ids)
+    return {ids[i] for i in np.random.default_rng(seed).choice(len(ids), size=n, replace=False)}
+
+
 def teacher_quality(corpora: dict[str, list[dict]], *, baseline: str = "none", reference=None,
                     eos_id: int | None = None, ngram: tuple[int, ...] = (2, 3), task=None,
-                    encoder=None) -> pd.DataFrame:
+                    encoder=None, perplexity_texts: int = 0) -> pd.DataFrame:
     """One row per protection: accuracy (+ exact 95% CI), paired exact test vs `baseline` on the
     prompts both answered, perplexity under `reference` (a model, optional; the runner gives the
     unprotected teacher), distinct-n, next-token entropy given the previous token (bits), mean length
     (tokens), mean share of the reasoning shown (1 unless a `trace` countermeasure withheld some) and
     extra forward passes per token. With `encoder` (a `similarity.MiniLM`), also the mean cosine
     similarity of each answer to `baseline`'s answer to the same prompt (free-form answers, where
-    accuracy says little).
+    accuracy says little). Perplexity is over `perplexity_texts` prompts drawn at random, the same in
+    every corpus (0: all; its standard error over 2,000 texts is far below the differences it shows).
 
     `corpora` maps a protection spec to its corpus records (same prompt ids across corpora).
     """
     if baseline not in corpora:
         raise ValueError(f"baseline {baseline!r} is not among the corpora {list(corpora)}")
     base = correctness(corpora[baseline], task).set_index("id")
+    sample = perplexity_sample(corpora[baseline], perplexity_texts)
     rows = []
     for spec, records in corpora.items():
         corr = correctness(records, task)
@@ -101,6 +114,9 @@ def teacher_quality(corpora: dict[str, list[dict]], *, baseline: str = "none", r
             sims = encoder.similarity([a for a, _ in pairs], [b for _, b in pairs]) if pairs else []
             row["similarity_to_none"] = float(np.mean(sims)) if len(sims) else float("nan")
         if reference is not None:
-            row["perplexity"] = perplexity(reference, [r["prompt_ids"] for r in records], comps, eos_id=eos_id)
+            scored = [r for r in records if r["id"] in sample]
+            row["perplexity"] = perplexity(reference, [r["prompt_ids"] for r in scored],
+                                           [r["completion_ids"] for r in scored], eos_id=eos_id)
+            row["perplexity_n"] = len(scored)
         rows.append(row)
     return pd.DataFrame(rows)

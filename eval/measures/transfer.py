@@ -72,6 +72,9 @@ def boot_means(m: np.ndarray, seed_w: np.ndarray, item_w: np.ndarray) -> np.ndar
     return np.einsum("bji,bi->bj", per_item, item_w) / (s * n)
 
 
+ROBUST_CONF = 0.99  # the stricter interval a conclusion must clear to be called robust (report)
+
+
 def capability_transfer(items: pd.DataFrame, *, base: str | None = "base", raw: str = "raw",
                         n_boot: int = 2000, conf: float = 0.95, seed: int = 0) -> pd.DataFrame:
     """`items`: long table with columns student, seed, id, skill, correct (every student graded with
@@ -79,7 +82,8 @@ def capability_transfer(items: pd.DataFrame, *, base: str | None = "base", raw: 
 
     One row per (student, skill) incl. skill `all`: accuracy (mean over seeds and items), 95% CI,
     DE = acc / acc_raw and transfer ratio = (acc - acc_base) / (acc_raw - acc_base), each with an
-    interval from a bootstrap over seeds and items; per seed (seed k of a student against seed k of
+    interval from a bootstrap over seeds and items (accuracy and DE also at ROBUST_CONF, the `_99`
+    columns, from the same replicates); per seed (seed k of a student against seed k of
     raw): accuracy, DE and the exact paired test on the items.
     """
     students = list(dict.fromkeys(items["student"]))
@@ -87,7 +91,7 @@ def capability_transfer(items: pd.DataFrame, *, base: str | None = "base", raw: 
         raise ValueError(f"raw student {raw!r} missing from {students}")
     cube, seeds, keys = _cube(items, students)
     skills_of = np.array([k[0] for k in keys])
-    a = (1 - conf) / 2
+    a, a99 = (1 - conf) / 2, (1 - ROBUST_CONF) / 2
     rng = np.random.default_rng(seed)
     j_raw = students.index(raw)
     j_base = students.index(base) if base in students else None
@@ -111,7 +115,9 @@ def capability_transfer(items: pd.DataFrame, *, base: str | None = "base", raw: 
             tests = [paired_exact_test(m[j, k].astype(bool), m[j_raw, k].astype(bool)) for k in range(len(seeds))]
             row = {"student": s, "skill": skill, "n": n, "n_seeds": len(seeds), "accuracy": acc[j],
                    "acc_lo": q(boot[:, j], a), "acc_hi": q(boot[:, j], 1 - a),
-                   "de": float(_ratio(acc[j], acc[j_raw])), "de_lo": q(de_b[:, j], a), "de_hi": q(de_b[:, j], 1 - a)}
+                   "de": float(_ratio(acc[j], acc[j_raw])), "de_lo": q(de_b[:, j], a), "de_hi": q(de_b[:, j], 1 - a),
+                   "acc_lo_99": q(boot[:, j], a99), "acc_hi_99": q(boot[:, j], 1 - a99),
+                   "de_lo_99": q(de_b[:, j], a99), "de_hi_99": q(de_b[:, j], 1 - a99)}
             if j_base is not None:
                 row.update(transfer=float(tr[j]), transfer_lo=q(tr_b[:, j], a), transfer_hi=q(tr_b[:, j], 1 - a))
             row.update(wins_vs_raw=sum(t["a_only"] for t in tests), losses_vs_raw=sum(t["b_only"] for t in tests),

@@ -115,7 +115,7 @@ def _detection_section(cfg, t: dict, meta: dict) -> list[str]:
              f"this report (total and stages in run.json"
              + (f"; taken from the cache, made by an earlier run with the same settings: {', '.join(meta['reused_from_cache'])}"
                 if meta.get("reused_from_cache") else "") + "). Campaigns wrap their prompts in CoT-elicitation wrappers of the "
-             f"*held-out* families only.", "",
+             "*held-out* families only.", "",
              "## Detection at fixed false-positive rate", "",
              "TPR = share of campaign accounts flagged; FPR = share of the evaluation legitimate accounts flagged "
              "(95% Clopper-Pearson interval). An account is flagged when its conformal p-value "

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from antidistill.watermark.errors import UserError
 
-from ..batching import Collator, encode_prompts, example_features
+from ..batching import Collator, encode_prompts, example_features, length_grouped_batches
 from ..cache import build_once, cache_root, config_hash
 from ..tasks.registry import DemoTask, accuracy_by_skill, parse_task
 from ..tasks.suite import TaskConfig
@@ -111,18 +111,6 @@ def teacher_card(cache_dir=None, config: TeacherConfig | None = None) -> dict:
     return json.loads((teacher_dir(config, cache_dir) / "teacher_card.json").read_text())
 
 
-def _length_grouped_batches(lengths: list[int], batch_size: int, gen: torch.Generator, group: int = 64):
-    """One epoch of batches: shuffle, sort each run of `group` batches' worth by length, cut into
-    batches, shuffle the batches. Padding (about a third of the compute with random batches)
-    nearly vanishes; the order of batches stays random."""
-    perm = torch.randperm(len(lengths), generator=gen).tolist()
-    batches = []
-    for start in range(0, len(perm), batch_size * group):
-        chunk = sorted(perm[start:start + batch_size * group], key=lengths.__getitem__)
-        batches += [chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size)]
-    return [batches[i] for i in torch.randperm(len(batches), generator=gen).tolist()]
-
-
 def train_teacher(config: TeacherConfig, cache_dir=None, progress: bool = True):
     """Train the demo teacher from scratch, or fine-tune the pretrained model its preset names;
     returns (model, tokenizer, card)."""
@@ -154,7 +142,7 @@ def train_teacher(config: TeacherConfig, cache_dir=None, progress: bool = True):
     bar = tqdm(range(config.steps), desc="demo teacher", unit="step", disable=not progress, file=sys.stderr)
     for step in bar:
         if not batches:
-            batches = _length_grouped_batches(lengths, config.batch_size, gen)
+            batches = length_grouped_batches(lengths, config.batch_size, gen)
         batch = collate([data[i] for i in batches.pop()])
         loss = model(**batch).loss
         loss.backward()

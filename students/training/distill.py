@@ -88,7 +88,8 @@ def train_student(student: str, corpus, out, *, progress: bool = True, cache_dir
     """Distil `student` (preset, 'demo', model folder or hub id) on `corpus`; returns the manifest.
 
     `settings` are the fields of `TrainingSpec` (mix_corpus, mix, mode, lora, epochs, max_steps, lr,
-    batch_size, seed, save_steps, retokenize, logging_steps), validated before anything is read.
+    batch_size, seed, save_steps, retokenize, logging_steps, group_by_length), validated before
+    anything is read.
     Rerunning with the same arguments after a kill resumes from the last checkpoint; a finished
     output folder is returned as is.
     """
@@ -114,7 +115,8 @@ def build_trainer(spec: TrainingSpec, model, feats: list[dict], collator: Collat
         save_total_limit=2, seed=spec.seed, data_seed=spec.seed, report_to="none", disable_tqdm=not progress,
         remove_unused_columns=False, use_cpu=resolve_device(device).type == "cpu",
         dataloader_num_workers=0, label_names=["labels"], ddp_find_unused_parameters=False)
-    trainer = DistillTrainer(model=model, args=args, train_dataset=feats, data_collator=collator)
+    trainer = DistillTrainer(model=model, args=args, train_dataset=feats, data_collator=collator,
+                             group_by_length=spec.group_by_length)
     if not progress:  # keep stdout for the one-line result
         trainer.remove_callback(PrinterCallback)
         trainer.remove_callback(ProgressCallback)

@@ -17,6 +17,8 @@ from transformers import Trainer
 
 from antidistill.watermark.errors import UserError
 
+from ..batching import LengthGroupedOrder
+
 
 def kd_loss(logits: torch.Tensor, kd_ids: torch.Tensor, kd_logprobs: torch.Tensor,
             kd_mask: torch.Tensor) -> torch.Tensor:
@@ -52,7 +54,20 @@ class Diverged(UserError):
 
 class DistillTrainer(Trainer):
     """A `transformers.Trainer` that owns the choice of loss per batch (SFT, weighted SFT, logit KD),
-    the weighted token count of an accumulated batch, and the refusal of a non-finite loss."""
+    the weighted token count of an accumulated batch, the refusal of a non-finite loss, and (with
+    `group_by_length`) batches of similar lengths in random order."""
+
+    def __init__(self, *args, group_by_length: bool = False, **kwargs):
+        self.group_by_length = group_by_length
+        super().__init__(*args, **kwargs)
+
+    def _get_train_sampler(self, train_dataset=None):
+        # The Trainer's own group_by_length takes a mega-batch's batches longest first, so on a task
+        # whose skills differ in length every 50 steps run from one skill to another; ours shuffles them.
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        if not self.group_by_length or dataset is None:
+            return super()._get_train_sampler(train_dataset)
+        return LengthGroupedOrder([len(f["input_ids"]) for f in dataset], self.args.train_batch_size, self.args.seed)
 
     def get_batch_samples(self, epoch_iterator, num_batches: int, device):
         samples, num_items = super().get_batch_samples(epoch_iterator, num_batches, device)

@@ -41,7 +41,8 @@ def test_smoke_end_to_end(first_run):
     assert meta["versions"]["torch"] and meta["seed"] == 0 and len(meta["key_fingerprint"]) == 16
     assert meta["training_seeds"] == [0, 1] and meta["machine"]["cpu_model"] and meta["machine"]["torch_threads"] >= 1
     assert set(meta["stage_seconds"]) >= {"teacher", "corpora", "students", "evaluations"}
-    assert "## What holds in every seed" in report and "p per seed 0, 1:" in report
+    assert "## What carries over" in report and "p per seed 0, 1:" in report
+    assert meta["stage_threads"]["evaluations"] >= 1 and meta["threads"].startswith("auto")
     written = json.loads((out / "config.json").read_text())
     assert written["key"] == {"fingerprint": meta["key_fingerprint"], "source": "demo", "file": ""}
     assert {**written, "key": as_dict(preset_config("smoke"))["key"]} == as_dict(preset_config("smoke"))

@@ -2,7 +2,6 @@
 which `generate` applies to every row a processor leaves alone: bit for bit wherever the logits have no
 ties at the nucleus boundary; with ties there, each keeps a valid nucleus but not always the same members
 (transformers sorts ascending, we sort descending), which is why ours stays."""
-import pytest
 import torch
 from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
 
