@@ -239,9 +239,8 @@ def trainer_loop(model, feats, tokenizer, shape: str, batch: int, warmup: int, s
         def on_step_end(self, args, state, control, **kwargs):
             self.ends.append(time.perf_counter())
 
-    # random batches, as the bare loop's: the two compare the loop, not the batch order (padding is its own row)
     spec = TrainingSpec(shape, None, max_steps=warmup + steps, batch_size=batch, seed=0,
-                        save_steps=RUNNER_SAVE_STEPS, logging_steps=RUNNER_LOG_STEPS, group_by_length=False)
+                        save_steps=RUNNER_SAVE_STEPS, logging_steps=RUNNER_LOG_STEPS)
     # The Trainer `train_student` builds, on a model and features built here.
     collator = Counting(tokenizer.pad_token_id)
     trainer = build_trainer(spec, model, feats, collator, tmp)

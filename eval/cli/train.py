@@ -29,9 +29,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--retokenize", action=argparse.BooleanOptionalAction, default=None,
                    help="sft only: re-encode the corpus text with the student's tokenizer (default: exactly when "
                         "the corpus was tokenized by another tokenizer; logit KD then is refused)")
-    p.add_argument("--group-by-length", action=argparse.BooleanOptionalAction, default=True,
-                   help="batches of similar lengths in random order (default; less padding), or the Trainer's "
-                        "random batches")
+    p.add_argument("--group-by-length", action=argparse.BooleanOptionalAction, default=False,
+                   help="batches of similar lengths in random order (less padding; on a task whose skills differ "
+                        "in length each batch then holds one skill, which can slow learning), instead of random ones")
     p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
