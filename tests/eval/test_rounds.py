@@ -1,6 +1,7 @@
 """run_rounds: a planner that asks only for what it can see is called until it asks for nothing new;
 corpus edits (this process) run before trainings, and whatever a round made is never run twice."""
 from pathlib import Path
+from types import SimpleNamespace
 
 from antidistill.eval.core.store import StageLog
 from antidistill.eval.experiment.lab import LOCAL, ready, run_rounds
@@ -17,6 +18,7 @@ def make(target: Path) -> None:
 class FakeLab:
     def __init__(self):
         self.log, self.verbose = StageLog(), False
+        self.cfg = SimpleNamespace(threads=1)  # the run's fixed thread count (0 would sample the machine)
 
 
 def test_rounds_follow_what_exists(tmp_path):
