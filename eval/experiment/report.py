@@ -468,11 +468,12 @@ def _reproduce(cfg: dict, meta: dict) -> list[str]:
            "The exact config is in `config.json`; versions, seeds, timings, every stage's status and the CPU (model, "
            "instruction-set flags, torch threads) in `run.json`.", "",
            f"What is bit-reproducible: on the same machine (here {mach.get('cpu_model', 'unknown CPU')}, torch kernels "
-           f"at {mach.get('torch_cpu_capability')}, {mach.get('torch_threads')} torch thread(s)) and the same versions, "
-           "a rerun gives the same numbers, since every stage is seeded (sampling, initialisation, data order). On "
-           "another CPU model or thread count torch's CPU kernels may round differently, training amplifies those "
-           "last bits, and exact numbers can differ; what carries over are the conclusions above that hold in every "
-           "seed, which is why every student is trained with several seeds and every interval covers them.", ""]
+           f"at {mach.get('torch_cpu_capability')}, each job's torch threads as `run.json` records them) and the same "
+           "versions, a rerun gives the same numbers, since every stage is seeded (sampling, initialisation, data "
+           "order). On another CPU model or thread count torch's CPU kernels may round differently, training "
+           "amplifies those last bits, and exact numbers can differ; what carries over are the conclusions listed as "
+           "robust under \"What carries over\", which is why every student is trained with several seeds and every "
+           "interval covers them.", ""]
 
 
 def write_config_and_meta(out: Path, cfg: dict, meta: dict) -> None:
