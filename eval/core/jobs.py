@@ -10,7 +10,7 @@ Threads per process (`threads_per_process`): a fixed number when the user gives 
 cores other programs leave free, split over the processes, decided afresh for each round of jobs.
 Torch's threads wait for each other at every operation: on a core another program holds, the
 others spin until the slow one is scheduled, so two threads beside one busy program run slower than
-one thread (results/bench/training.md, contention). The thread count changes the last bits of the
+one thread (results/bench/training.md, contention). The thread count can change the last bits of the
 numbers (not the conclusions); run.json records it, and a fixed `threads` repeats the bits.
 """
 from __future__ import annotations
