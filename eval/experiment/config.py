@@ -342,11 +342,12 @@ SMOKE = {
 
 # The rest of the countermeasures, each family swept over its parameter (how the ranges were chosen:
 # results/frontier/NOTES.md); corpora, students and settings are the default's, so `none`,
-# `temperature:t=1.5` and `trace:keep=answer` come from its cache.
+# `temperature:t=1.5` and `trace:keep=answer` come from its cache. `gumbel:h=2` (the natural run's
+# spec) is the distortion-free watermark's point: what a student learns from a watermarked teacher.
 FRONTIER = {
     "name": "frontier",
     "protections": ["none", "temperature:t=[1.3,1.5,1.8]", "ads:lam=[0.5,1,2,3]", "poe:gamma=0.3",
-                    "doge:beta=3", "trace:keep=[answer,results]"],
+                    "doge:beta=3", "trace:keep=[answer,results]", "gumbel:h=2"],
     "eval": {"detectability": False, "audit": False},
 }
 
