@@ -164,20 +164,25 @@ def _conclusions(res: RunResults, alpha: float, demo: bool = True) -> tuple[list
                 continue
             des = [float(v) for v in str(r.de_seeds).split()]
             ps = _seeds_p(r)
-            for sign, word in ((-1, "less"), (1, "more")):
-                k = sum(sign * (d - 1) > 0 and p < 0.05 for d, p in zip(des, ps))
-                pooled99 = r.de_hi_99 < 1 if sign < 0 else r.de_lo_99 > 1
-                pooled95 = r.de_hi < 1 if sign < 0 else r.de_lo > 1
-                if not (pooled95 or k):
-                    continue
-                line = (f"**{s}** teaches its student {word} than raw: DE {r.de:.2f}, 95% [{r.de_lo:.2f}, "
-                        f"{r.de_hi:.2f}], 99% [{r.de_lo_99:.2f}, {r.de_hi_99:.2f}]; significant (paired p < 0.05) "
-                        f"in {k} of {len(ps)} seeds")
-                if pooled99:
+            n = len(ps)
+            k_less = sum(d < 1 and p < 0.05 for d, p in zip(des, ps))
+            k_more = sum(d > 1 and p < 0.05 for d, p in zip(des, ps))
+            stats = (f"DE {r.de:.2f}, 95% [{r.de_lo:.2f}, {r.de_hi:.2f}], 99% [{r.de_lo_99:.2f}, "
+                     f"{r.de_hi_99:.2f}]")
+            if r.de_hi < 1 or r.de_lo > 1:  # the pooled 95% interval picks a direction
+                less = r.de_hi < 1
+                k, k_other = (k_less, k_more) if less else (k_more, k_less)
+                line = (f"**{s}** teaches its student {'less' if less else 'more'} than raw: {stats}; significant "
+                        f"(paired p < 0.05) in {k} of {n} seeds"
+                        + (f", the other way in {k_other}" if k_other else ""))
+                if (r.de_hi_99 < 1) if less else (r.de_lo_99 > 1):
                     robust.append(line + ".")
                 else:
-                    fragile.append(line + (" (the 95% interval excludes 1, the 99% does not)." if pooled95
-                                           else " (the pooled interval includes 1)."))
+                    fragile.append(line + " (the 95% interval excludes 1, the 99% does not).")
+            elif k_less or k_more:  # some seeds differ from raw, the pooled interval does not: one line
+                ways = " and ".join(f"{w} in {k} of {n} seeds" for w, k in (("less", k_less), ("more", k_more)) if k)
+                fragile.append(f"**{s}** teaches its student significantly (paired p < 0.05) {ways} than raw, "
+                               f"but the pooled interval includes 1: {stats}.")
         if demo and "raw" in allk.index:  # the demo world's bar for a student that learned the suite
             r = allk.loc["raw"]
             seeds = [float(v) for v in str(r.acc_seeds).split()]

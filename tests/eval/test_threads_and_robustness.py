@@ -52,11 +52,17 @@ def test_a_capability_claim_is_robust_only_when_its_99_interval_excludes_one():
                    ("temp", "all", 0.7, 0.5, 0.8, 0.85, 0.7, 0.98, 0.65, 1.02, "0.7 0.7 0.7", "0.8 0.8 0.95",
                     "0.001 0.01 0.3"),
                    # no seed significant and the pooled interval includes 1: not listed at all
-                   ("kgw", "all", 0.8, 0.6, 0.9, 0.99, 0.8, 1.2, 0.75, 1.25, "0.8 0.8 0.8", "1 1 1", "0.5 0.6 0.7")])
+                   ("kgw", "all", 0.8, 0.6, 0.9, 0.99, 0.8, 1.2, 0.75, 1.25, "0.8 0.8 0.8", "1 1 1", "0.5 0.6 0.7"),
+                   # one seed significantly below raw, one above, pooled interval includes 1: one line
+                   ("doge", "all", 0.8, 0.6, 0.9, 0.96, 0.76, 1.24, 0.71, 1.32, "0.7 0.8 0.9", "0.8 1.0 1.2",
+                    "0.01 0.9 0.02")])
     robust, fragile = _conclusions(RunResults({}, transfer=t), 1e-4)
     assert any(x.startswith("**trace** teaches its student less") and "in 3 of 3 seeds" in x for x in robust)
     assert any(x.startswith("**temp** teaches its student less") and "the 99% does not" in x for x in fragile)
     assert not any("kgw" in x for x in robust + fragile)
+    doge = [x for x in robust + fragile if "doge" in x]
+    assert doge == [x for x in fragile if "doge" in x] and len(doge) == 1
+    assert "less in 1 of 3 seeds and more in 1 of 3 seeds" in doge[0] and "pooled interval includes 1" in doge[0]
     assert any(x.startswith("The raw student learns most") for x in robust)  # 99% lower bound 60% > 50%
     low = _transfer([("raw", "all", 0.6, 0.45, 0.7, 1, 1, 1, 1, 1, "0.6 0.4 0.8", "1 1 1", "1 1 1")])
     assert any(x.startswith("The raw student") for x in _conclusions(RunResults({}, transfer=low), 1e-4)[1])
