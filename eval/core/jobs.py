@@ -19,6 +19,7 @@ import contextlib
 import os
 import resource
 import sys
+import threading
 import time
 import warnings
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -127,6 +128,18 @@ def library_chatter(verbose: bool):
             tlog.enable_progress_bar()
 
 
+def _exit_with_parent(parent: int) -> None:
+    """A worker's initializer: exit when the parent is gone. A killed `antidistill run` would
+    otherwise leave its workers finishing their jobs, holding their folders' locks, and the rerun
+    that resumes it would find them taken."""
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
 def _in_worker(fn: Callable[[Any], Any], args: Any, threads: int) -> float:
     """A job in a spawned worker with `threads` torch threads and no library chatter; seconds."""
     import torch
@@ -183,7 +196,8 @@ class Scheduler:
                     job.fn(job.args)
                 self._done(job, time.perf_counter() - t0, bar, threads)
             return
-        with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+        with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_exit_with_parent,
+                                 initargs=(os.getpid(),)) as pool:
             futures = {pool.submit(_in_worker, j.fn, j.args, threads): j for j in ready}
             for f in as_completed(futures):
                 self._done(futures[f], f.result(), bar, threads)

@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -147,3 +150,47 @@ def test_stages_time_each_stage():
     with st.stage("one"):
         pass
     assert set(st.seconds) == {"one"} and st.seconds["one"] >= 0 and "one" in st.cpu_seconds
+
+
+def _workers_of(parent: int) -> list[int]:
+    """Pids of the spawned pool workers whose parent is `parent` (from /proc)."""
+    out = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            stat, cmd = (d / "stat").read_text(), (d / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == parent and b"spawn_main" in cmd and b"resource_tracker" not in cmd:
+            out.append(int(d.name))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds the workers in /proc")
+def test_workers_exit_when_the_run_is_killed(tmp_path):
+    """A killed run's workers must not finish their jobs and hold their folders from the rerun."""
+    script = ("import sys, time\nfrom pathlib import Path\nfrom antidistill.eval.core.jobs import Job, Scheduler\n"
+              "from antidistill.eval.core.store import StageLog\nt = Path(sys.argv[1])\n"
+              "Scheduler(2, StageLog(), threads=1).run([Job('s', str(i), t / str(i), time.sleep, 300) for i in (0, 1)])\n")
+    parent = subprocess.Popen([sys.executable, "-c", script, str(tmp_path)])
+    try:
+        deadline = time.monotonic() + 120
+        while len(workers := _workers_of(parent.pid)) < 2:
+            assert parent.poll() is None and time.monotonic() < deadline, "the pool never started"
+            time.sleep(0.2)
+        time.sleep(1.0)  # the workers are sleeping in their jobs
+    finally:
+        parent.kill()
+        parent.wait()
+    deadline = time.monotonic() + 30
+    while any(_alive(w) for w in workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(_alive(w) for w in workers), "a worker outlived its killed run"
