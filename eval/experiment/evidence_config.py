@@ -18,7 +18,7 @@ from .config import MAX_SEEDS, SEED_MAX, RunConfig
 
 KGW = "kgw:gamma=0.25,delta=2,h=1,hash=left"
 GUMBEL = "gumbel:h=1"
-ADS = "ads:lam=3"  # the frontier's strongest capability-denying point (DE 0.56 in results/frontier)
+ADS = "ads:lam=3"  # the frontier's strongest capability-denying point (DE 0.57 in results/frontier)
 MODES = ("reading", "generation")
 
 
