@@ -49,7 +49,7 @@ from antidistill.watermark.errors import UserError, atomic_write
 
 from ..cli import Parser
 from ..cli.options import POSITIVE, integer
-from ..core.jobs import library_chatter
+from ..core.jobs import exit_with_parent, library_chatter
 
 SHAPES = ("tiny", "mini")  # the default; any `PRESETS` name is accepted
 BATCH = 32  # the experiment's default student batch (StudentsSection.batch_size)
@@ -439,7 +439,8 @@ def machine(threads: int) -> dict:
             "load average (1/5/15 min)": " / ".join(f"{x:.2f}" for x in os.getloadavg())}
 
 
-def _spin() -> None:  # one CPU-bound process, as a second command on the machine would be
+def _spin(parent: int) -> None:  # one CPU-bound process, as a second command on the machine would be
+    exit_with_parent(parent)  # a killed bench must not leave it spinning
     while True:
         pass
 
@@ -465,7 +466,7 @@ def contention(shape: str, batch: int, warmup: int, steps: int, threads: list[in
             rate = {}
             for side in ("idle", "contended"):
                 model, _ = build_model(shape, seed=0, tokenizer=tok)  # the same fresh weights each time
-                spinner = multiprocessing.get_context("spawn").Process(target=_spin, daemon=True)
+                spinner = multiprocessing.get_context("spawn").Process(target=_spin, args=(os.getpid(),), daemon=True)
                 if side == "contended":
                     spinner.start()
                     time.sleep(1.0)  # the child is running before the clock starts

@@ -30,7 +30,8 @@ from typing import Any, Callable, Sequence
 
 from .store import StageLog
 
-__all__ = ["Job", "Scheduler", "Stages", "library_chatter", "is_dir", "threads_per_process", "torch_threads"]
+__all__ = ["Job", "Scheduler", "Stages", "exit_with_parent", "library_chatter", "is_dir", "threads_per_process",
+           "torch_threads"]
 
 BUSY_WINDOW_S = 0.25  # long enough to see a busy program, short beside any stage
 
@@ -128,10 +129,10 @@ def library_chatter(verbose: bool):
             tlog.enable_progress_bar()
 
 
-def _exit_with_parent(parent: int) -> None:
-    """A worker's initializer: exit when the parent is gone. A killed `antidistill run` would
-    otherwise leave its workers finishing their jobs, holding their folders' locks, and the rerun
-    that resumes it would find them taken."""
+def exit_with_parent(parent: int) -> None:
+    """For a spawned child (a pool worker's initializer): exit when the parent is gone. A killed
+    `antidistill run` would otherwise leave its workers finishing their jobs, holding their folders'
+    locks, and the rerun that resumes it would find them taken."""
     def watch():
         while os.getppid() == parent:
             time.sleep(0.5)
@@ -196,7 +197,7 @@ class Scheduler:
                     job.fn(job.args)
                 self._done(job, time.perf_counter() - t0, bar, threads)
             return
-        with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_exit_with_parent,
+        with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=exit_with_parent,
                                  initargs=(os.getpid(),)) as pool:
             futures = {pool.submit(_in_worker, j.fn, j.args, threads): j for j in ready}
             for f in as_completed(futures):
